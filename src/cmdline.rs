@@ -1,0 +1,503 @@
+//! Kernel command line parsing (DESIGN section 3). Pure: text in, settings out.
+//!
+//! The kernel command line and the manifest both produce [`Settings`] (every field
+//! optional); [`Settings::over`] layers them and [`Settings::resolve`] fills in the
+//! documented defaults, giving the [`BootConfig`] the boot runs with.
+
+use serde::Serialize;
+use std::fmt;
+
+/// Where BootExt is: `LABEL=`, `UUID=`, `PARTUUID=`, `PARTLABEL=` or a `/dev` path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum DeviceSpec {
+    Label(String),
+    Uuid(String),
+    PartUuid(String),
+    PartLabel(String),
+    Path(String),
+}
+
+impl DeviceSpec {
+    pub fn parse(text: &str) -> Result<DeviceSpec, String> {
+        let nonempty = |kind: &str, v: &str| {
+            if v.is_empty() {
+                Err(format!("{kind}= needs a value"))
+            } else {
+                Ok(v.to_string())
+            }
+        };
+        if let Some(v) = text.strip_prefix("LABEL=") {
+            Ok(DeviceSpec::Label(nonempty("LABEL", v)?))
+        } else if let Some(v) = text.strip_prefix("UUID=") {
+            Ok(DeviceSpec::Uuid(nonempty("UUID", v)?.to_ascii_lowercase()))
+        } else if let Some(v) = text.strip_prefix("PARTUUID=") {
+            Ok(DeviceSpec::PartUuid(
+                nonempty("PARTUUID", v)?.to_ascii_lowercase(),
+            ))
+        } else if let Some(v) = text.strip_prefix("PARTLABEL=") {
+            Ok(DeviceSpec::PartLabel(nonempty("PARTLABEL", v)?))
+        } else if text.starts_with("/dev/") && text.len() > 5 {
+            Ok(DeviceSpec::Path(text.to_string()))
+        } else {
+            Err(format!(
+                "'{text}' is not LABEL=, UUID=, PARTUUID=, PARTLABEL= or a /dev path"
+            ))
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Label(v) => write!(f, "LABEL={v}"),
+            DeviceSpec::Uuid(v) => write!(f, "UUID={v}"),
+            DeviceSpec::PartUuid(v) => write!(f, "PARTUUID={v}"),
+            DeviceSpec::PartLabel(v) => write!(f, "PARTLABEL={v}"),
+            DeviceSpec::Path(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// Which system image to boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SystemChoice {
+    Active,
+    Recovery,
+    /// A file name under `System/`.
+    Named(String),
+}
+
+impl SystemChoice {
+    pub fn parse(text: &str) -> Result<SystemChoice, String> {
+        match text {
+            "active" => Ok(SystemChoice::Active),
+            "recovery" => Ok(SystemChoice::Recovery),
+            "" => Err("needs active, recovery or an image name".into()),
+            name if name.contains('/') || name == "." || name == ".." => Err(format!(
+                "'{name}' must be a file name in System/, without '/'"
+            )),
+            name => Ok(SystemChoice::Named(name.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for SystemChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SystemChoice::Active => f.write_str("active"),
+            SystemChoice::Recovery => f.write_str("recovery"),
+            SystemChoice::Named(n) => f.write_str(n),
+        }
+    }
+}
+
+/// Size of the tmpfs that holds the writable layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum OverlaySize {
+    /// Percent of RAM, as tmpfs understands `size=N%`.
+    Percent(u8),
+    Bytes(u64),
+}
+
+impl OverlaySize {
+    /// The value for tmpfs' `size=` option.
+    pub fn tmpfs_option(self) -> String {
+        match self {
+            OverlaySize::Percent(p) => format!("{p}%"),
+            OverlaySize::Bytes(b) => b.to_string(),
+        }
+    }
+}
+
+/// `overboot.overlay=tmpfs[:size=N%|NM|NG]`.
+pub fn parse_overlay(text: &str) -> Result<OverlaySize, String> {
+    let rest = text
+        .strip_prefix("tmpfs")
+        .ok_or_else(|| format!("'{text}': only 'tmpfs[:size=N%|NM|NG]' is supported"))?;
+    if rest.is_empty() {
+        return Ok(DEFAULT_OVERLAY_SIZE);
+    }
+    let size = rest
+        .strip_prefix(":size=")
+        .ok_or_else(|| format!("'{text}': expected tmpfs:size=N%, NM or NG"))?;
+    parse_size(size).map_err(|e| format!("'{text}': {e}"))
+}
+
+fn parse_size(size: &str) -> Result<OverlaySize, String> {
+    let (digits, unit) = size.split_at(
+        size.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(size.len()),
+    );
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("size '{size}' does not start with a number"))?;
+    let too_big = || format!("size '{size}' is too large");
+    match unit {
+        "%" if (1..=100).contains(&n) => Ok(OverlaySize::Percent(n as u8)),
+        "%" => Err(format!("size '{size}' must be 1% to 100%")),
+        "M" | "m" => Ok(OverlaySize::Bytes(
+            n.checked_mul(1 << 20).ok_or_else(too_big)?,
+        )),
+        "G" | "g" => Ok(OverlaySize::Bytes(
+            n.checked_mul(1 << 30).ok_or_else(too_big)?,
+        )),
+        _ => Err(format!("size '{size}': unit must be %, M or G")),
+    }
+}
+
+/// What PID 1 does after a fatal error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFail {
+    Shell,
+    Reboot,
+    Poweroff,
+    Halt,
+}
+
+impl OnFail {
+    pub fn parse(text: &str) -> Result<OnFail, String> {
+        match text {
+            "shell" => Ok(OnFail::Shell),
+            "reboot" => Ok(OnFail::Reboot),
+            "poweroff" => Ok(OnFail::Poweroff),
+            "halt" => Ok(OnFail::Halt),
+            _ => Err(format!(
+                "'{text}': expected shell, reboot, poweroff or halt"
+            )),
+        }
+    }
+}
+
+/// Every setting optional: what one source (command line, manifest) says.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    pub bootext: Option<DeviceSpec>,
+    pub system: Option<SystemChoice>,
+    pub toram: Option<bool>,
+    pub overlay: Option<OverlaySize>,
+    pub dirs: Option<bool>,
+    pub timeout_secs: Option<u32>,
+    pub verify: Option<bool>,
+    pub onfail: Option<OnFail>,
+    pub debug: Option<bool>,
+    pub init: Option<String>,
+}
+
+pub const DEFAULT_OVERLAY_SIZE: OverlaySize = OverlaySize::Percent(50);
+pub const DEFAULT_TIMEOUT_SECS: u32 = 30;
+
+/// The settings a boot runs with, defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BootConfig {
+    pub bootext: DeviceSpec,
+    pub system: SystemChoice,
+    pub toram: bool,
+    pub overlay: OverlaySize,
+    pub dirs: bool,
+    pub timeout_secs: u32,
+    /// `None`: verify where a checksum exists.
+    pub verify: Option<bool>,
+    /// `None`: shell if the initramfs has one, else reboot.
+    pub onfail: Option<OnFail>,
+    pub debug: bool,
+    pub init: Option<String>,
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        Settings::default().resolve()
+    }
+}
+
+impl Settings {
+    /// `self` wins where it says something; `lower` fills the rest.
+    pub fn over(self, lower: Settings) -> Settings {
+        Settings {
+            bootext: self.bootext.or(lower.bootext),
+            system: self.system.or(lower.system),
+            toram: self.toram.or(lower.toram),
+            overlay: self.overlay.or(lower.overlay),
+            dirs: self.dirs.or(lower.dirs),
+            timeout_secs: self.timeout_secs.or(lower.timeout_secs),
+            verify: self.verify.or(lower.verify),
+            onfail: self.onfail.or(lower.onfail),
+            debug: self.debug.or(lower.debug),
+            init: self.init.or(lower.init),
+        }
+    }
+
+    pub fn resolve(self) -> BootConfig {
+        BootConfig {
+            bootext: self
+                .bootext
+                .unwrap_or_else(|| DeviceSpec::Label("BootExt".into())),
+            system: self.system.unwrap_or(SystemChoice::Active),
+            toram: self.toram.unwrap_or(false),
+            overlay: self.overlay.unwrap_or(DEFAULT_OVERLAY_SIZE),
+            dirs: self.dirs.unwrap_or(true),
+            timeout_secs: self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS),
+            verify: self.verify,
+            onfail: self.onfail,
+            debug: self.debug.unwrap_or(false),
+            init: self.init,
+        }
+    }
+
+    /// Apply one `key=value` setting (key without the `overboot.` prefix). Shared by
+    /// the command line and the manifest so both accept the same words.
+    pub fn apply(&mut self, key: &str, value: Option<&str>) -> Result<(), String> {
+        let need = |v: Option<&str>| v.ok_or_else(|| format!("overboot.{key} needs a value"));
+        match key {
+            "bootext" => self.bootext = Some(DeviceSpec::parse(need(value)?)?),
+            "system" => self.system = Some(SystemChoice::parse(need(value)?)?),
+            "toram" => self.toram = Some(parse_bool(value.unwrap_or("1"))?),
+            "overlay" => self.overlay = Some(parse_overlay(need(value)?)?),
+            "dirs" => self.dirs = Some(parse_bool(need(value)?)?),
+            "timeout" => {
+                let v = need(value)?;
+                self.timeout_secs =
+                    Some(v.parse().map_err(|_| {
+                        format!("overboot.timeout='{v}' is not a number of seconds")
+                    })?)
+            }
+            "verify" => self.verify = Some(parse_bool(need(value)?)?),
+            "onfail" => self.onfail = Some(OnFail::parse(need(value)?)?),
+            "debug" => self.debug = Some(parse_bool(value.unwrap_or("1"))?),
+            _ => return Err(format!("unknown parameter overboot.{key}")),
+        }
+        Ok(())
+    }
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "yes" | "on" | "true" => Ok(true),
+        "0" | "no" | "off" | "false" => Ok(false),
+        _ => Err(format!("'{v}' is not 0 or 1")),
+    }
+}
+
+/// Result of parsing a kernel command line: the settings found and the problems,
+/// which are reported and never fatal.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    pub settings: Settings,
+    pub warnings: Vec<String>,
+}
+
+/// Split a kernel command line into words the way the kernel does: whitespace
+/// separates, double quotes group (and are dropped).
+pub fn split_words(cmdline: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_quotes = false;
+    let mut has_word = false;
+    for c in cmdline.chars() {
+        match c {
+            '"' => {
+                in_quotes = !in_quotes;
+                has_word = true;
+            }
+            c if c.is_whitespace() && !in_quotes => {
+                if has_word {
+                    words.push(std::mem::take(&mut word));
+                    has_word = false;
+                }
+            }
+            c => {
+                word.push(c);
+                has_word = true;
+            }
+        }
+    }
+    if has_word {
+        words.push(word);
+    }
+    words
+}
+
+/// Parse the kernel command line. Only `overboot.*` and `init=` are ours; the rest
+/// belongs to the kernel and other programs. Everything after `--` goes to init.
+pub fn parse(cmdline: &str) -> Parsed {
+    let mut parsed = Parsed::default();
+    for word in split_words(cmdline) {
+        if word == "--" {
+            break;
+        }
+        let (key, value) = match word.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (word.as_str(), None),
+        };
+        if key == "init" {
+            match value {
+                Some(v) if v.starts_with('/') => parsed.settings.init = Some(v.to_string()),
+                _ => parsed.warnings.push(format!(
+                    "init={} ignored: it must be an absolute path",
+                    value.unwrap_or("")
+                )),
+            }
+            continue;
+        }
+        let Some(ours) = key.strip_prefix("overboot.") else {
+            continue;
+        };
+        if let Err(e) = parsed.settings.apply(ours, value) {
+            parsed.warnings.push(format!("{word}: {e}"));
+        }
+    }
+    parsed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_when_nothing_given() {
+        let p = parse("quiet console=ttyS0 root=/dev/sda1");
+        assert!(p.warnings.is_empty());
+        let c = p.settings.resolve();
+        assert_eq!(c.bootext, DeviceSpec::Label("BootExt".into()));
+        assert_eq!(c.system, SystemChoice::Active);
+        assert!(!c.toram && c.dirs && !c.debug);
+        assert_eq!(c.overlay, OverlaySize::Percent(50));
+        assert_eq!(c.timeout_secs, 30);
+        assert_eq!(c.verify, None);
+        assert_eq!(c.onfail, None);
+        assert_eq!(c.init, None);
+    }
+
+    #[test]
+    fn every_parameter() {
+        let table: &[(&str, fn(&BootConfig) -> bool)] = &[
+            ("overboot.bootext=UUID=AbCd-1234", |c| {
+                c.bootext == DeviceSpec::Uuid("abcd-1234".into())
+            }),
+            ("overboot.bootext=PARTUUID=1-2", |c| {
+                c.bootext == DeviceSpec::PartUuid("1-2".into())
+            }),
+            ("overboot.bootext=PARTLABEL=boot", |c| {
+                c.bootext == DeviceSpec::PartLabel("boot".into())
+            }),
+            ("overboot.bootext=LABEL=X", |c| {
+                c.bootext == DeviceSpec::Label("X".into())
+            }),
+            ("overboot.bootext=/dev/vdb", |c| {
+                c.bootext == DeviceSpec::Path("/dev/vdb".into())
+            }),
+            ("overboot.system=recovery", |c| {
+                c.system == SystemChoice::Recovery
+            }),
+            ("overboot.system=active", |c| {
+                c.system == SystemChoice::Active
+            }),
+            ("overboot.system=v2.squashfs", |c| {
+                c.system == SystemChoice::Named("v2.squashfs".into())
+            }),
+            ("overboot.toram", |c| c.toram),
+            ("overboot.toram=1", |c| c.toram),
+            ("overboot.toram=0", |c| !c.toram),
+            ("overboot.overlay=tmpfs", |c| {
+                c.overlay == OverlaySize::Percent(50)
+            }),
+            ("overboot.overlay=tmpfs:size=25%", |c| {
+                c.overlay == OverlaySize::Percent(25)
+            }),
+            ("overboot.overlay=tmpfs:size=512M", |c| {
+                c.overlay == OverlaySize::Bytes(512 << 20)
+            }),
+            ("overboot.overlay=tmpfs:size=2G", |c| {
+                c.overlay == OverlaySize::Bytes(2 << 30)
+            }),
+            ("overboot.dirs=0", |c| !c.dirs),
+            ("overboot.timeout=5", |c| c.timeout_secs == 5),
+            ("overboot.verify=0", |c| c.verify == Some(false)),
+            ("overboot.verify=1", |c| c.verify == Some(true)),
+            ("overboot.onfail=poweroff", |c| {
+                c.onfail == Some(OnFail::Poweroff)
+            }),
+            ("overboot.onfail=shell", |c| c.onfail == Some(OnFail::Shell)),
+            ("overboot.onfail=reboot", |c| {
+                c.onfail == Some(OnFail::Reboot)
+            }),
+            ("overboot.onfail=halt", |c| c.onfail == Some(OnFail::Halt)),
+            ("overboot.debug", |c| c.debug),
+            ("init=/bin/sh", |c| c.init.as_deref() == Some("/bin/sh")),
+            ("\"overboot.bootext=LABEL=My Disk\"", |c| {
+                c.bootext == DeviceSpec::Label("My Disk".into())
+            }),
+        ];
+        for (line, check) in table {
+            let p = parse(line);
+            assert!(p.warnings.is_empty(), "{line}: {:?}", p.warnings);
+            assert!(check(&p.settings.resolve()), "{line}");
+        }
+    }
+
+    #[test]
+    fn bad_values_and_unknown_parameters_are_reported() {
+        let table = [
+            (
+                "overboot.frobnicate=1",
+                "unknown parameter overboot.frobnicate",
+            ),
+            ("overboot.system=", "needs active"),
+            ("overboot.system=../x", "without '/'"),
+            ("overboot.timeout=soon", "not a number"),
+            ("overboot.overlay=zram", "only 'tmpfs"),
+            ("overboot.overlay=tmpfs:size=0%", "1% to 100%"),
+            ("overboot.overlay=tmpfs:size=12K", "unit must be"),
+            ("overboot.overlay=tmpfs:size=99999999999999G", "too large"),
+            ("overboot.onfail=explode", "expected shell"),
+            ("overboot.bootext=sda1", "not LABEL="),
+            ("overboot.bootext=LABEL=", "needs a value"),
+            ("overboot.dirs", "needs a value"),
+            ("overboot.toram=maybe", "not 0 or 1"),
+            ("init=sbin/init", "absolute path"),
+        ];
+        for (line, expected) in table {
+            let p = parse(line);
+            assert_eq!(p.warnings.len(), 1, "{line}");
+            assert!(
+                p.warnings[0].contains(expected),
+                "{line}: {}",
+                p.warnings[0]
+            );
+            // A bad value never changes a setting.
+            assert_eq!(p.settings, Settings::default(), "{line}");
+        }
+    }
+
+    #[test]
+    fn later_words_win_and_after_double_dash_is_for_init() {
+        let p = parse("overboot.system=recovery overboot.system=active -- overboot.dirs=0");
+        let c = p.settings.resolve();
+        assert_eq!(c.system, SystemChoice::Active);
+        assert!(c.dirs);
+    }
+
+    #[test]
+    fn layering_command_line_over_manifest() {
+        let manifest = Settings {
+            dirs: Some(false),
+            timeout_secs: Some(9),
+            ..Default::default()
+        };
+        let cmd = parse("overboot.dirs=1").settings;
+        let c = cmd.over(manifest).resolve();
+        assert!(c.dirs);
+        assert_eq!(c.timeout_secs, 9);
+    }
+
+    #[test]
+    fn word_splitting() {
+        assert_eq!(
+            split_words("  a  b\t\"c d\" e\"f g\"\n"),
+            vec!["a", "b", "c d", "ef g"]
+        );
+        assert_eq!(split_words("\"\""), vec![""]);
+        assert!(split_words("").is_empty());
+    }
+}
