@@ -247,8 +247,9 @@ impl Settings {
 
     /// Apply one `key=value` setting (key without the `overboot.` prefix). Shared by
     /// the command line and the manifest so both accept the same words.
-    pub fn apply(&mut self, key: &str, value: Option<&str>) -> Result<(), String> {
-        let need = |v: Option<&str>| v.ok_or_else(|| format!("overboot.{key} needs a value"));
+    pub fn apply<'a>(&mut self, key: &str, value: Option<&'a str>) -> Result<(), String> {
+        let missing = || format!("overboot.{key} needs a value");
+        let need = |v: Option<&'a str>| v.ok_or_else(missing);
         match key {
             "bootext" => self.bootext = Some(DeviceSpec::parse(need(value)?)?),
             "system" => self.system = Some(SystemChoice::parse(need(value)?)?),
