@@ -13,6 +13,7 @@ pub mod imagetree;
 pub mod manifest;
 pub mod names;
 pub mod plan;
+pub mod probe;
 pub mod select;
 pub mod state;
 pub mod superblock;
