@@ -10,6 +10,7 @@ pub mod bootext;
 pub mod cli;
 pub mod cmdline;
 pub mod imagetree;
+pub mod kmod;
 pub mod manifest;
 pub mod names;
 pub mod plan;
