@@ -6,3 +6,4 @@
 //! command-line front end.
 
 pub mod cmdline;
+pub mod pid1;
