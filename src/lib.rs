@@ -13,6 +13,7 @@ pub mod imagetree;
 pub mod kmod;
 pub mod manifest;
 pub mod names;
+pub mod pid1;
 pub mod plan;
 pub mod probe;
 pub mod select;
