@@ -1,0 +1,147 @@
+//! End-to-end boots: Debian's stock kernel under QEMU (TCG) with the initramfs that
+//! `overboot mkinitramfs` builds from the static musl binary, a BootExt disk image
+//! built by `tests/e2e/build-bootext.sh`, and an appliance whose init prints markers
+//! on the serial console and powers off. Each test reads the console and asserts.
+//!
+//! Needs root-free tools only (mke2fs -d, sgdisk, mksquashfs, qemu-system-x86_64) and
+//! the musl build (`test.sh` builds it and sets OVERBOOT_MUSL_BIN).
+
+mod e2e_common;
+
+use e2e_common::{boot, bootext, fixture, Boot};
+
+fn assert_booted(log: &Boot, system: &str) {
+    log.assert_has("OVERBOOT-E2E: init started");
+    log.assert_has(&format!("OVERBOOT-E2E: system={system}"));
+    log.assert_has("OVERBOOT-E2E: done");
+    log.assert_lacks("Kernel panic");
+}
+
+fn assert_overmounts(log: &Boot) {
+    let mounts = log.section("mounts");
+    for needle in [
+        " /mnt/livecd squashfs ro,",
+        "overlay / overlay ",
+        " /mnt/overlay tmpfs ",
+        " /mnt/cdrom ext4 ",
+        " /etc/ssh ext4 ",
+        " /etc/hostname ext4 ",
+        " /opt/tools squashfs ro,",
+    ] {
+        assert!(mounts.contains(needle), "no '{needle}' in /proc/mounts:\n{mounts}\n--- log tail ---\n{}", log.tail());
+    }
+    log.assert_has("OVERBOOT-E2E: file /etc/hostname=bootext-host");
+    log.assert_has("OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh");
+    log.assert_has("OVERBOOT-E2E: file /opt/tools/marker=from-tools-image");
+    log.assert_has("OVERBOOT-E2E: root writable");
+}
+
+#[test]
+fn normal_boot_mounts_everything() {
+    let f = fixture();
+    let (disk, _) = bootext(f, "normal", &[]);
+    let log = boot(f, "overboot.onfail=poweroff", &[&disk], None);
+    assert_booted(&log, "appliance");
+    assert_overmounts(&log);
+    let state = log.section("state");
+    assert!(state.contains("\"found_by\": \"LABEL=BootExt\""), "{state}");
+    assert!(state.contains("\"fallback\": null"), "{state}");
+    assert!(state.contains("\"step\": \"overmounts\""), "{state}");
+}
+
+#[test]
+fn recovery_on_request() {
+    let f = fixture();
+    let (disk, _) = bootext(f, "recovery", &[]);
+    let log = boot(f, "overboot.system=recovery overboot.onfail=poweroff", &[&disk], None);
+    assert_booted(&log, "recovery");
+    let state = log.section("state");
+    assert!(state.contains("\"requested\": \"recovery\""), "{state}");
+}
+
+#[test]
+fn corrupt_active_falls_back_to_recovery_with_reason() {
+    let f = fixture();
+    let (disk, _) = bootext(f, "corrupt", &["--corrupt-active"]);
+    let log = boot(f, "overboot.onfail=poweroff", &[&disk], None);
+    assert_booted(&log, "recovery");
+    let state = log.section("state");
+    assert!(state.contains("\"from\": \"active\""), "{state}");
+    assert!(state.contains("not a squashfs image"), "{state}");
+}
+
+#[test]
+fn bootext_by_uuid() {
+    let f = fixture();
+    let uuid = "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b";
+    let (disk, _) = bootext(f, "uuid", &["--label", "NotBootExt", "--uuid", uuid]);
+    let log = boot(f, &format!("overboot.bootext=UUID={uuid} overboot.onfail=poweroff"), &[&disk], None);
+    assert_booted(&log, "appliance");
+    assert!(log.section("state").contains(&format!("\"found_by\": \"UUID={uuid}\"")));
+}
+
+#[test]
+fn bootext_by_partuuid_on_gpt_disk() {
+    let f = fixture();
+    let partuuid = "6a1c3e5f-7b9d-4f2a-8c4e-1d3f5a7b9c2e";
+    let (disk, printed) = bootext(f, "gpt", &["--gpt", "--label", "NotBootExt", "--partuuid", partuuid, "--partlabel", "appliance-data"]);
+    assert!(printed.iter().any(|l| l == &format!("PARTUUID={partuuid}")), "{printed:?}");
+    let log = boot(f, &format!("overboot.bootext=PARTUUID={partuuid} overboot.onfail=poweroff"), &[&disk], None);
+    assert_booted(&log, "appliance");
+    assert_overmounts(&log);
+    let state = log.section("state");
+    assert!(state.contains("\"device\": \"/dev/vda1\""), "{state}");
+}
+
+#[test]
+fn bootext_by_partlabel_on_gpt_disk() {
+    let f = fixture();
+    let (disk, _) = bootext(f, "gpt-label", &["--gpt", "--label", "NotBootExt", "--partlabel", "appliance-data"]);
+    let log = boot(f, "overboot.bootext=PARTLABEL=appliance-data overboot.onfail=poweroff", &[&disk], None);
+    assert_booted(&log, "appliance");
+}
+
+#[test]
+fn bootext_on_a_late_second_disk() {
+    let f = fixture();
+    let (other, _) = bootext(f, "late-other", &["--label", "Scratch"]);
+    let (disk, _) = bootext(f, "late", &[]);
+    let log = boot(f, "overboot.timeout=60 overboot.onfail=poweroff", &[&other], Some(&disk));
+    assert_booted(&log, "appliance");
+    assert!(log.section("state").contains("\"device\": \"/dev/vdb\""), "{}", log.section("state"));
+}
+
+#[test]
+fn no_bootext_prints_the_message_and_follows_the_policy() {
+    let f = fixture();
+    let (other, _) = bootext(f, "none", &["--label", "Scratch"]);
+    // The scratch disk carries the livecd marker; a spec that is not the default
+    // label must not fall back to it.
+    let log = boot(f, "overboot.bootext=LABEL=Missing overboot.timeout=3 overboot.onfail=poweroff", &[&other], None);
+    log.assert_has("LABEL=Missing");
+    log.assert_has("/dev/vda");
+    log.assert_has("Scratch");
+    log.assert_lacks("OVERBOOT-E2E: init started");
+    log.assert_lacks("Kernel panic");
+    assert!(log.powered_off(), "QEMU did not end by power-off:\n{}", log.tail());
+}
+
+#[test]
+fn livecd_marker_is_the_fallback_for_the_default_label() {
+    let f = fixture();
+    let (disk, _) = bootext(f, "marker", &["--label", "Other"]);
+    let log = boot(f, "overboot.timeout=3 overboot.onfail=poweroff", &[&disk], None);
+    assert_booted(&log, "appliance");
+    log.assert_has("livecd");
+}
+
+#[test]
+fn missing_init_is_reported_without_a_panic() {
+    let f = fixture();
+    let (disk, _) = bootext(f, "noinit", &[]);
+    let log = boot(f, "init=/sbin/does-not-exist overboot.onfail=poweroff", &[&disk], None);
+    log.assert_has("/sbin/does-not-exist");
+    log.assert_lacks("OVERBOOT-E2E: init started");
+    log.assert_lacks("Kernel panic");
+    assert!(log.powered_off(), "QEMU did not end by power-off:\n{}", log.tail());
+}

@@ -1,0 +1,128 @@
+//! Shared by the QEMU end-to-end tests: the fixture built once per test binary (the
+//! initramfs from the musl build, the appliance and recovery images), BootExt disks
+//! per test, and a boot that returns the serial console log.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub struct Fixture {
+    pub top: PathBuf,
+    pub dir: PathBuf,
+    pub initrd: PathBuf,
+    pub system: PathBuf,
+    pub recovery: PathBuf,
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The static build that goes into the initramfs.
+pub fn musl_binary(top: &Path) -> PathBuf {
+    let bin = std::env::var_os("OVERBOOT_MUSL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| top.join("target/x86_64-unknown-linux-musl/release/overboot"));
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build --release --target x86_64-unknown-linux-musl` (test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+pub fn fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let top = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dir = top.join("work/e2e");
+        std::fs::create_dir_all(&dir).unwrap();
+        let kdir = PathBuf::from(run(Command::new(top.join("tests/kernel/fetch"))).trim());
+        let kver = kdir.file_name().unwrap().to_string_lossy().into_owned();
+        let initrd = dir.join("initramfs.img");
+        run(Command::new(musl_binary(&top))
+            .arg("mkinitramfs")
+            .arg("-o")
+            .arg(&initrd)
+            .args(["--kver", &kver, "--modules-dir"])
+            .arg(kdir.join("root/lib/modules").join(&kver)));
+        let sys = dir.join("appliance");
+        let rec = dir.join("recovery");
+        run(Command::new(top.join("tests/e2e/build-appliance.sh")).arg(&sys));
+        run(Command::new(top.join("tests/e2e/build-appliance.sh")).arg(&rec).arg("--recovery"));
+        Fixture {
+            system: sys.join("appliance.squashfs"),
+            recovery: rec.join("recovery.squashfs"),
+            top,
+            dir,
+            initrd,
+        }
+    })
+}
+
+/// A BootExt disk image for one test; returns it and the lines the builder printed.
+pub fn bootext(f: &Fixture, name: &str, args: &[&str]) -> (PathBuf, Vec<String>) {
+    let img = f.dir.join(format!("bootext-{name}.img"));
+    let out = run(Command::new(f.top.join("tests/e2e/build-bootext.sh"))
+        .arg(&img)
+        .arg(&f.system)
+        .arg(&f.recovery)
+        .args(args));
+    (img, out.lines().map(str::to_string).collect())
+}
+
+/// What a boot printed, and how QEMU ended.
+pub struct Boot {
+    pub log: String,
+    pub code: Option<i32>,
+}
+
+impl Boot {
+    pub fn assert_has(&self, needle: &str) {
+        assert!(self.log.contains(needle), "the console never showed '{needle}':\n{}", self.tail());
+    }
+    pub fn assert_lacks(&self, needle: &str) {
+        assert!(!self.log.contains(needle), "the console showed '{needle}':\n{}", self.tail());
+    }
+    /// Text between `OVERBOOT-E2E: NAME begin` and `... end`.
+    pub fn section(&self, name: &str) -> String {
+        let begin = format!("OVERBOOT-E2E: {name} begin");
+        let end = format!("OVERBOOT-E2E: {name} end");
+        match (self.log.find(&begin), self.log.find(&end)) {
+            (Some(b), Some(e)) if b < e => self.log[b + begin.len()..e].to_string(),
+            _ => panic!("no {name} section in the console log:\n{}", self.tail()),
+        }
+    }
+    /// QEMU exited by itself (guest power-off), not by the harness timeout.
+    pub fn powered_off(&self) -> bool {
+        self.code == Some(0)
+    }
+    pub fn tail(&self) -> String {
+        let lines: Vec<&str> = self.log.lines().collect();
+        lines[lines.len().saturating_sub(80)..].join("\n")
+    }
+}
+
+/// Boot the fixture's initramfs with `append` and the given disks.
+pub fn boot(f: &Fixture, append: &str, disks: &[&Path], late: Option<&Path>) -> Boot {
+    let mut cmd = Command::new(f.top.join("tests/e2e/run-qemu.sh"));
+    cmd.arg("--initrd").arg(&f.initrd).args(["--append", append, "--timeout", "120"]);
+    for d in disks {
+        cmd.arg("--disk").arg(d);
+    }
+    if let Some(l) = late {
+        cmd.arg("--late-disk").arg(l);
+    }
+    let out = cmd.output().expect("run-qemu.sh");
+    let log = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    Boot { log, code: out.status.code() }
+}
