@@ -372,7 +372,8 @@ mod tests {
 
     #[test]
     fn every_parameter() {
-        let table: &[(&str, fn(&BootConfig) -> bool)] = &[
+        type Check = fn(&BootConfig) -> bool;
+        let table: &[(&str, Check)] = &[
             ("overboot.bootext=UUID=AbCd-1234", |c| {
                 c.bootext == DeviceSpec::Uuid("abcd-1234".into())
             }),

@@ -2,7 +2,18 @@
 //!
 //! Pure modules (data in, data out, unit-tested without root): `cmdline`,
 //! `manifest`, `names`, `superblock`, `plan`, `state`. The thin layer that touches
-//! the kernel lives in `sys`. `assemble` runs a plan with `sys`; `cli` is the
-//! command-line front end.
+//! the kernel lives in `sys`. `select` and `bootext` read BootExt through it;
+//! `assemble` runs a plan with it; `cli` is the command-line front end.
 
+pub mod assemble;
+pub mod bootext;
+pub mod cli;
 pub mod cmdline;
+pub mod imagetree;
+pub mod manifest;
+pub mod names;
+pub mod plan;
+pub mod select;
+pub mod state;
+pub mod superblock;
+pub mod sys;

@@ -1,3 +1,56 @@
+use overboot::cli;
+
+/// A plain stderr logger for commands (PID 1 installs the kmsg logger instead).
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!(
+                "overboot: {}: {}",
+                r.level().as_str().to_lowercase(),
+                r.args()
+            );
+        }
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLogger = StderrLogger;
+
 fn main() {
-    std::process::exit(0);
+    let args: Vec<String> = std::env::args().collect();
+    let _ = log::set_logger(&LOGGER);
+    let verbose = std::env::var_os("OVERBOOT_DEBUG").is_some();
+    log::set_max_level(if verbose {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Warn
+    });
+    let rest = args.get(2..).unwrap_or(&[]);
+    let code = match args.get(1).map(String::as_str) {
+        Some("assemble") => cli::assemble_main(rest),
+        Some("plan") => cli::plan_main(rest),
+        Some("check") => cli::check_main(rest),
+        Some("help" | "--help" | "-h") => {
+            println!("{}", cli::USAGE);
+            0
+        }
+        Some("--version") => {
+            println!("overboot {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some(other) => {
+            eprintln!("overboot: unknown command '{other}'\n\n{}", cli::USAGE);
+            2
+        }
+        None => {
+            eprintln!("{}", cli::USAGE);
+            2
+        }
+    };
+    std::process::exit(code);
 }

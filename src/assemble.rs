@@ -1,0 +1,562 @@
+//! Steps 4 and 6–9 of a boot (DESIGN section 2): select the image, stack the overlay,
+//! make the overmounts, record the state. Used by PID 1 (into `/sysroot`), by
+//! `overboot assemble` (dracut, mkinitcpio, tests).
+//!
+//! On a fatal error everything already done is undone: the new root and the staging
+//! area are detached and the loop devices, attached with autoclear, go with them.
+
+use crate::bootext;
+use crate::cmdline::{self, BootConfig};
+use crate::names::TargetPath;
+use crate::plan::{self, MountKind, PlannedMount, Skipped};
+use crate::select::{self, CheckedImage};
+use crate::state::{self, Attempt, Booted, Clock, Fallback, MountRecord, State};
+use crate::sys::confined::Confined;
+use crate::sys::resolve::{self, RootTree, Want};
+use crate::sys::{errno_text, loopdev, mounts};
+use rustix::fd::OwnedFd;
+use rustix::mount::MountAttrFlags;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where overboot makes BootExt, the image and the overlay visible in the new root.
+pub const BOOTEXT_AT: &str = "/mnt/cdrom";
+pub const IMAGE_AT: &str = "/mnt/livecd";
+pub const OVERLAY_AT: &str = "/mnt/overlay";
+
+/// What to assemble.
+pub struct Request {
+    pub bootext: PathBuf,
+    pub root: PathBuf,
+    pub cmdline: String,
+    pub state_path: PathBuf,
+    /// `assemble` or `boot`.
+    pub mode: String,
+    pub bootext_info: state::BootExtInfo,
+}
+
+/// A fatal error: what was looked for, what was found, what to change.
+#[derive(Debug, Clone)]
+pub struct Fatal {
+    pub what: String,
+    pub found: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Fatal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}\n  found: {}\n  to fix: {}",
+            self.what,
+            self.found.replace('\n', "\n    "),
+            self.fix
+        )
+    }
+}
+
+/// The result of a successful assembly.
+pub struct Assembled {
+    pub config: BootConfig,
+    pub state: State,
+}
+
+/// Detaches what was mounted unless disarmed; removes the staging directory.
+struct Undo {
+    root: Option<PathBuf>,
+    staging: Option<PathBuf>,
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if let Some(root) = self.root.take() {
+            let _ = mounts::detach(&root);
+        }
+        if let Some(staging) = self.staging.take() {
+            let _ = mounts::detach(&staging);
+            let _ = std::fs::remove_dir(&staging);
+        }
+    }
+}
+
+fn reserved() -> Vec<TargetPath> {
+    [BOOTEXT_AT, IMAGE_AT, OVERLAY_AT]
+        .iter()
+        .filter_map(|p| TargetPath::parse_absolute(p).ok())
+        .collect()
+}
+
+/// Settings for this boot: command line over manifest over defaults. Shared with
+/// `plan` so both read the same configuration.
+pub fn configure(
+    be: &Confined,
+    cmdline_text: &str,
+    warnings: &mut Vec<String>,
+) -> (BootConfig, crate::manifest::Manifest) {
+    let parsed = cmdline::parse(cmdline_text);
+    warnings.extend(parsed.warnings);
+    let manifest = bootext::read_manifest(be);
+    warnings.extend(manifest.warnings.iter().cloned());
+    (
+        parsed.settings.over(manifest.settings.clone()).resolve(),
+        manifest,
+    )
+}
+
+pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
+    let mut clock = Clock::default();
+    let mut state = State {
+        version: 1,
+        mode: req.mode.clone(),
+        bootext: req.bootext_info.clone(),
+        root: req.root.display().to_string(),
+        ..Default::default()
+    };
+    let be = Confined::open(&req.bootext).map_err(|e| Fatal {
+        what: format!("BootExt at {}", req.bootext.display()),
+        found: e,
+        fix: "check that BootExt is mounted there (or give the right --bootext)".into(),
+    })?;
+    let (config, manifest) = configure(&be, &req.cmdline, &mut state.warnings);
+    state.requested = config.system.to_string();
+    for w in &state.warnings {
+        log::warn!("{w}");
+    }
+    let root_fd = mounts::open_dir(&req.root).map_err(|e| Fatal {
+        what: format!("the new root directory {}", req.root.display()),
+        found: errno_text(e),
+        fix: "create it (an empty directory) before assembling".into(),
+    })?;
+    clock.lap(&mut state, "configure");
+
+    let staging = staging_dir(&req.state_path);
+    let mut undo = Undo {
+        root: None,
+        staging: None,
+    };
+    setup_staging(&staging).map_err(|e| Fatal {
+        what: format!("a staging area at {}", staging.display()),
+        found: e,
+        fix: "overboot needs a writable /run (tmpfs) and a kernel with tmpfs".into(),
+    })?;
+    undo.staging = Some(staging.clone());
+
+    // Step 4 and 6: the system image, with fallback.
+    let image_dir = staging.join("image");
+    let image = mount_system_image(&be, &config, &image_dir, &mut state)?;
+    clock.lap(&mut state, "system-image");
+
+    // Step 6: the writable layer and the overlay root.
+    let overlay_dir = staging.join("overlay");
+    mount_overlay(&image_dir, &overlay_dir, &config, &root_fd).map_err(|e| Fatal {
+        what: "the overlay root (tmpfs upper layer over the system image)".into(),
+        found: e,
+        fix: "check that the kernel has overlayfs and tmpfs, and that overboot.overlay= is valid"
+            .into(),
+    })?;
+    undo.root = Some(req.root.clone());
+    let root = mounts::open_dir(&req.root).map_err(|e| Fatal {
+        what: format!("the assembled root {}", req.root.display()),
+        found: errno_text(e),
+        fix: "this should not happen; report it".into(),
+    })?;
+    state.mounts.push(record(
+        "system",
+        Some(image.image.clone()),
+        IMAGE_AT,
+        IMAGE_AT,
+        "squashfs",
+        true,
+    ));
+    state.mounts.push(record(
+        "overlay",
+        Some(format!("tmpfs size={}", config.overlay.tmpfs_option())),
+        "/",
+        "/",
+        "overlay",
+        false,
+    ));
+    clock.lap(&mut state, "overlay");
+
+    // Step 8, before DIRS so that no entry can hide or land in these.
+    publish(&root, &image_dir, &overlay_dir, &be, &mut state);
+    clock.lap(&mut state, "mountpoints");
+
+    // Step 7: overmounts.
+    let mut entries = bootext::manifest_entries(&be, &manifest);
+    if config.dirs {
+        let dirs = bootext::dirs_entries(&be);
+        entries.candidates.extend(dirs.candidates);
+        entries.skipped.extend(dirs.skipped);
+    } else {
+        state
+            .warnings
+            .push("overboot.dirs=0: DIRS/ entries are not mounted (safe mode)".into());
+    }
+    state.skipped.extend(entries.skipped);
+    let (planned, skipped) = plan::build(entries.candidates, &RootTree(&root), &reserved());
+    state.skipped.extend(skipped);
+    for m in planned {
+        match overmount(&be, &root, &req.root, &m) {
+            Ok(resolved) => {
+                log::info!(
+                    "{} -> {}{}",
+                    m.origin,
+                    m.target,
+                    if resolved != m.target {
+                        format!(" (resolved to {resolved})")
+                    } else {
+                        String::new()
+                    }
+                );
+                state.mounts.push(MountRecord {
+                    origin: m.origin.clone(),
+                    source: m.source.clone(),
+                    target: m.target.to_string(),
+                    resolved: resolved.to_string(),
+                    kind: kind_name(m.kind).into(),
+                    read_only: m.read_only,
+                });
+            }
+            Err(reason) => state.skipped.push(Skipped {
+                entry: m.origin.clone(),
+                reason,
+            }),
+        }
+    }
+    for s in &state.skipped {
+        log::warn!("skipped {}: {}", s.entry, s.reason);
+    }
+    clock.lap(&mut state, "overmounts");
+
+    // Step 9.
+    undo.root = None;
+    drop(undo);
+    clock.lap(&mut state, "state");
+    if let Err(e) = state::write(&state, &req.state_path) {
+        log::warn!("state file not written: {e}");
+    }
+    Ok(Assembled { config, state })
+}
+
+fn record(
+    origin: &str,
+    source: Option<String>,
+    target: &str,
+    resolved: &str,
+    kind: &str,
+    read_only: bool,
+) -> MountRecord {
+    MountRecord {
+        origin: origin.into(),
+        source,
+        target: target.into(),
+        resolved: resolved.into(),
+        kind: kind.into(),
+        read_only,
+    }
+}
+
+fn kind_name(kind: MountKind) -> &'static str {
+    match kind {
+        MountKind::Bind => "bind",
+        MountKind::File => "file",
+        MountKind::Image => "image",
+        MountKind::Tmpfs => "tmpfs",
+    }
+}
+
+/// The staging area lives next to the state file (on `/run`'s tmpfs at boot).
+fn staging_dir(state_path: &Path) -> PathBuf {
+    let dir = state_path.parent().unwrap_or(Path::new("/run/overboot"));
+    dir.join(format!(".staging-{}", std::process::id()))
+}
+
+/// A private tmpfs of our own: mounts under it can be moved (no shared parent) and
+/// nothing in it propagates to the host.
+fn setup_staging(staging: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(staging)
+        .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
+    let mnt = mounts::new_mount(
+        "tmpfs",
+        "overboot-staging",
+        &[("mode", Some("0700")), ("size", Some("1M"))],
+        MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID,
+    )?;
+    let target = mounts::open_dir(staging).map_err(errno_text)?;
+    mounts::attach(&mnt, &target)
+        .map_err(|e| format!("cannot mount on {}: {}", staging.display(), errno_text(e)))?;
+    mounts::make_private(staging).map_err(|e| {
+        format!(
+            "cannot make {} private: {}",
+            staging.display(),
+            errno_text(e)
+        )
+    })?;
+    for sub in ["image", "overlay"] {
+        std::fs::create_dir(staging.join(sub)).map_err(|e| format!("cannot create {sub}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Attach and mount an image read-only; returns the detached mount.
+fn mount_image(file: &OwnedFd, name: &str) -> Result<(OwnedFd, String), String> {
+    let dev = loopdev::attach(file, name)?;
+    // "ro" makes the superblock read-only, so the kernel opens the device read-only.
+    let mnt = mounts::new_mount(
+        "squashfs",
+        &dev.path,
+        &[("ro", None)],
+        MountAttrFlags::MOUNT_ATTR_RDONLY
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOSUID,
+    )?;
+    // The mount holds the device now; dropping `dev` closes our handle only.
+    Ok((mnt, dev.path.clone()))
+}
+
+fn mount_system_image(
+    be: &Confined,
+    config: &BootConfig,
+    at: &Path,
+    state: &mut State,
+) -> Result<CheckedImage, Fatal> {
+    let target = mounts::open_dir(at).map_err(|e| Fatal {
+        what: "the staging directory for the image".into(),
+        found: errno_text(e),
+        fix: "report this".into(),
+    })?;
+    for candidate in select::candidates(&config.system) {
+        let result = select::check(be, &candidate).and_then(|img| {
+            let (mnt, dev) =
+                mount_image(&img.file, &img.image).map_err(|e| format!("{}: {e}", img.image))?;
+            mounts::attach(&mnt, &target)
+                .map_err(|e| format!("{}: cannot attach: {}", img.image, errno_text(e)))?;
+            Ok((img, dev))
+        });
+        match result {
+            Ok((img, dev)) => {
+                log::info!(
+                    "system image {} ({}, {}) from {}",
+                    img.image,
+                    img.superblock.compression,
+                    dev,
+                    candidate.path
+                );
+                state.attempts.push(Attempt {
+                    choice: candidate.choice.into(),
+                    link: img.link.clone(),
+                    image: Some(img.image.clone()),
+                    ok: true,
+                    reason: None,
+                });
+                if let Some(first) = state.attempts.iter().find(|a| !a.ok) {
+                    let reason = first.reason.clone().unwrap_or_default();
+                    log::warn!(
+                        "fell back from {} to {}: {reason}",
+                        first.choice,
+                        candidate.choice
+                    );
+                    state.fallback = Some(Fallback {
+                        from: first.choice.clone(),
+                        reason,
+                    });
+                }
+                state.booted = Some(Booted {
+                    choice: candidate.choice.into(),
+                    link: img.link.clone(),
+                    image: img.image.clone(),
+                    loop_device: Some(dev),
+                });
+                return Ok(img);
+            }
+            Err(reason) => {
+                log::warn!("{} image unusable: {reason}", candidate.choice);
+                state.attempts.push(Attempt {
+                    choice: candidate.choice.into(),
+                    link: Some(candidate.path.clone()),
+                    image: None,
+                    ok: false,
+                    reason: Some(reason),
+                });
+            }
+        }
+    }
+    let found = state
+        .attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.choice, a.reason.as_deref().unwrap_or("?")))
+        .collect::<Vec<_>>()
+        .join("\n");
+    Err(Fatal {
+        what: format!("a bootable system image on BootExt ({})", be.path.display()),
+        found,
+        fix: "put a good squashfs image in System/ and point System/active-system or System/recovery-system at it with a relative link (ln -sfn NAME.squashfs System/active-system)".into(),
+    })
+}
+
+fn mount_overlay(
+    image_dir: &Path,
+    overlay_dir: &Path,
+    config: &BootConfig,
+    root_fd: &OwnedFd,
+) -> Result<(), String> {
+    let size = config.overlay.tmpfs_option();
+    let tmpfs = mounts::new_mount(
+        "tmpfs",
+        "overboot-overlay",
+        &[("size", Some(&size)), ("mode", Some("0755"))],
+        MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID,
+    )?;
+    let at = mounts::open_dir(overlay_dir).map_err(errno_text)?;
+    mounts::attach(&tmpfs, &at)
+        .map_err(|e| format!("cannot mount the tmpfs: {}", errno_text(e)))?;
+    let upper = overlay_dir.join("upper");
+    let work = overlay_dir.join("work");
+    for d in [&upper, &work] {
+        std::fs::create_dir(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    let opts = [
+        ("lowerdir", Some(path_str(image_dir)?)),
+        ("upperdir", Some(path_str(&upper)?)),
+        ("workdir", Some(path_str(&work)?)),
+    ];
+    let overlay = mounts::new_mount("overlay", "overlay", &opts, MountAttrFlags::empty())?;
+    mounts::attach(&overlay, root_fd).map_err(|e| {
+        format!(
+            "cannot mount the overlay on the new root: {}",
+            errno_text(e)
+        )
+    })
+}
+
+fn path_str(p: &Path) -> Result<&str, String> {
+    let s = p
+        .to_str()
+        .ok_or_else(|| format!("{} is not UTF-8", p.display()))?;
+    // overlayfs splits its options at ',' and ':'.
+    if s.contains([',', ':']) {
+        return Err(format!(
+            "{s} contains ',' or ':', which overlayfs options cannot carry"
+        ));
+    }
+    Ok(s)
+}
+
+/// Step 8: BootExt, the image and the overlay at the paths operators use. Problems
+/// here are warnings: the root itself is sound.
+fn publish(root: &OwnedFd, image_dir: &Path, overlay_dir: &Path, be: &Confined, state: &mut State) {
+    let place =
+        |at: &str, how: &dyn Fn(&OwnedFd) -> Result<(), String>| -> Result<String, String> {
+            let target = TargetPath::parse_absolute(at)?;
+            let r = resolve::resolve_target(root, &target, Want::Dir)?;
+            how(&r.fd)?;
+            Ok(r.real.to_string())
+        };
+    let results = [
+        (
+            "system",
+            IMAGE_AT,
+            "squashfs",
+            place(IMAGE_AT, &|fd| {
+                mounts::move_onto(image_dir, fd).map_err(errno_text)
+            }),
+        ),
+        (
+            "overlay-upper",
+            OVERLAY_AT,
+            "tmpfs",
+            place(OVERLAY_AT, &|fd| {
+                mounts::move_onto(overlay_dir, fd).map_err(errno_text)
+            }),
+        ),
+        (
+            "bootext",
+            BOOTEXT_AT,
+            "bind",
+            place(BOOTEXT_AT, &|fd| {
+                let tree = mounts::clone_tree(&be.fd()).map_err(errno_text)?;
+                mounts::attach(&tree, fd).map_err(errno_text)
+            }),
+        ),
+    ];
+    for (origin, at, kind, result) in results {
+        match result {
+            Ok(real) if origin == "system" => {
+                if let Some(m) = state.mounts.iter_mut().find(|m| m.origin == "system") {
+                    m.resolved = real;
+                }
+            }
+            Ok(real) => {
+                let source = if origin == "bootext" {
+                    be.path.display().to_string()
+                } else {
+                    "tmpfs".into()
+                };
+                state
+                    .mounts
+                    .push(record(origin, Some(source), at, &real, kind, false));
+            }
+            Err(e) => state.warnings.push(format!("{at} not made: {e}")),
+        }
+    }
+}
+
+/// Make one overmount; returns where it landed.
+fn overmount(
+    be: &Confined,
+    root: &OwnedFd,
+    root_path: &Path,
+    m: &PlannedMount,
+) -> Result<TargetPath, String> {
+    let want = if m.kind == MountKind::File {
+        Want::File
+    } else {
+        Want::Dir
+    };
+    let source = m.source.as_deref().unwrap_or("");
+    // Prepare the mount before touching the root, so a bad source creates nothing.
+    let mnt = match m.kind {
+        MountKind::Bind | MountKind::File => {
+            let src = be
+                .open_path(source)
+                .map_err(|e| format!("{source}: {}", errno_text(e)))?;
+            mounts::clone_tree(&src)
+                .map_err(|e| format!("cannot bind {source}: {}", errno_text(e)))?
+        }
+        MountKind::Image => {
+            let file = be
+                .open_read(source)
+                .map_err(|e| format!("{source}: {}", errno_text(e)))?;
+            let st =
+                rustix::fs::fstat(&file).map_err(|e| format!("{source}: {}", errno_text(e)))?;
+            select::read_superblock(&file, st.st_size as u64)
+                .map_err(|e| format!("bad image: {e}"))?;
+            mount_image(&file, source)?.0
+        }
+        MountKind::Tmpfs => {
+            let size = m.size.as_deref().unwrap_or("10%");
+            mounts::new_mount(
+                "tmpfs",
+                "overboot-tmpfs",
+                &[("size", Some(size)), ("mode", Some("0755"))],
+                MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID,
+            )?
+        }
+    };
+    let target = resolve::resolve_target(root, &m.target, want)?;
+    mounts::attach(&mnt, &target.fd)
+        .map_err(|e| format!("cannot mount on {}: {}", target.real, errno_text(e)))?;
+    if m.read_only && matches!(m.kind, MountKind::Bind | MountKind::File) {
+        let path = root_path.join(target.real.relative());
+        if let Err(e) = mounts::remount_bind_readonly(&path) {
+            let _ = mounts::detach(&path);
+            return Err(format!(
+                "cannot make {} read-only: {}",
+                target.real,
+                errno_text(e)
+            ));
+        }
+    }
+    Ok(target.real)
+}

@@ -1,0 +1,431 @@
+//! The command-line front end: `assemble`, `plan`, `check`. Exit codes: 0 success,
+//! 1 failure (message on stderr), 2 bad usage.
+
+use crate::assemble::{self, Request};
+use crate::bootext;
+use crate::imagetree::ImageTree;
+use crate::names::{EmptyTree, Tree};
+use crate::plan::{self, PlannedMount, Skipped};
+use crate::select;
+use crate::state::{self, BootExtInfo};
+use crate::sys::confined::Confined;
+use serde::Serialize;
+use std::path::PathBuf;
+
+pub const USAGE: &str = "\
+overboot: early-boot overlay assembler for read-only appliance systems
+
+usage:
+  overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE]
+  overboot plan --bootext DIR [--cmdline STR] [--json]
+  overboot check DIR
+  overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR] [--compress zstd|xz|gzip|none] [--add-shell]
+  overboot help | --help | --version
+
+Run as /init (PID 1) it boots: finds BootExt, assembles the root, switches to it.
+Exit codes: 0 success, 1 failure (message on stderr), 2 bad usage.";
+
+const ASSEMBLE_USAGE: &str = "\
+usage: overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE]
+
+Select the system image on BootExt (DIR), mount it read-only with a tmpfs overlay on
+ROOT, make the DIRS/ and manifest overmounts, publish BootExt, image and overlay at
+/mnt/cdrom, /mnt/livecd, /mnt/overlay, and write the state file.
+  --cmdline STR   kernel command line to obey (default: /proc/cmdline)
+  --state FILE    where to write the record (default: /run/overboot/state.json)";
+
+const PLAN_USAGE: &str = "\
+usage: overboot plan --bootext DIR [--cmdline STR] [--json]
+
+Print the ordered mount plan for the BootExt tree DIR; mounts nothing. Names are
+decoded against the selected image, read offline.";
+
+const CHECK_USAGE: &str = "\
+usage: overboot check DIR
+
+Validate a BootExt tree: System links and images, DIRS/ names and their decoded
+targets, conflicts, the manifest. One line per problem; exit 1 if any is an error.";
+
+/// A parsed option list: flags that take a value, and switches.
+struct Args {
+    values: Vec<(String, String)>,
+    switches: Vec<String>,
+    positional: Vec<String>,
+}
+
+fn parse_args(args: &[String], with_value: &[&str], switches: &[&str]) -> Result<Args, String> {
+    let mut out = Args {
+        values: vec![],
+        switches: vec![],
+        positional: vec![],
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if let Some((k, v)) = a.split_once('=').filter(|(k, _)| with_value.contains(k)) {
+            out.values.push((k.to_string(), v.to_string()));
+        } else if with_value.contains(&a.as_str()) {
+            let v = it.next().ok_or_else(|| format!("{a} needs a value"))?;
+            out.values.push((a.clone(), v.clone()));
+        } else if switches.contains(&a.as_str()) {
+            out.switches.push(a.clone());
+        } else if a.starts_with('-') {
+            return Err(format!("unknown option {a}"));
+        } else {
+            out.positional.push(a.clone());
+        }
+    }
+    Ok(out)
+}
+
+impl Args {
+    fn value(&self, key: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+    fn has(&self, key: &str) -> bool {
+        self.switches.iter().any(|s| s == key)
+    }
+}
+
+fn usage_error(msg: &str, usage: &str) -> i32 {
+    eprintln!("overboot: {msg}\n\n{usage}");
+    2
+}
+
+fn help_asked(args: &[String]) -> bool {
+    args.iter().any(|a| a == "--help" || a == "-h")
+}
+
+fn cmdline_or_proc(args: &Args) -> String {
+    match args.value("--cmdline") {
+        Some(c) => c.to_string(),
+        None => std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
+    }
+}
+
+pub fn assemble_main(args: &[String]) -> i32 {
+    if help_asked(args) {
+        println!("{ASSEMBLE_USAGE}");
+        return 0;
+    }
+    let a = match parse_args(args, &["--bootext", "--root", "--cmdline", "--state"], &[]) {
+        Ok(a) => a,
+        Err(e) => return usage_error(&e, ASSEMBLE_USAGE),
+    };
+    let (Some(bootext), Some(root)) = (a.value("--bootext"), a.value("--root")) else {
+        return usage_error("--bootext and --root are required", ASSEMBLE_USAGE);
+    };
+    if !a.positional.is_empty() {
+        return usage_error(
+            &format!("unexpected argument {}", a.positional[0]),
+            ASSEMBLE_USAGE,
+        );
+    }
+    let req = Request {
+        bootext: PathBuf::from(bootext),
+        root: PathBuf::from(root),
+        cmdline: cmdline_or_proc(&a),
+        state_path: PathBuf::from(a.value("--state").unwrap_or(state::STATE_PATH)),
+        mode: "assemble".into(),
+        bootext_info: BootExtInfo {
+            path: bootext.into(),
+            found_by: "--bootext".into(),
+            ..Default::default()
+        },
+    };
+    match assemble::assemble(&req) {
+        Ok(done) => {
+            let s = &done.state;
+            if let Some(b) = &s.booted {
+                eprintln!(
+                    "overboot: assembled {} from {} ({} mounts, {} skipped, {:.1} ms)",
+                    root,
+                    b.image,
+                    s.mounts.len(),
+                    s.skipped.len(),
+                    s.total_ms
+                );
+            }
+            0
+        }
+        Err(fatal) => {
+            eprintln!("overboot: cannot assemble: {fatal}");
+            1
+        }
+    }
+}
+
+/// The plan as `plan --json` prints it.
+#[derive(Serialize)]
+struct PlanOutput {
+    system: Option<SystemOutput>,
+    attempts: Vec<state::Attempt>,
+    mounts: Vec<PlannedMount>,
+    skipped: Vec<Skipped>,
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct SystemOutput {
+    choice: String,
+    link: Option<String>,
+    image: String,
+    compression: String,
+    fallback: Option<state::Fallback>,
+}
+
+/// Everything `plan` and `check` compute: image choice and the plan, no mounts.
+fn compute_plan(be: &Confined, cmdline_text: &str) -> PlanOutput {
+    let mut warnings = Vec::new();
+    let (config, manifest) = assemble::configure(be, cmdline_text, &mut warnings);
+    let mut attempts = Vec::new();
+    let mut system = None;
+    let mut tree: Box<dyn Tree> = Box::new(EmptyTree);
+    for candidate in select::candidates(&config.system) {
+        match select::check(be, &candidate) {
+            Ok(img) => {
+                let fallback = attempts.first().map(|a: &state::Attempt| state::Fallback {
+                    from: a.choice.clone(),
+                    reason: a.reason.clone().unwrap_or_default(),
+                });
+                attempts.push(state::Attempt {
+                    choice: candidate.choice.into(),
+                    link: img.link.clone(),
+                    image: Some(img.image.clone()),
+                    ok: true,
+                    reason: None,
+                });
+                match ImageTree::read(std::fs::File::from(img.file)) {
+                    Ok(t) => tree = Box::new(t),
+                    Err(e) => warnings.push(format!(
+                        "{} could not be read offline ({e}); names are decoded without looking into it, and the boot may decode ambiguous names differently",
+                        img.image
+                    )),
+                }
+                system = Some(SystemOutput {
+                    choice: candidate.choice.into(),
+                    link: img.link,
+                    image: img.image,
+                    compression: img.superblock.compression.into(),
+                    fallback,
+                });
+                break;
+            }
+            Err(reason) => attempts.push(state::Attempt {
+                choice: candidate.choice.into(),
+                link: Some(candidate.path.clone()),
+                image: None,
+                ok: false,
+                reason: Some(reason),
+            }),
+        }
+    }
+    let mut entries = bootext::manifest_entries(be, &manifest);
+    if config.dirs {
+        let dirs = bootext::dirs_entries(be);
+        entries.candidates.extend(dirs.candidates);
+        entries.skipped.extend(dirs.skipped);
+    } else {
+        warnings.push("overboot.dirs=0: DIRS/ entries are not mounted (safe mode)".into());
+    }
+    let reserved: Vec<_> = [
+        assemble::BOOTEXT_AT,
+        assemble::IMAGE_AT,
+        assemble::OVERLAY_AT,
+    ]
+    .iter()
+    .filter_map(|p| crate::names::TargetPath::parse_absolute(p).ok())
+    .collect();
+    let (mounts, mut skipped) = plan::build(entries.candidates, tree.as_ref(), &reserved);
+    entries.skipped.append(&mut skipped);
+    PlanOutput {
+        system,
+        attempts,
+        mounts,
+        skipped: entries.skipped,
+        warnings,
+    }
+}
+
+fn open_bootext(dir: &str) -> Result<Confined, i32> {
+    Confined::open(std::path::Path::new(dir)).map_err(|e| {
+        eprintln!("overboot: BootExt: {e}");
+        1
+    })
+}
+
+fn describe(m: &PlannedMount) -> String {
+    let how = match m.kind {
+        plan::MountKind::Bind if m.read_only => "bind, read-only",
+        plan::MountKind::Bind => "bind, read-write",
+        plan::MountKind::File => "file bind",
+        plan::MountKind::Image => "image, read-only",
+        plan::MountKind::Tmpfs => "tmpfs",
+    };
+    format!(
+        "{} -> {} ({how})",
+        m.source.as_deref().unwrap_or(&m.origin),
+        m.target
+    )
+}
+
+pub fn plan_main(args: &[String]) -> i32 {
+    if help_asked(args) {
+        println!("{PLAN_USAGE}");
+        return 0;
+    }
+    let a = match parse_args(args, &["--bootext", "--cmdline"], &["--json"]) {
+        Ok(a) => a,
+        Err(e) => return usage_error(&e, PLAN_USAGE),
+    };
+    let Some(dir) = a.value("--bootext") else {
+        return usage_error("--bootext is required", PLAN_USAGE);
+    };
+    let be = match open_bootext(dir) {
+        Ok(be) => be,
+        Err(code) => return code,
+    };
+    let out = compute_plan(&be, &cmdline_or_proc(&a));
+    if a.has("--json") {
+        match serde_json::to_string_pretty(&out) {
+            Ok(j) => println!("{j}"),
+            Err(e) => {
+                eprintln!("overboot: {e}");
+                return 1;
+            }
+        }
+    } else {
+        for w in &out.warnings {
+            println!("warning: {w}");
+        }
+        match &out.system {
+            Some(s) => {
+                let via = s
+                    .link
+                    .as_deref()
+                    .map(|l| format!(" via {l}"))
+                    .unwrap_or_default();
+                println!(
+                    "1. system image {}{via} ({}), loop read-only -> {}",
+                    s.image,
+                    s.compression,
+                    assemble::IMAGE_AT
+                );
+                if let Some(f) = &s.fallback {
+                    println!("   fallback from {}: {}", f.from, f.reason);
+                }
+            }
+            None => println!("1. system image: NONE usable, the boot would fail"),
+        }
+        println!(
+            "2. tmpfs -> {} ; overlay (lower: image, upper: tmpfs) -> /",
+            assemble::OVERLAY_AT
+        );
+        println!(
+            "3. BootExt {} -> {}",
+            be.path.display(),
+            assemble::BOOTEXT_AT
+        );
+        for (i, m) in out.mounts.iter().enumerate() {
+            println!("{}. {}", i + 4, describe(m));
+        }
+        for s in &out.skipped {
+            println!("skip: {}: {}", s.entry, s.reason);
+        }
+    }
+    if out.system.is_none() {
+        for a in &out.attempts {
+            eprintln!(
+                "overboot: {}: {}",
+                a.choice,
+                a.reason.as_deref().unwrap_or("?")
+            );
+        }
+        return 1;
+    }
+    0
+}
+
+pub fn check_main(args: &[String]) -> i32 {
+    if help_asked(args) {
+        println!("{CHECK_USAGE}");
+        return 0;
+    }
+    let a = match parse_args(args, &[], &[]) {
+        Ok(a) => a,
+        Err(e) => return usage_error(&e, CHECK_USAGE),
+    };
+    let [dir] = a.positional.as_slice() else {
+        return usage_error("check takes one BootExt directory", CHECK_USAGE);
+    };
+    let be = match open_bootext(dir) {
+        Ok(be) => be,
+        Err(code) => return code,
+    };
+    let mut errors: Vec<String> = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let manifest = bootext::read_manifest(&be);
+    if manifest.syntax_error {
+        errors.extend(manifest.warnings.iter().cloned());
+    }
+    // Both links, whatever the command line would choose.
+    for (link, required) in [(select::ACTIVE_LINK, true), (select::RECOVERY_LINK, false)] {
+        let cand = select::Candidate {
+            choice: "check",
+            path: link.into(),
+        };
+        match select::check(&be, &cand) {
+            Ok(img) => println!(
+                "{link} -> {} ({}, {} bytes)",
+                img.image, img.superblock.compression, img.superblock.bytes_used
+            ),
+            Err(e) if !required && be.lstat_type(link).is_err() => warnings.push(format!(
+                "{e}: there is no way back if the active image fails"
+            )),
+            Err(e) => errors.push(e),
+        }
+    }
+    for name in be.list("System").unwrap_or_default() {
+        let rel = format!("System/{name}");
+        if crate::names::IMAGE_EXTENSIONS
+            .iter()
+            .any(|e| name.ends_with(e))
+            && let Ok(file) = be.open_read(&rel)
+            && let Ok(st) = rustix::fs::fstat(&file)
+            && let Err(e) = select::read_superblock(&file, st.st_size as u64)
+        {
+            errors.push(format!("{rel}: {e}"));
+        }
+    }
+    let out = compute_plan(&be, "");
+    for w in out
+        .warnings
+        .iter()
+        .filter(|w| !manifest.warnings.contains(w) || !manifest.syntax_error)
+    {
+        warnings.push(w.clone());
+    }
+    for m in &out.mounts {
+        println!("{}", describe(m));
+        for other in &m.also_exist {
+            warnings.push(format!(
+                "{}: also readable as {other}, which exists too; escape '_' as '__' to choose",
+                m.origin
+            ));
+        }
+    }
+    for s in &out.skipped {
+        errors.push(format!("{}: {}", s.entry, s.reason));
+    }
+    for w in &warnings {
+        println!("warning: {w}");
+    }
+    for e in &errors {
+        println!("error: {e}");
+    }
+    println!("{} error(s), {} warning(s)", errors.len(), warnings.len());
+    if errors.is_empty() { 0 } else { 1 }
+}

@@ -1,0 +1,315 @@
+//! `BootExt/overboot.toml` (DESIGN section 6). Pure: text in, settings and explicit
+//! mounts out. Problems are warnings: a broken manifest never stops a boot.
+//!
+//! ```toml
+//! [defaults]              # the command line's keys without "overboot."
+//! system = "recovery"
+//! dirs = false
+//! overlay = "tmpfs:size=25%"
+//!
+//! [[mount]]
+//! source = "Data/app"     # relative to BootExt
+//! target = "/opt/my_app"
+//! kind = "bind"           # bind | image | tmpfs
+//! read_only = false
+//! size = "16M"            # tmpfs only
+//! ```
+
+use crate::cmdline::Settings;
+use crate::names::TargetPath;
+use serde::Deserialize;
+
+/// Where the manifest lives on BootExt.
+pub const MANIFEST_PATH: &str = "overboot.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManifestKind {
+    Bind,
+    Image,
+    Tmpfs,
+}
+
+/// One `[[mount]]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestMount {
+    /// Position in the file (1-based), to name it in messages.
+    pub index: usize,
+    /// Path relative to BootExt (`None` for tmpfs).
+    pub source: Option<String>,
+    pub target: TargetPath,
+    pub kind: ManifestKind,
+    pub read_only: bool,
+    /// tmpfs `size=` value.
+    pub size: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Manifest {
+    pub settings: Settings,
+    pub mounts: Vec<ManifestMount>,
+    pub warnings: Vec<String>,
+    /// True when the file could not be parsed at all (check reports it as an error).
+    pub syntax_error: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    #[serde(default)]
+    defaults: toml::Table,
+    #[serde(default)]
+    mount: Vec<RawMount>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMount {
+    source: Option<String>,
+    target: String,
+    kind: Option<String>,
+    #[serde(default)]
+    read_only: bool,
+    size: Option<String>,
+}
+
+/// Line (1-based) of a byte offset, for messages.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+pub fn parse(text: &str) -> Manifest {
+    let mut manifest = Manifest::default();
+    let raw: RawManifest = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let line = e.span().map(|s| line_of(text, s.start));
+            let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
+            let msg = e.message().trim().to_string();
+            manifest.warnings.push(format!(
+                "{MANIFEST_PATH}{at}: {msg}; the manifest is ignored and the defaults apply"
+            ));
+            manifest.syntax_error = true;
+            return manifest;
+        }
+    };
+    for (key, value) in &raw.defaults {
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Boolean(b) => if *b { "1" } else { "0" }.to_string(),
+            toml::Value::Integer(i) => i.to_string(),
+            other => {
+                manifest.warnings.push(format!(
+                    "{MANIFEST_PATH}: [defaults] {key} is a {}, not a string, number or boolean; ignored", other.type_str()
+                ));
+                continue;
+            }
+        };
+        if key == "bootext" || key == "timeout" {
+            manifest.warnings.push(format!(
+                "{MANIFEST_PATH}: [defaults] {key} has no effect here: BootExt is found before its manifest is read; use overboot.{key}= on the kernel command line"
+            ));
+            continue;
+        }
+        if key == "init" {
+            if text.starts_with('/') {
+                manifest.settings.init = Some(text);
+            } else {
+                manifest.warnings.push(format!(
+                    "{MANIFEST_PATH}: [defaults] init = '{text}' must be an absolute path; ignored"
+                ));
+            }
+            continue;
+        }
+        if let Err(e) = manifest.settings.apply(key, Some(&text)) {
+            manifest
+                .warnings
+                .push(format!("{MANIFEST_PATH}: [defaults] {key}: {e}"));
+        }
+    }
+    for (i, raw_mount) in raw.mount.into_iter().enumerate() {
+        let index = i + 1;
+        match validate_mount(index, raw_mount) {
+            Ok(m) => manifest.mounts.push(m),
+            Err(e) => manifest.warnings.push(format!(
+                "{MANIFEST_PATH}: [[mount]] #{index}: {e}; this mount is skipped"
+            )),
+        }
+    }
+    manifest
+}
+
+fn validate_mount(index: usize, raw: RawMount) -> Result<ManifestMount, String> {
+    let target = TargetPath::parse_absolute(&raw.target).map_err(|e| format!("target {e}"))?;
+    let kind = match raw.kind.as_deref() {
+        None | Some("bind") => ManifestKind::Bind,
+        Some("image") => ManifestKind::Image,
+        Some("tmpfs") => ManifestKind::Tmpfs,
+        Some(other) => return Err(format!("kind '{other}' is not bind, image or tmpfs")),
+    };
+    let source = match (kind, raw.source) {
+        (ManifestKind::Tmpfs, None) => None,
+        (ManifestKind::Tmpfs, Some(_)) => return Err("a tmpfs mount takes no source".into()),
+        (_, None) => return Err("source is missing".into()),
+        (_, Some(s)) => Some(validate_source(&s)?),
+    };
+    if raw.size.is_some() && kind != ManifestKind::Tmpfs {
+        return Err("size applies to tmpfs mounts only".into());
+    }
+    if let Some(size) = &raw.size {
+        let ok = size.len() > 1
+            && size[..size.len() - 1].bytes().all(|b| b.is_ascii_digit())
+            && matches!(
+                size.as_bytes()[size.len() - 1],
+                b'k' | b'K' | b'm' | b'M' | b'g' | b'G' | b'%'
+            );
+        if !ok {
+            return Err(format!("size '{size}' is not N followed by k, M, G or %"));
+        }
+    }
+    Ok(ManifestMount {
+        index,
+        source,
+        target,
+        kind,
+        read_only: raw.read_only || kind == ManifestKind::Image,
+        size: raw.size,
+    })
+}
+
+/// A source must stay inside BootExt: relative, no `..`, no empty components.
+fn validate_source(s: &str) -> Result<String, String> {
+    if s.starts_with('/') {
+        return Err(format!("source '{s}' must be relative to BootExt"));
+    }
+    let trimmed = s.strip_suffix('/').unwrap_or(s);
+    if trimmed.is_empty()
+        || trimmed
+            .split('/')
+            .any(|c| c.is_empty() || c == "." || c == "..")
+    {
+        return Err(format!(
+            "source '{s}' must be a plain path inside BootExt (no '..', '.' or '//')"
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmdline::{OverlaySize, SystemChoice};
+
+    #[test]
+    fn defaults_and_mounts() {
+        let m = parse(
+            r#"
+[defaults]
+system = "recovery"
+dirs = false
+overlay = "tmpfs:size=64M"
+debug = true
+
+[[mount]]
+source = "Data/app/"
+target = "/opt/my_app"
+
+[[mount]]
+source = "Images/tools.squashfs"
+target = "/opt/tools"
+kind = "image"
+
+[[mount]]
+target = "/var/cache"
+kind = "tmpfs"
+size = "16M"
+"#,
+        );
+        assert!(m.warnings.is_empty(), "{:?}", m.warnings);
+        assert_eq!(m.settings.system, Some(SystemChoice::Recovery));
+        assert_eq!(m.settings.dirs, Some(false));
+        assert_eq!(m.settings.debug, Some(true));
+        assert_eq!(m.settings.overlay, Some(OverlaySize::Bytes(64 << 20)));
+        assert_eq!(m.mounts.len(), 3);
+        assert_eq!(m.mounts[0].source.as_deref(), Some("Data/app"));
+        assert_eq!(m.mounts[0].target.to_string(), "/opt/my_app");
+        assert!(!m.mounts[0].read_only);
+        assert_eq!(m.mounts[1].kind, ManifestKind::Image);
+        assert!(m.mounts[1].read_only);
+        assert_eq!(m.mounts[2].kind, ManifestKind::Tmpfs);
+        assert_eq!(m.mounts[2].size.as_deref(), Some("16M"));
+    }
+
+    #[test]
+    fn syntax_error_names_the_line_and_keeps_defaults() {
+        let m = parse("[defaults]\nsystem = \"recovery\"\ndirs = \n");
+        assert!(m.syntax_error);
+        assert_eq!(m.settings, Settings::default());
+        assert!(m.warnings[0].contains("line 3"), "{}", m.warnings[0]);
+    }
+
+    #[test]
+    fn bad_entries_are_warned_and_skipped() {
+        let table = [
+            (
+                "[defaults]\nfrobnicate = 1\n",
+                "unknown parameter overboot.frobnicate",
+            ),
+            ("[defaults]\nbootext = \"LABEL=x\"\n", "has no effect here"),
+            ("[defaults]\nsystem = [1]\n", "not a string"),
+            ("[defaults]\ninit = \"sbin/init\"\n", "absolute path"),
+            (
+                "[[mount]]\nsource = \"../etc\"\ntarget = \"/x\"\n",
+                "plain path inside BootExt",
+            ),
+            (
+                "[[mount]]\nsource = \"/etc\"\ntarget = \"/x\"\n",
+                "relative to BootExt",
+            ),
+            (
+                "[[mount]]\nsource = \"a\"\ntarget = \"x\"\n",
+                "not an absolute path",
+            ),
+            (
+                "[[mount]]\nsource = \"a\"\ntarget = \"/x/../y\"\n",
+                "'..' is not allowed",
+            ),
+            (
+                "[[mount]]\nsource = \"a\"\ntarget = \"/\"\n",
+                "new root itself",
+            ),
+            ("[[mount]]\ntarget = \"/x\"\n", "source is missing"),
+            (
+                "[[mount]]\nsource = \"a\"\ntarget = \"/x\"\nkind = \"nfs\"\n",
+                "not bind, image or tmpfs",
+            ),
+            (
+                "[[mount]]\ntarget = \"/x\"\nkind = \"tmpfs\"\nsize = \"lots\"\n",
+                "is not N followed",
+            ),
+            (
+                "[[mount]]\nsource = \"a\"\ntarget = \"/x\"\nsize = \"1M\"\n",
+                "tmpfs mounts only",
+            ),
+        ];
+        for (text, want) in table {
+            let m = parse(text);
+            assert!(!m.syntax_error, "{text}");
+            assert_eq!(m.warnings.len(), 1, "{text}: {:?}", m.warnings);
+            assert!(m.warnings[0].contains(want), "{text}: {}", m.warnings[0]);
+            assert!(m.mounts.is_empty());
+        }
+    }
+
+    #[test]
+    fn unknown_table_is_a_syntax_error() {
+        let m = parse("[mounts]\nx = 1\n");
+        assert!(m.syntax_error);
+        assert!(m.warnings[0].contains("line 1"), "{}", m.warnings[0]);
+    }
+}

@@ -1,0 +1,143 @@
+//! Choosing the system image: which links to try in which order, and the checks an
+//! image passes before it is attached (link confined to BootExt, squashfs superblock
+//! sound). The first candidate that passes, and mounts, boots; every failure is kept
+//! as a reason.
+
+use crate::cmdline::SystemChoice;
+use crate::superblock::{self, Squashfs};
+use crate::sys::confined::Confined;
+use crate::sys::errno_text;
+use rustix::fd::OwnedFd;
+use rustix::io::Errno;
+
+pub const ACTIVE_LINK: &str = "System/active-system";
+pub const RECOVERY_LINK: &str = "System/recovery-system";
+
+/// One image to try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// `active`, `recovery` or `named`.
+    pub choice: &'static str,
+    /// Path relative to BootExt: a link in `System/`, or a named image.
+    pub path: String,
+}
+
+/// The order in which images are tried. Every request ends with the other well-known
+/// image, so that one good image is enough to boot.
+pub fn candidates(requested: &SystemChoice) -> Vec<Candidate> {
+    let active = Candidate {
+        choice: "active",
+        path: ACTIVE_LINK.into(),
+    };
+    let recovery = Candidate {
+        choice: "recovery",
+        path: RECOVERY_LINK.into(),
+    };
+    match requested {
+        SystemChoice::Active => vec![active, recovery],
+        SystemChoice::Recovery => vec![recovery, active],
+        SystemChoice::Named(name) => vec![
+            Candidate {
+                choice: "named",
+                path: format!("System/{name}"),
+            },
+            recovery,
+        ],
+    }
+}
+
+/// An image that passed the checks, opened read-only.
+pub struct CheckedImage {
+    pub candidate: Candidate,
+    /// The link followed, if the candidate was a link.
+    pub link: Option<String>,
+    /// The image file relative to BootExt.
+    pub image: String,
+    pub file: OwnedFd,
+    pub superblock: Squashfs,
+}
+
+/// Why a link or path does not lead to a usable file, in operator words.
+fn lookup_error(be: &Confined, path: &str, e: Errno) -> String {
+    let link = be.readlink(path).ok();
+    match (e, link) {
+        (Errno::NOENT, None) => format!("{path} does not exist"),
+        (Errno::NOENT, Some(t)) => {
+            format!("{path} -> {t} is dangling: the image it names does not exist")
+        }
+        (Errno::XDEV, Some(t)) if t.starts_with('/') => format!(
+            "{path} -> {t} is an absolute link; links on BootExt must be relative (ln -sfn NAME.squashfs {path})"
+        ),
+        (Errno::XDEV, Some(t)) => format!("{path} -> {t} leads outside BootExt; it is refused"),
+        (Errno::XDEV, None) => format!("{path} leads outside BootExt; it is refused"),
+        (Errno::LOOP, _) => format!("{path}: too many levels of symlinks"),
+        (e, _) => format!("{path}: {}", errno_text(e)),
+    }
+}
+
+/// Check one candidate: the link resolves inside BootExt to a regular file whose
+/// squashfs superblock is sound.
+pub fn check(be: &Confined, candidate: &Candidate) -> Result<CheckedImage, String> {
+    let link = be.readlink(&candidate.path).ok();
+    let file = be
+        .open_read(&candidate.path)
+        .map_err(|e| lookup_error(be, &candidate.path, e))?;
+    let image = be
+        .relative_of(&file)
+        .unwrap_or_else(|| candidate.path.clone());
+    let shown = if link.is_some() {
+        format!("{} -> {image}", candidate.path)
+    } else {
+        image.clone()
+    };
+    let st = rustix::fs::fstat(&file).map_err(|e| format!("{shown}: {}", errno_text(e)))?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    let superblock =
+        read_superblock(&file, st.st_size as u64).map_err(|e| format!("{shown}: {e}"))?;
+    Ok(CheckedImage {
+        candidate: candidate.clone(),
+        link: link.map(|_| candidate.path.clone()),
+        image,
+        file,
+        superblock,
+    })
+}
+
+/// Read the head of an open image and check its superblock.
+pub fn read_superblock(file: &OwnedFd, size: u64) -> Result<Squashfs, String> {
+    let mut head = vec![0u8; superblock::PROBE_LEN];
+    let mut filled = 0;
+    while filled < head.len() {
+        match rustix::io::pread(file, &mut head[filled..], filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(format!("cannot read: {}", errno_text(e))),
+        }
+    }
+    head.truncate(filled);
+    superblock::check_squashfs(&head, size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidate_order() {
+        let order = |c: SystemChoice| {
+            candidates(&c)
+                .into_iter()
+                .map(|c| c.path)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(SystemChoice::Active), [ACTIVE_LINK, RECOVERY_LINK]);
+        assert_eq!(order(SystemChoice::Recovery), [RECOVERY_LINK, ACTIVE_LINK]);
+        assert_eq!(
+            order(SystemChoice::Named("v2.squashfs".into())),
+            ["System/v2.squashfs", RECOVERY_LINK]
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! `/run/overboot/state.json`: the record of one boot (DESIGN section 6). `status`
+//! reads it; nothing else needs the kernel log to know what happened.
+
+use crate::plan::Skipped;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+pub const STATE_PATH: &str = "/run/overboot/state.json";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BootExtInfo {
+    /// The directory (assemble) or device (boot) BootExt was taken from.
+    pub path: String,
+    /// `--bootext`, or the spec that matched (`LABEL=BootExt`), or `livecd marker`.
+    pub found_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fs_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Booted {
+    /// `active`, `recovery` or `named`.
+    pub choice: String,
+    /// The link followed (`System/active-system`), if any.
+    pub link: Option<String>,
+    /// The image file, relative to BootExt.
+    pub image: String,
+    #[serde(rename = "loop")]
+    pub loop_device: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Fallback {
+    pub from: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Attempt {
+    pub choice: String,
+    pub link: Option<String>,
+    pub image: Option<String>,
+    pub ok: bool,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MountRecord {
+    /// `system`, `overlay`, `bootext`, `DIRS/DIR_…` or `overboot.toml [[mount]] #N`.
+    pub origin: String,
+    pub source: Option<String>,
+    /// Where it was asked to go, inside the new root.
+    pub target: String,
+    /// Where it went after symlinks in the image were followed (inside the new root).
+    pub resolved: String,
+    pub kind: String,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Timing {
+    pub step: String,
+    pub ms: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// `assemble` or `boot`.
+    pub mode: String,
+    pub bootext: BootExtInfo,
+    pub root: String,
+    pub requested: String,
+    pub booted: Option<Booted>,
+    pub fallback: Option<Fallback>,
+    pub attempts: Vec<Attempt>,
+    pub mounts: Vec<MountRecord>,
+    pub skipped: Vec<Skipped>,
+    pub warnings: Vec<String>,
+    pub timings: Vec<Timing>,
+    pub total_ms: f64,
+}
+
+/// Per-step stopwatch.
+pub struct Clock {
+    start: Instant,
+    last: Instant,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        let now = Instant::now();
+        Clock {
+            start: now,
+            last: now,
+        }
+    }
+}
+
+impl Clock {
+    /// Record the time since the previous lap as `step`.
+    pub fn lap(&mut self, state: &mut State, step: &str) {
+        let now = Instant::now();
+        state.timings.push(Timing {
+            step: step.to_string(),
+            ms: ms(now - self.last),
+        });
+        state.total_ms = ms(now - self.start);
+        self.last = now;
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// Write the state file atomically (temp file + rename) in a directory on tmpfs.
+pub fn write(state: &State, path: &std::path::Path) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(state).map_err(|e| e.to_string())?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, json + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot rename onto {}: {e}", path.display()))
+}
