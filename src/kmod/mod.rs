@@ -1,0 +1,491 @@
+//! Kernel modules without modprobe (DESIGN section 2, step 2).
+//!
+//! [`parse`] reads depmod's text files; [`ModuleIndex`] answers "what must be loaded,
+//! in which order, for these names or aliases" ([`ModuleIndex::resolve`], pure); the
+//! thin kernel layer [`load_modules`] loads the answer with `finit_module`.
+
+mod load;
+pub mod parse;
+
+pub use load::{LoadReport, ModuleReport, Outcome, load_modules, load_resolution};
+
+use parse::{Alias, DepEntry, SoftDep};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// What a boot needs on a stock Debian kernel (checked against Debian 6.1's
+/// `modules.builtin`: none of these is built in there) to find and mount BootExt
+/// and the system image, in QEMU and on common hardware. Their dependencies and
+/// soft dependencies (e.g. `crc32c` for ext4, `sha256`/`xxhash64` for btrfs) are
+/// found by [`ModuleIndex::resolve`]; names built into another kernel are reported
+/// as built in, never as failures.
+pub const BOOT_MODULES: &[&str] = &[
+    // The system image and the overlay.
+    "loop",
+    "squashfs",
+    "overlay",
+    // BootExt file systems; vfat mounts need the default codepage (437) and
+    // iocharset (ascii), iso8859-1 and utf8 are the usual `iocharset=` values.
+    "ext4",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "nls_iso8859-1",
+    "nls_utf8",
+    "btrfs",
+    "xfs",
+    "isofs",
+    // QEMU/KVM disks.
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_scsi",
+    "ata_piix",
+    // SCSI disks and CD-ROMs (SATA, USB, virtio-scsi all end up here).
+    "sd_mod",
+    "sr_mod",
+    // Common hardware: SATA, NVMe, USB sticks, SD cards.
+    "ahci",
+    "nvme",
+    "xhci_pci",
+    "ehci_pci",
+    "usb-storage",
+    "uas",
+    "sdhci_pci",
+    "mmc_block",
+    // A USB keyboard for the emergency shell.
+    "usbhid",
+    "hid_generic",
+];
+
+/// One module to load: name, file and the modules it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleToLoad {
+    /// Normalised name (`usb_storage`), as in `/sys/module/`.
+    pub name: String,
+    /// File path relative to the modules directory (`kernel/fs/ext4/ext4.ko`).
+    pub path: String,
+    /// Normalised names of its hard dependencies (from `modules.dep`).
+    pub deps: Vec<String>,
+}
+
+/// The answer of [`ModuleIndex::resolve`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolution {
+    /// Load order: dependencies first, soft `pre:` before, `post:` after, no duplicates.
+    pub load: Vec<ModuleToLoad>,
+    /// Built-in modules that satisfied a wanted name, an alias or a soft dependency.
+    pub builtin: Vec<String>,
+    /// Wanted names that are neither a module, an alias nor built in.
+    pub not_found: Vec<String>,
+    /// Soft dependencies that were not found: (module, soft dependency).
+    pub softdeps_not_found: Vec<(String, String)>,
+}
+
+/// What one name or alias stands for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lookup {
+    /// Normalised names of loadable modules (several for an alias such as
+    /// `crypto-crc32c`, which modprobe also loads all of).
+    pub modules: Vec<String>,
+    /// Normalised names of built-in modules it names.
+    pub builtin: Vec<String>,
+}
+
+impl Lookup {
+    pub fn is_empty(&self) -> bool {
+        self.modules.is_empty() && self.builtin.is_empty()
+    }
+}
+
+/// depmod's view of `/lib/modules/<kver>`, indexed by normalised name.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleIndex {
+    modules: BTreeMap<String, DepEntry>,
+    aliases: Vec<Alias>,
+    /// Normalised alias patterns, parallel to `aliases`.
+    alias_norm: Vec<String>,
+    softdeps: BTreeMap<String, SoftDep>,
+    builtin: BTreeSet<String>,
+    builtin_aliases: Vec<Alias>,
+}
+
+fn read_text(dir: &Path, name: &str, required: bool) -> Result<String, String> {
+    let path = dir.join(name);
+    match std::fs::read(&path) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(format!(
+            "cannot read {}: {e}{}",
+            path.display(),
+            if required {
+                " (is this a modules directory /lib/modules/<kver> on which depmod has run?)"
+            } else {
+                ""
+            }
+        )),
+    }
+}
+
+impl ModuleIndex {
+    /// Read `modules.dep` (required), `modules.alias`, `modules.softdep`,
+    /// `modules.builtin` and `modules.builtin.modinfo` (each optional) from
+    /// `modules_dir` (= `/lib/modules/<kver>`).
+    pub fn load(modules_dir: &Path) -> Result<ModuleIndex, String> {
+        let dep = read_text(modules_dir, "modules.dep", true)?;
+        let alias = read_text(modules_dir, "modules.alias", false)?;
+        let softdep = read_text(modules_dir, "modules.softdep", false)?;
+        let builtin = read_text(modules_dir, "modules.builtin", false)?;
+        let modinfo_path = modules_dir.join("modules.builtin.modinfo");
+        let modinfo = match std::fs::read(&modinfo_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(format!("cannot read {}: {e}", modinfo_path.display())),
+        };
+        Ok(ModuleIndex::from_parts(
+            parse::parse_modules_dep(&dep),
+            parse::parse_modules_alias(&alias),
+            parse::parse_modules_softdep(&softdep),
+            parse::parse_modules_builtin(&builtin),
+            parse::parse_builtin_modinfo(&modinfo),
+        ))
+    }
+
+    /// Build from file texts (`modules.dep`, `.alias`, `.softdep`, `.builtin`).
+    pub fn from_texts(dep: &str, alias: &str, softdep: &str, builtin: &str) -> ModuleIndex {
+        ModuleIndex::from_parts(
+            parse::parse_modules_dep(dep),
+            parse::parse_modules_alias(alias),
+            parse::parse_modules_softdep(softdep),
+            parse::parse_modules_builtin(builtin),
+            Vec::new(),
+        )
+    }
+
+    pub fn from_parts(
+        deps: Vec<DepEntry>,
+        aliases: Vec<Alias>,
+        softdeps: Vec<SoftDep>,
+        builtin: Vec<String>,
+        builtin_aliases: Vec<Alias>,
+    ) -> ModuleIndex {
+        let mut modules = BTreeMap::new();
+        for d in deps {
+            // First line wins, as in modprobe.
+            modules.entry(d.name.clone()).or_insert(d);
+        }
+        let mut merged: BTreeMap<String, SoftDep> = BTreeMap::new();
+        for s in softdeps {
+            let e = merged.entry(parse::normalize(&s.module)).or_default();
+            if e.module.is_empty() {
+                e.module = s.module.clone();
+            }
+            e.pre.extend(s.pre);
+            e.post.extend(s.post);
+        }
+        let alias_norm = aliases
+            .iter()
+            .map(|a| parse::normalize_alias(&a.pattern))
+            .collect();
+        ModuleIndex {
+            modules,
+            aliases,
+            alias_norm,
+            softdeps: merged,
+            builtin: builtin.into_iter().collect(),
+            builtin_aliases,
+        }
+    }
+
+    /// The `modules.dep` entry of a module (any spelling of its name).
+    pub fn module(&self, name: &str) -> Option<&DepEntry> {
+        self.modules.get(&parse::normalize(name))
+    }
+
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.builtin.contains(&parse::normalize(name))
+    }
+
+    /// Every `modules.dep` entry, by normalised name.
+    pub fn modules(&self) -> impl Iterator<Item = &DepEntry> {
+        self.modules.values()
+    }
+
+    /// Every `modules.alias` line, in file order.
+    pub fn aliases(&self) -> &[Alias] {
+        &self.aliases
+    }
+
+    /// Soft dependencies, merged per module.
+    pub fn softdeps(&self) -> impl Iterator<Item = &SoftDep> {
+        self.softdeps.values()
+    }
+
+    /// Normalised names of built-in modules.
+    pub fn builtins(&self) -> impl Iterator<Item = &String> {
+        self.builtin.iter()
+    }
+
+    /// Aliases of built-in modules (`modules.builtin.modinfo`).
+    pub fn builtin_aliases(&self) -> &[Alias] {
+        &self.builtin_aliases
+    }
+
+    /// What a name or alias stands for: a module name first, then a built-in name,
+    /// then `modules.alias` (glob patterns), then built-in aliases.
+    pub fn lookup(&self, wanted: &str) -> Lookup {
+        let mut found = Lookup::default();
+        let name = parse::normalize(wanted);
+        if self.modules.contains_key(&name) {
+            found.modules.push(name);
+            return found;
+        }
+        if self.builtin.contains(&name) {
+            found.builtin.push(name);
+            return found;
+        }
+        let text = parse::normalize_alias(wanted);
+        for (alias, pattern) in self.aliases.iter().zip(&self.alias_norm) {
+            if !parse::glob_match(pattern, &text) {
+                continue;
+            }
+            let target = parse::normalize(&alias.module);
+            if self.modules.contains_key(&target) {
+                if !found.modules.contains(&target) {
+                    found.modules.push(target);
+                }
+            } else if self.builtin.contains(&target) && !found.builtin.contains(&target) {
+                found.builtin.push(target);
+            }
+        }
+        if found.is_empty() {
+            for alias in &self.builtin_aliases {
+                if parse::glob_match(&parse::normalize_alias(&alias.pattern), &text) {
+                    let target = parse::normalize(&alias.module);
+                    if !found.builtin.contains(&target) {
+                        found.builtin.push(target);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// The ordered load list for module names or aliases (`ext4`, `fs-ext4`,
+    /// `crypto-crc32c`, `virtio:d00000002v00001AF4`). Names not found are reported
+    /// in the result, never an error.
+    pub fn resolve(&self, wanted: &[&str]) -> Resolution {
+        let mut r = Resolver {
+            index: self,
+            out: Resolution::default(),
+            placed: BTreeSet::new(),
+            visiting: BTreeSet::new(),
+        };
+        for w in wanted {
+            let found = self.lookup(w);
+            if found.is_empty() {
+                if !r.out.not_found.iter().any(|n| n == w) {
+                    r.out.not_found.push((*w).to_string());
+                }
+                continue;
+            }
+            r.take(found);
+        }
+        r.out
+    }
+}
+
+struct Resolver<'a> {
+    index: &'a ModuleIndex,
+    out: Resolution,
+    placed: BTreeSet<String>,
+    visiting: BTreeSet<String>,
+}
+
+impl Resolver<'_> {
+    fn take(&mut self, found: Lookup) {
+        for b in found.builtin {
+            if !self.out.builtin.contains(&b) {
+                self.out.builtin.push(b);
+            }
+        }
+        for m in found.modules {
+            self.visit(&m, None);
+        }
+    }
+
+    fn softdep(&mut self, owner: &str, spec: &str) {
+        let found = self.index.lookup(spec);
+        if found.is_empty() {
+            let pair = (owner.to_string(), spec.to_string());
+            if !self.out.softdeps_not_found.contains(&pair) {
+                self.out.softdeps_not_found.push(pair);
+            }
+        } else {
+            self.take(found);
+        }
+    }
+
+    /// Place `name` after what it needs. `path` is given for a dependency that has
+    /// no `modules.dep` line of its own (a damaged file): it is still loaded.
+    fn visit(&mut self, name: &str, path: Option<&str>) {
+        if self.placed.contains(name) || !self.visiting.insert(name.to_string()) {
+            return;
+        }
+        let index = self.index;
+        let entry = index.modules.get(name);
+        let dep_paths: &[String] = entry.map(|e| e.deps.as_slice()).unwrap_or(&[]);
+        // depmod lists the modules that need others first; load from the end.
+        for dep in dep_paths.iter().rev() {
+            let dep_name = parse::module_name_from_path(dep);
+            if index.builtin.contains(&dep_name) {
+                continue;
+            }
+            self.visit(&dep_name, Some(dep));
+        }
+        // Then its `pre:` soft dependencies, right before it (modprobe's order).
+        let soft = index.softdeps.get(name);
+        if let Some(s) = soft {
+            for p in &s.pre {
+                self.softdep(name, p);
+            }
+        }
+        let file = entry.map(|e| e.path.as_str()).or(path);
+        if let Some(file) = file {
+            self.out.load.push(ModuleToLoad {
+                name: name.to_string(),
+                path: file.to_string(),
+                deps: dep_paths
+                    .iter()
+                    .map(|d| parse::module_name_from_path(d))
+                    .collect(),
+            });
+        }
+        self.placed.insert(name.to_string());
+        self.visiting.remove(name);
+        if let Some(s) = soft {
+            for p in &s.post {
+                self.softdep(name, p);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEP: &str = "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko\n\
+kernel/lib/crc16.ko:\n\
+kernel/fs/mbcache.ko:\n\
+kernel/fs/jbd2/jbd2.ko:\n\
+kernel/crypto/crc32c_generic.ko:\n\
+kernel/arch/x86/crypto/crc32c-intel.ko:\n\
+kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n\
+kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko\n\
+kernel/drivers/virtio/virtio_ring.ko:\n\
+kernel/drivers/usb/storage/usb-storage.ko: kernel/drivers/usb/core/usbcore.ko\n\
+kernel/drivers/usb/core/usbcore.ko:\n\
+kernel/a.ko: kernel/b.ko\n\
+kernel/b.ko: kernel/a.ko\n\
+kernel/p.ko:\n\
+kernel/q.ko:\n\
+kernel/m.ko: kernel/gone.ko kernel/lib/crc32.ko\n";
+    const ALIAS: &str = "alias crypto-crc32c-intel crc32c_intel\n\
+alias crypto-crc32c crc32c_intel\n\
+alias fs-ext4 ext4\n\
+alias crypto-crc32c crc32c_generic\n\
+alias virtio:d00000002v* virtio_blk\n\
+alias crypto-crc32 crc32\n\
+alias stale nosuchmodule\n";
+    const SOFT: &str = "softdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c\n\
+softdep q pre: p post: usb-storage missing\nsoftdep p pre: q\n";
+    const BUILTIN: &str = "kernel/lib/crc32.ko\nkernel/fs/binfmt_elf.ko\n";
+
+    fn index() -> ModuleIndex {
+        ModuleIndex::from_texts(DEP, ALIAS, SOFT, BUILTIN)
+    }
+
+    fn names(r: &Resolution) -> Vec<&str> {
+        r.load.iter().map(|m| m.name.as_str()).collect()
+    }
+
+    fn pos(r: &Resolution, n: &str) -> usize {
+        names(r).iter().position(|x| *x == n).unwrap()
+    }
+
+    #[test]
+    fn ext4_with_softdep() {
+        let r = index().resolve(&["ext4"]);
+        assert_eq!(
+            names(&r),
+            [
+                "crc32c_intel",
+                "crc32c_generic",
+                "jbd2",
+                "mbcache",
+                "crc16",
+                "ext4"
+            ],
+            "jbd2's own pre: softdep comes first, then ext4's deps from the end of its line"
+        );
+        assert_eq!(r.load[5].path, "kernel/fs/ext4/ext4.ko");
+        assert_eq!(r.load[5].deps, ["crc16", "mbcache", "jbd2"]);
+        assert!(r.not_found.is_empty() && r.builtin.is_empty());
+    }
+
+    #[test]
+    fn aliases_dashes_and_builtin() {
+        let i = index();
+        let r = i.resolve(&[
+            "fs-ext4",
+            "usb_storage",
+            "usb-storage",
+            "virtio:d00000002v00001AF4",
+        ]);
+        assert_eq!(names(&r).iter().filter(|n| **n == "ext4").count(), 1);
+        assert!(pos(&r, "usbcore") < pos(&r, "usb_storage"));
+        assert!(pos(&r, "virtio_ring") < pos(&r, "virtio"));
+        assert!(pos(&r, "virtio") < pos(&r, "virtio_blk"));
+        let r = i.resolve(&[
+            "crc32",
+            "crypto-crc32",
+            "binfmt-elf",
+            "nope",
+            "stale",
+            "nope",
+        ]);
+        assert!(r.load.is_empty());
+        assert_eq!(r.builtin, ["crc32", "binfmt_elf"]);
+        assert_eq!(r.not_found, ["nope", "stale"]);
+        assert_eq!(
+            i.lookup("crypto-crc32c").modules,
+            ["crc32c_intel", "crc32c_generic"]
+        );
+        assert!(i.lookup("virtio:d00000003v1").is_empty());
+    }
+
+    #[test]
+    fn cycles_post_and_missing() {
+        let r = index().resolve(&["a", "q", "m"]);
+        // a <-> b: each once.
+        assert_eq!(
+            names(&r)
+                .iter()
+                .filter(|n| **n == "a" || **n == "b")
+                .count(),
+            2
+        );
+        // q pre: p (whose own pre: q is the cycle), post: usb-storage.
+        assert!(pos(&r, "p") < pos(&r, "q"));
+        assert!(pos(&r, "q") < pos(&r, "usb_storage"));
+        assert_eq!(
+            r.softdeps_not_found,
+            [("q".to_string(), "missing".to_string())]
+        );
+        // m needs gone.ko (no line of its own: still loaded) and built-in crc32 (skipped).
+        assert!(pos(&r, "gone") < pos(&r, "m"));
+        assert!(!names(&r).contains(&"crc32"));
+        let mut seen = BTreeSet::new();
+        assert!(r.load.iter().all(|m| seen.insert(m.name.clone())));
+    }
+}

@@ -1,0 +1,113 @@
+#!/bin/bash
+# Boot an initramfs under QEMU (TCG) with the kernel from tests/kernel/fetch, serial
+# console on stdout (and in --log), raw disks as virtio-blk, optionally one disk
+# hot-added a few seconds after start, and a hard timeout that kills QEMU.
+#
+#   run-qemu.sh --initrd FILE --append "ARGS" [--disk IMG]... [--late-disk IMG]
+#               [--late-delay S] [--timeout S] [--log FILE] [--kernel FILE] [--mem MB]
+#
+# Exit status: QEMU's (0 after a guest power-off or reboot, as -no-reboot makes a
+# reboot end QEMU), 124 when the timeout killed it, 2 for bad usage.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+initrd="" append="" late="" late_delay=5 timeout=120 log="" kernel="" mem=512
+disks=()
+
+usage() {
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+}
+need() { [ "$#" -ge 2 ] || { echo "run-qemu: $1 needs a value" >&2; exit 2; }; }
+
+while [ "$#" -gt 0 ]; do
+    case "$1" in
+        --initrd) need "$@"; initrd=$2; shift 2 ;;
+        --append) need "$@"; append=$2; shift 2 ;;
+        --disk) need "$@"; disks+=("$2"); shift 2 ;;
+        --late-disk) need "$@"; late=$2; shift 2 ;;
+        --late-delay) need "$@"; late_delay=$2; shift 2 ;;
+        --timeout) need "$@"; timeout=$2; shift 2 ;;
+        --log) need "$@"; log=$2; shift 2 ;;
+        --kernel) need "$@"; kernel=$2; shift 2 ;;
+        --mem) need "$@"; mem=$2; shift 2 ;;
+        -h|--help) usage ;;
+        *) echo "run-qemu: unknown argument '$1'" >&2; usage ;;
+    esac
+done
+[ -n "$initrd" ] || { echo "run-qemu: --initrd is required" >&2; exit 2; }
+[ -f "$initrd" ] || { echo "run-qemu: initrd '$initrd' does not exist" >&2; exit 2; }
+for d in "${disks[@]}" ${late:+"$late"}; do
+    [ -f "$d" ] || { echo "run-qemu: disk image '$d' does not exist" >&2; exit 2; }
+done
+case "$timeout" in ''|*[!0-9]*) echo "run-qemu: --timeout must be whole seconds" >&2; exit 2 ;; esac
+
+if [ -z "$kernel" ]; then
+    kdir="$top/work/kernel/current"
+    if [ -f "$kdir/vmlinux" ]; then kernel="$kdir/vmlinux"
+    elif [ -f "$kdir/vmlinuz" ]; then kernel="$kdir/vmlinuz"
+    else echo "run-qemu: no kernel in $kdir: run tests/kernel/fetch first" >&2; exit 2
+    fi
+fi
+
+if [ -n "$log" ]; then : >"$log"; else log=/dev/null; fi
+work=$(mktemp -d "${TMPDIR:-/tmp}/run-qemu.XXXXXX")
+mon="$work/monitor.sock"
+feeder=""
+# shellcheck disable=SC2317  # called by the EXIT trap
+cleanup() {
+    if [ -n "$feeder" ]; then kill "$feeder" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Sends one line to the QEMU monitor.
+monitor() {
+    printf '%s\n' "$1" | socat -t 2 - "UNIX-CONNECT:$mon" >/dev/null
+}
+
+hot_add() {
+    local _i
+    for _i in $(seq 1 100); do
+        [ -S "$mon" ] && break
+        sleep 0.1
+    done
+    sleep "$late_delay"
+    echo "run-qemu: hot-adding $late" >&2
+    monitor "drive_add 0 if=none,id=late0,file=$late,format=raw" &&
+        monitor "device_add virtio-blk-pci,drive=late0,id=latedev0" ||
+        echo "run-qemu: hot-adding $late failed" >&2
+}
+
+run() {
+    local k=$1 args=()
+    args=(-accel tcg -nographic -no-reboot -m "$mem" -smp 1 -nic none
+        -monitor "unix:$mon,server,nowait"
+        -kernel "$k" -initrd "$initrd" -append "console=ttyS0 panic=-1 $append")
+    local n=0 d
+    for d in "${disks[@]}"; do
+        args+=(-drive "if=none,id=d$n,file=$d,format=raw" -device "virtio-blk-pci,drive=d$n")
+        n=$((n + 1))
+    done
+    rm -f "$mon"
+    if [ -n "$late" ]; then hot_add & feeder=$!; fi
+    local rc=0
+    timeout -k 5 "$timeout" qemu-system-x86_64 "${args[@]}" 2>&1 | tee -a "$log" || rc=$?
+    if [ -n "$feeder" ]; then kill "$feeder" 2>/dev/null || true; wait "$feeder" 2>/dev/null || true; feeder=""; fi
+    return "$rc"
+}
+
+rc=0
+run "$kernel" || rc=$?
+# An uncompressed vmlinux needs the PVH note; without it QEMU refuses at once.
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ "${kernel##*/}" = vmlinux ] &&
+    grep -q "PVH ELF Note\|Error loading" "$log" 2>/dev/null && [ -f "${kernel%/*}/vmlinuz" ]; then
+    echo "run-qemu: $kernel did not boot, trying ${kernel%/*}/vmlinuz" >&2
+    rc=0
+    run "${kernel%/*}/vmlinuz" || rc=$?
+fi
+if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    echo "run-qemu: timeout after $timeout s: QEMU killed" | tee -a "$log" >&2
+    exit 124
+fi
+exit "$rc"
