@@ -907,7 +907,12 @@ fn symlinks_in_image_are_resolved_inside_new_root() {
         assert!(is_mountpoint(&a.at("x")), "ROOT/x is the mount point");
         assert!(is_mountpoint(&a.at("y")), "ROOT/y is the mount point");
         assert_eq!(fs::read_to_string(a.at("x/key")).unwrap(), "K");
-        assert_eq!(fs::read_to_string(a.at("etc/ssh/key")).unwrap(), "K");
+        // The image's symlinks are left as they are (read from the host they
+        // would point elsewhere; inside the new root they lead to /x and /y).
+        assert_eq!(
+            fs::read_link(a.at("etc/ssh")).unwrap(),
+            Path::new("../../../../x")
+        );
         assert_eq!(fs::read_to_string(a.at("y/d")).unwrap(), "D");
         let outside = a.mounts_outside_root();
         assert!(
@@ -1151,5 +1156,134 @@ fn harness_helpers_against_kernel() {
         let x = ns.dir("x").join("a.squashfs.xz");
         xz_wrap(&img, &x);
         assert_eq!(&fs::read(&x).unwrap()[..6], b"\xfd7zXZ\0");
+    });
+}
+
+// ---------------------------------------------------------------------------
+// More bad entries and confinement
+// ---------------------------------------------------------------------------
+
+#[test]
+fn dirs_symlinks_leading_outside_bootext_are_refused() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let secret = ns.dir("secret");
+        write(&secret, "shadow", "SECRET\n");
+        // An absolute symlink and a relative one that climbs out of BootExt.
+        std::os::unix::fs::symlink(&secret, b.path.join("DIRS/DIR_srv_secret")).unwrap();
+        let rel = format!(
+            "../../{}/shadow",
+            secret.file_name().unwrap().to_str().unwrap()
+        );
+        std::os::unix::fs::symlink(&rel, b.path.join("DIRS/FILE_etc_shadow")).unwrap();
+        assert!(b.path.join("DIRS/FILE_etc_shadow").exists(), "test setup");
+        let a = assemble_ok(ns, &b.path, "");
+        assert!(!is_mountpoint(&a.at("srv/secret")));
+        assert!(!is_mountpoint(&a.at("etc/shadow")));
+        assert!(!a.at("srv/secret/shadow").exists());
+        assert!(fs::read_to_string(a.at("etc/shadow")).is_err());
+        let st = a.state();
+        for e in ["DIRS/DIR_srv_secret", "DIRS/FILE_etc_shadow"] {
+            skipped(&st, e).unwrap_or_else(|| panic!("{e} not skipped: {:#}", st["skipped"]));
+        }
+        for m in mounts_under(&a.root) {
+            assert!(!m.root.contains("secret"), "secret mounted: {m:?}");
+        }
+        a.teardown(ns);
+    });
+}
+
+#[test]
+fn entries_onto_files_under_files_and_symlink_loops_are_skipped() {
+    Ns::run(|ns| {
+        let b = BootExt::empty(ns);
+        b.system_with("a.squashfs", "a", |t| {
+            symlink(t, "etc/loop", "loop");
+            symlink(t, "etc/hn", "hostname");
+        });
+        b.system("r.squashfs", "r");
+        b.link("active-system", "a.squashfs");
+        b.link("recovery-system", "r.squashfs");
+        let bad = [
+            "DIR_etc_hostname",   // a directory onto a file
+            "DIR_etc_hn",         // ... through a symlink to a file
+            "DIR_etc_hostname_x", // below a file
+            "DIR_etc_loop_x",     // through a symlink loop
+        ];
+        for name in bad {
+            b.dir_entry(name, &[("f", "f")]);
+        }
+        b.dir_entry("DIR_etc_ssh", &[("k", "K")]);
+        let a = assemble_ok(ns, &b.path, "");
+        assert_eq!(fs::read_to_string(a.at("etc/ssh/k")).unwrap(), "K");
+        assert_eq!(
+            fs::read_to_string(a.at("etc/hostname")).unwrap(),
+            "appliance\n"
+        );
+        assert!(!is_mountpoint(&a.at("etc/hostname")));
+        let st = a.state();
+        for name in bad {
+            let s = skipped(&st, &format!("DIRS/{name}"))
+                .unwrap_or_else(|| panic!("{name} not skipped: {:#}", st["skipped"]));
+            assert!(s["reason"].as_str().is_some_and(|r| !r.is_empty()));
+        }
+        let under: Vec<_> = mounts_under(&a.at("etc"));
+        assert_eq!(under.len(), 1, "only /etc/ssh:\n{}", describe(&under));
+        assert!(a.mounts_outside_root().is_empty());
+        a.teardown(ns);
+    });
+}
+
+#[test]
+fn relative_link_with_dotdot_staying_inside_bootext_is_fine() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        b.link("active-system", "../System/./a.squashfs");
+        let a = assemble_ok(ns, &b.path, "");
+        assert_eq!(marker(&a), "a");
+        let st = a.state();
+        assert!(st["fallback"].is_null(), "{:#}", st["fallback"]);
+        assert_eq!(st["booted"]["image"], "System/a.squashfs");
+        a.teardown(ns);
+    });
+}
+
+/// Every path under `dir` with its type and size (symlinks by target).
+fn listing(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let md = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            if md.file_type().is_symlink() {
+                out.push(format!("{rel} -> {}", fs::read_link(&p).unwrap().display()));
+            } else if md.is_dir() {
+                out.push(format!("{rel}/"));
+                stack.push(p);
+            } else {
+                out.push(format!("{rel} {}", md.len()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn assembling_leaves_bootext_unchanged() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        b.dir_entry("DIR_etc_ssh", &[("k", "K")]);
+        b.dir_entry("DIR_opt_my__app", &[("f", "F")]);
+        b.file_entry("FILE_etc_hostname", "unit\n");
+        b.image_entry("DIR_srv_data.squashfs", &[("d", "D")]);
+        b.dir_entry("DIR__bad", &[]);
+        b.manifest("[defaults]\noverlay = \"tmpfs:size=64M\"\n");
+        let before = listing(&b.path);
+        let a = assemble_ok(ns, &b.path, "");
+        a.teardown(ns);
+        assert_eq!(before, listing(&b.path), "BootExt changed by assembling");
     });
 }

@@ -514,3 +514,90 @@ fn bad_usage_exits_2() {
         assert!(loops_under(ns.scratch()).is_empty());
     });
 }
+
+/// (origin, target) of every DIRS/ and manifest mount, in order.
+fn entry_mounts(mounts: &Value) -> Vec<(String, String)> {
+    mounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| {
+            let o = m["origin"].as_str().unwrap_or("");
+            o.starts_with("DIRS/") || o.starts_with("manifest") || o.starts_with("overboot.toml")
+        })
+        .map(|m| {
+            (
+                m["origin"].as_str().unwrap().to_string(),
+                m["target"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn skipped_entries(v: &Value) -> Vec<String> {
+    let mut s: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["entry"].as_str().unwrap().to_string())
+        .collect();
+    s.sort();
+    s
+}
+
+/// The plan is what assemble then does: same mounts in the same order, same
+/// skipped entries, even for entries only the image's contents make bad.
+#[test]
+fn plan_agrees_with_assemble() {
+    Ns::run(|ns| {
+        let b = BootExt::empty(ns);
+        b.system_with("a.squashfs", "a", |t| {
+            symlink(t, "etc/loop", "loop");
+            fs::remove_dir_all(t.join("etc/ssh")).unwrap();
+            symlink(t, "etc/ssh", "../../../x");
+        });
+        b.system("r.squashfs", "r");
+        b.link("active-system", "a.squashfs");
+        b.link("recovery-system", "r.squashfs");
+        for name in [
+            "DIR_etc_hostname",
+            "DIR_etc_hostname_x",
+            "DIR_etc_loop_x",
+            "DIR_etc_ssh",
+            "DIR_opt",
+            "DIR__bad",
+            "DIR_usr_lib_x86_64-linux-gnu",
+        ] {
+            b.dir_entry(name, &[("f", "f")]);
+        }
+        mkdirs(&b.path, "DIRS/DIR_opt/tools");
+        b.image_entry("DIR_opt_tools.squashfs", &[("t", "t")]);
+        b.file_entry("FILE_etc_os-release", "ID=x\n");
+        b.file_entry("FILE_usr_lib", "not a dir\n");
+        b.manifest("[[mount]]\ntarget = \"/var/cache/scratch\"\nkind = \"tmpfs\"\n");
+        let p = plan_json(ns, &b.path, "");
+        let a = assemble_ok(ns, &b.path, "");
+        let st = a.state();
+        assert_eq!(
+            entry_mounts(&p["mounts"]),
+            entry_mounts(&st["mounts"]),
+            "plan and assemble disagree on mounts"
+        );
+        assert_eq!(
+            skipped_entries(&p["skipped"]),
+            skipped_entries(&st["skipped"]),
+            "plan and assemble disagree on skipped entries"
+        );
+        a.teardown(ns);
+    });
+}
+
+#[test]
+fn check_refuses_dirs_symlinks_leading_outside_bootext() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let secret = ns.dir("secret");
+        std::os::unix::fs::symlink(&secret, b.path.join("DIRS/DIR_srv_secret")).unwrap();
+        assert_check_error(&b.path, &["DIR_srv_secret"]);
+    });
+}
