@@ -1287,3 +1287,117 @@ fn assembling_leaves_bootext_unchanged() {
         assert_eq!(before, listing(&b.path), "BootExt changed by assembling");
     });
 }
+
+// ---------------------------------------------------------------------------
+// Defaults of --state and --cmdline; manifest confinement
+// ---------------------------------------------------------------------------
+
+/// Without `--state` the record goes to /run/overboot/state.json (here the
+/// namespace's private /run); without `--cmdline` the kernel command line is read
+/// from /proc/cmdline (here a file bound over it in this namespace only).
+#[test]
+fn state_and_cmdline_defaults() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let fake = write(
+            &ns.dir("cmdline"),
+            "cmdline",
+            "ro quiet overboot.system=recovery\n",
+        );
+        rustix::mount::mount_bind(&fake, "/proc/cmdline").unwrap();
+        assert!(
+            fs::read_to_string("/proc/cmdline")
+                .unwrap()
+                .contains("overboot.system")
+        );
+        let root = ns.dir("root");
+        let run = overboot([
+            "assemble".as_ref(),
+            "--bootext".as_ref(),
+            b.path.as_os_str(),
+            "--root".as_ref(),
+            root.as_os_str(),
+        ]);
+        rustix::mount::unmount("/proc/cmdline", rustix::mount::UnmountFlags::empty()).unwrap();
+        run.expect_code(0);
+        assert_eq!(
+            fs::read_to_string(root.join("etc/overboot-image")).unwrap(),
+            "r",
+            "overboot.system=recovery read from /proc/cmdline"
+        );
+        let text = fs::read_to_string("/run/overboot/state.json").expect("default state path");
+        let st: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(st["requested"], "recovery");
+        assert_eq!(st["root"], root.to_str().unwrap());
+        unmount_recursive(&root);
+        assert_no_loop_leak(ns.scratch());
+    });
+}
+
+#[test]
+fn manifest_mounts_are_confined() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let secret = ns.dir("secret");
+        write(&secret, "shadow", "SECRET\n");
+        let up = format!("../{}", secret.file_name().unwrap().to_str().unwrap());
+        write(&b.path, "data/www/index.html", "ok");
+        b.manifest(&format!(
+            r#"
+[[mount]]
+source = "{up}"
+target = "/srv/secret"
+kind = "bind"
+
+[[mount]]
+source = "{abs}"
+target = "/srv/secret2"
+kind = "bind"
+
+[[mount]]
+source = "data/www"
+target = "/srv/../../../escaped"
+kind = "bind"
+
+[[mount]]
+source = "data/www"
+target = "/srv/www"
+kind = "bind"
+"#,
+            abs = secret.display()
+        ));
+        let a = assemble_ok(ns, &b.path, "");
+        assert_eq!(
+            fs::read_to_string(a.at("srv/www/index.html")).unwrap(),
+            "ok"
+        );
+        assert!(!is_mountpoint(&a.at("srv/secret")));
+        assert!(!is_mountpoint(&a.at("srv/secret2")));
+        assert!(!a.at("srv/secret/shadow").exists());
+        assert!(!a.at("srv/secret2/shadow").exists());
+        let outside = a.mounts_outside_root();
+        assert!(outside.is_empty(), "{}", describe(&outside));
+        assert!(!a.root.parent().unwrap().join("escaped").exists());
+        let st = a.state();
+        let manifest_mounts = st["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| {
+                let o = m["origin"].as_str().unwrap_or("");
+                o.starts_with("manifest") || o.starts_with("overboot.toml")
+            })
+            .count();
+        assert_eq!(manifest_mounts, 1, "{:#}", st["mounts"]);
+        // Each refused [[mount]] is reported (as a skip or a warning).
+        let reported = st["skipped"].as_array().unwrap().len()
+            + st["warnings"].as_array().unwrap().len();
+        assert!(
+            reported >= 3,
+            "skipped: {:#}\nwarnings: {:#}",
+            st["skipped"],
+            st["warnings"]
+        );
+        a.teardown(ns);
+    });
+}
