@@ -1390,8 +1390,8 @@ kind = "bind"
             .count();
         assert_eq!(manifest_mounts, 1, "{:#}", st["mounts"]);
         // Each refused [[mount]] is reported (as a skip or a warning).
-        let reported = st["skipped"].as_array().unwrap().len()
-            + st["warnings"].as_array().unwrap().len();
+        let reported =
+            st["skipped"].as_array().unwrap().len() + st["warnings"].as_array().unwrap().len();
         assert!(
             reported >= 3,
             "skipped: {:#}\nwarnings: {:#}",
