@@ -1401,3 +1401,46 @@ kind = "bind"
         a.teardown(ns);
     });
 }
+
+/// Two names, one place: `/etc/ssh` is a symlink to `/srv/ssh` in the image, so
+/// `DIR_etc_ssh` and `DIR_srv_ssh` both land on `/srv/ssh`. That is two entries
+/// for one target: both skipped, never stacked so that one silently hides the
+/// other.
+#[test]
+fn entries_resolving_to_one_target_conflict() {
+    Ns::run(|ns| {
+        let b = BootExt::empty(ns);
+        b.system_with("a.squashfs", "a", |t| {
+            fs::remove_dir_all(t.join("etc/ssh")).unwrap();
+            mkdirs(t, "srv/ssh");
+            symlink(t, "etc/ssh", "/srv/ssh");
+        });
+        b.system("r.squashfs", "r");
+        b.link("active-system", "a.squashfs");
+        b.link("recovery-system", "r.squashfs");
+        b.dir_entry("DIR_etc_ssh", &[("from", "etc_ssh")]);
+        b.dir_entry("DIR_srv_ssh", &[("from", "srv_ssh")]);
+        let a = assemble_ok(ns, &b.path, "");
+        let at = mountinfo()
+            .into_iter()
+            .filter(|m| m.mount_point == a.at("srv/ssh"))
+            .count();
+        assert!(at <= 1, "{at} mounts stacked on ROOT/srv/ssh");
+        let st = a.state();
+        for (me, other) in [
+            ("DIR_etc_ssh", "DIR_srv_ssh"),
+            ("DIR_srv_ssh", "DIR_etc_ssh"),
+        ] {
+            let s = skipped(&st, &format!("DIRS/{me}")).unwrap_or_else(|| {
+                panic!(
+                    "{me} not skipped although it lands where {other} does;\nmounts: {:#}",
+                    st["mounts"]
+                )
+            });
+            let r = s["reason"].as_str().unwrap();
+            assert!(r.contains(me) && r.contains(other), "{r}");
+        }
+        assert!(!is_mountpoint(&a.at("srv/ssh")));
+        a.teardown(ns);
+    });
+}

@@ -268,7 +268,7 @@ fn plan_follows_cmdline_system_and_dirs() {
 }
 
 #[test]
-fn plan_reports_conflicts_and_symlink_resolution_offline() {
+fn plan_reports_conflicts_both_skipped() {
     Ns::run(|ns| {
         let b = BootExt::standard(ns);
         b.dir_entry("DIR_srv_data", &[("a", "a")]);
@@ -599,5 +599,25 @@ fn check_refuses_dirs_symlinks_leading_outside_bootext() {
         let secret = ns.dir("secret");
         std::os::unix::fs::symlink(&secret, b.path.join("DIRS/DIR_srv_secret")).unwrap();
         assert_check_error(&b.path, &["DIR_srv_secret"]);
+    });
+}
+
+/// `DIR_etc_ssh` and `DIR_srv_ssh` land on one place when the image has
+/// `/etc/ssh -> /srv/ssh`: check (which reads the image) reports the conflict.
+#[test]
+fn check_conflict_through_image_symlink() {
+    Ns::run(|ns| {
+        let b = BootExt::empty(ns);
+        b.system_with("a.squashfs", "a", |t| {
+            fs::remove_dir_all(t.join("etc/ssh")).unwrap();
+            mkdirs(t, "srv/ssh");
+            symlink(t, "etc/ssh", "/srv/ssh");
+        });
+        b.system("r.squashfs", "r");
+        b.link("active-system", "a.squashfs");
+        b.link("recovery-system", "r.squashfs");
+        b.dir_entry("DIR_etc_ssh", &[("k", "k")]);
+        b.dir_entry("DIR_srv_ssh", &[("k", "k")]);
+        assert_check_error(&b.path, &["DIR_etc_ssh", "DIR_srv_ssh"]);
     });
 }
