@@ -8,6 +8,7 @@
 use crate::bootext;
 use crate::cmdline::{self, BootConfig};
 use crate::names::TargetPath;
+pub use crate::pid1::Fatal;
 use crate::plan::{self, MountKind, PlannedMount, Skipped};
 use crate::select::{self, CheckedImage};
 use crate::state::{self, Attempt, Booted, Clock, Fallback, MountRecord, State};
@@ -16,7 +17,6 @@ use crate::sys::resolve::{self, RootTree, Want};
 use crate::sys::{errno_text, loopdev, mounts};
 use rustix::fd::OwnedFd;
 use rustix::mount::MountAttrFlags;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// Where overboot makes BootExt, the image and the overlay visible in the new root.
@@ -33,26 +33,6 @@ pub struct Request {
     /// `assemble` or `boot`.
     pub mode: String,
     pub bootext_info: state::BootExtInfo,
-}
-
-/// A fatal error: what was looked for, what was found, what to change.
-#[derive(Debug, Clone)]
-pub struct Fatal {
-    pub what: String,
-    pub found: String,
-    pub fix: String,
-}
-
-impl fmt::Display for Fatal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}\n  found: {}\n  to fix: {}",
-            self.what,
-            self.found.replace('\n', "\n    "),
-            self.fix
-        )
-    }
 }
 
 /// The result of a successful assembly.

@@ -152,7 +152,12 @@ pub fn assemble_main(args: &[String]) -> i32 {
             0
         }
         Err(fatal) => {
-            eprintln!("overboot: cannot assemble: {fatal}");
+            eprintln!(
+                "overboot: cannot assemble: looked for {}\n  found: {}\n  to fix: {}",
+                fatal.what,
+                fatal.found.replace('\n', "\n    "),
+                fatal.fix
+            );
             1
         }
     }

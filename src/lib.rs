@@ -6,6 +6,7 @@
 //! `assemble` runs a plan with it; `cli` is the command-line front end.
 
 pub mod assemble;
+pub mod boot;
 pub mod bootext;
 pub mod cli;
 pub mod cmdline;

@@ -23,6 +23,10 @@ static LOGGER: StderrLogger = StderrLogger;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // The kernel starts us as /init with PID 1: boot. Never returns.
+    if overboot::pid1::is_pid1() {
+        overboot::boot::main();
+    }
     let _ = log::set_logger(&LOGGER);
     let verbose = std::env::var_os("OVERBOOT_DEBUG").is_some();
     log::set_max_level(if verbose {

@@ -266,7 +266,9 @@ fn probe_iso9660(dev: &(impl ReadAt + ?Sized)) -> Option<FsInfo> {
     let mut primary: Option<Vec<u8>> = None;
     let mut joliet: Option<Vec<u8>> = None;
     for sector in 16..16 + 32 {
-        let vd = read_exact(dev, sector * ISO_SECTOR, 2048)?;
+        let Some(vd) = read_exact(dev, sector * ISO_SECTOR, 2048) else {
+            break;
+        };
         if field(&vd, 1, 5) != b"CD001" {
             break;
         }

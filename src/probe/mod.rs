@@ -61,10 +61,14 @@ fn uevent_devname(text: &str) -> Option<String> {
         .filter(|s| !s.is_empty() && !s.split('/').any(|c| c.is_empty() || c == ".."))
 }
 
-/// Block devices that never hold BootExt: the brd RAM disks (`ram0`…).
+/// Block devices that never hold BootExt and are best left alone: the brd RAM
+/// disks (`ram0`…) and floppy drives (`fd0`…, whose size is there even without
+/// a disk, and reading an empty drive stalls for seconds).
 fn ignored_name(name: &str) -> bool {
-    name.strip_prefix("ram")
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()))
+    ["ram", "fd"].iter().any(|prefix| {
+        name.strip_prefix(prefix)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()))
+    })
 }
 
 fn read_text(path: &Path) -> Option<String> {
@@ -197,7 +201,10 @@ fn open_node(dev_root: &Path, b: &SysBlock) -> Option<OwnedFd> {
     Some(fd)
 }
 
-fn scan_in(sys: &Path, dev_root: &Path) -> Vec<BlockDevice> {
+/// [`scan`] with other roots for sysfs and the device nodes: nodes missing
+/// under `dev_root` are created there (how an initramfs without devtmpfs, or a
+/// test, gets them).
+pub fn scan_at(sys: &Path, dev_root: &Path) -> Vec<BlockDevice> {
     let blocks = list_sys(sys);
     let mut fds: HashMap<String, OwnedFd> = HashMap::new();
     for b in &blocks {
@@ -244,7 +251,7 @@ fn scan_in(sys: &Path, dev_root: &Path) -> Vec<BlockDevice> {
 /// filesystem type, label, UUID, PARTUUID and PARTLABEL where they can be read.
 /// Never fails: a device that cannot be opened is listed with its name and size.
 pub fn scan() -> Vec<BlockDevice> {
-    scan_in(Path::new("/sys"), Path::new("/dev"))
+    scan_at(Path::new("/sys"), Path::new("/dev"))
 }
 
 fn same_node(a: &Path, b: &Path) -> bool {
@@ -447,9 +454,8 @@ pub fn wait_for(spec: &DeviceSpec, timeout: Duration) -> Result<BlockDevice, Wai
             None
         }
     };
-    let mut seen;
     loop {
-        seen = scan();
+        let seen = scan();
         if let Some(dev) = find(spec, &seen) {
             log::info!(
                 "{spec} is {} after {:.1} s",
@@ -458,32 +464,49 @@ pub fn wait_for(spec: &DeviceSpec, timeout: Duration) -> Result<BlockDevice, Wai
             );
             return Ok(dev);
         }
-        let elapsed = start.elapsed();
-        if elapsed >= timeout {
+        // A timeout too large for the clock means: wait for ever.
+        let deadline = start.checked_add(timeout);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(WaitError {
                 spec: spec.to_string(),
-                waited: elapsed,
+                waited: start.elapsed(),
                 seen,
             });
         }
-        let slice = (timeout - elapsed).min(RESCAN);
-        match &socket {
-            Some(s) => match s.wait(slice) {
-                Ok(events) => {
-                    for ev in events.iter().filter(|e| e.is_block_arrival()) {
-                        log::debug!(
-                            "uevent {} {}",
-                            ev.action,
-                            ev.devname.as_deref().unwrap_or("?")
-                        );
+        // Sleep until the next safety-net rescan, or less when a block device
+        // arrives (other uevents, e.g. module loads, do not cause a rescan).
+        let now = Instant::now();
+        let next_scan = now.checked_add(RESCAN).unwrap_or(now);
+        loop {
+            let now = Instant::now();
+            let until = deadline.map_or(next_scan, |d| d.min(next_scan));
+            if now >= until {
+                break;
+            }
+            let slice = until - now;
+            match &socket {
+                Some(s) => match s.wait(slice) {
+                    Ok(events) => {
+                        let arrivals: Vec<&uevent::Uevent> =
+                            events.iter().filter(|e| e.is_block_arrival()).collect();
+                        for ev in &arrivals {
+                            log::debug!(
+                                "uevent {} {}",
+                                ev.action,
+                                ev.devname.as_deref().unwrap_or("?")
+                            );
+                        }
+                        if !arrivals.is_empty() {
+                            break;
+                        }
                     }
-                }
-                Err(e) => {
-                    log::debug!("uevent socket: {e}");
-                    std::thread::sleep(slice);
-                }
-            },
-            None => std::thread::sleep(slice),
+                    Err(e) => {
+                        log::debug!("uevent socket: {e}");
+                        std::thread::sleep(slice);
+                    }
+                },
+                None => std::thread::sleep(slice),
+            }
         }
     }
 }
@@ -514,7 +537,7 @@ mod tests {
             Some("cciss/c0d0")
         );
         assert_eq!(uevent_devname("DEVNAME=../etc\n"), None);
-        assert!(ignored_name("ram0") && ignored_name("ram15"));
+        assert!(ignored_name("ram0") && ignored_name("ram15") && ignored_name("fd0"));
         assert!(!ignored_name("ramdisk") && !ignored_name("loop0") && !ignored_name("ram"));
     }
 

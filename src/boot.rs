@@ -1,0 +1,133 @@
+//! The boot, when overboot runs as `/init` (DESIGN section 2): early mounts and
+//! logging, kernel modules, BootExt found and mounted, the root assembled into
+//! `/sysroot`, hand-off to the real init. Any fatal error goes to the failure policy;
+//! PID 1 never returns, exits or unwinds.
+
+use crate::assemble::{self, Request};
+use crate::cmdline::{self, BootConfig, DeviceSpec};
+use crate::pid1::{self, Fatal};
+use crate::probe::{self, BlockDevice};
+use crate::state::BootExtInfo;
+use crate::sys::{errno_text, mounts};
+use rustix::mount::MountAttrFlags;
+use std::path::Path;
+use std::time::Duration;
+
+/// Where BootExt is mounted in the initramfs while the root is assembled.
+const BOOTEXT_MNT: &str = "/run/overboot/bootext";
+const NEW_ROOT: &str = "/sysroot";
+/// A volume carrying this file is BootExt when no label matches.
+const LIVECD_MARKER: &str = "livecd";
+
+/// Filesystems BootExt may carry, in the order a marker search tries them.
+const BOOTEXT_FILESYSTEMS: &[&str] = &["ext4", "vfat", "btrfs", "xfs", "iso9660", "ext3", "ext2"];
+
+pub fn main() -> ! {
+    pid1::install_panic_hook();
+    pid1::guard(run)
+}
+
+fn run() -> Result<(), Fatal> {
+    pid1::early_mounts().map_err(|e| Fatal::new("the early mounts (/proc, /sys, /dev, /run)", e, "use a kernel with devtmpfs, proc, sysfs and tmpfs"))?;
+    let cmdline_text = pid1::read_cmdline();
+    let parsed = cmdline::parse(&cmdline_text);
+    // The failure policy is known from here on; the manifest cannot change it because
+    // a failure may come before BootExt is read.
+    let early: BootConfig = parsed.settings.clone().resolve();
+    pid1::set_failure_policy(early.onfail);
+    pid1::init_logger(early.debug);
+    log::info!("overboot {} starting", env!("CARGO_PKG_VERSION"));
+
+    load_modules();
+    let device = find_bootext(&early)?;
+    let info = mount_bootext(&device, &early.bootext)?;
+    let request = Request {
+        bootext: BOOTEXT_MNT.into(),
+        root: NEW_ROOT.into(),
+        cmdline: cmdline_text,
+        state_path: crate::state::STATE_PATH.into(),
+        mode: "boot".into(),
+        bootext_info: info,
+    };
+    std::fs::create_dir_all(NEW_ROOT).map_err(|e| Fatal::new(format!("the directory {NEW_ROOT}"), e.to_string(), "the initramfs must be writable"))?;
+    let assembled = assemble::assemble(&request)?;
+    // The bind at /mnt/cdrom in the new root keeps BootExt; this mount goes.
+    let _ = mounts::detach(Path::new(BOOTEXT_MNT));
+    let config = assembled.config;
+    pid1::set_failure_policy(config.onfail);
+    let candidates = pid1::init_candidates(config.init.as_deref());
+    let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
+    let tail: Vec<String> = std::env::args().skip(1).collect();
+    log::info!("assembled in {:.1} ms; handing off", assembled.state.total_ms);
+    match pid1::switch_root(Path::new(NEW_ROOT), &candidates, &tail) {
+        Ok(never) => match never {},
+        Err(fatal) => Err(fatal),
+    }
+}
+
+fn load_modules() {
+    let kver = rustix::system::uname().release().to_string_lossy().into_owned();
+    let dir = format!("/lib/modules/{kver}");
+    if !Path::new(&dir).exists() {
+        log::info!("no {dir} in the initramfs: relying on built-in drivers");
+        return;
+    }
+    let report = crate::kmod::load_modules(Path::new(&dir), crate::kmod::BOOT_MODULES);
+    if report.all_ok() {
+        log::info!("{report}");
+    } else {
+        log::warn!("{report}");
+    }
+}
+
+fn find_bootext(config: &BootConfig) -> Result<BlockDevice, Fatal> {
+    let timeout = Duration::from_secs(u64::from(config.timeout_secs));
+    log::info!("waiting up to {} s for BootExt ({})", config.timeout_secs, config.bootext);
+    match probe::wait_for(&config.bootext, timeout) {
+        Ok(dev) => {
+            log::info!("BootExt is {} ({})", dev.dev_path.display(), dev.fs_type.as_deref().unwrap_or("unknown filesystem"));
+            Ok(dev)
+        }
+        Err(wait) => {
+            if config.bootext == DeviceSpec::Label("BootExt".into())
+                && let Some(dev) = find_by_marker(&wait.seen)
+            {
+                log::warn!("no volume labelled BootExt; using {} which carries the '{LIVECD_MARKER}' marker", dev.dev_path.display());
+                return Ok(dev);
+            }
+            Err(Fatal::new(format!("the BootExt volume ({})", config.bootext), wait.to_string(), "label the volume BootExt (e2label DEV BootExt), or set overboot.bootext=LABEL=|UUID=|PARTUUID=|PARTLABEL=|/dev/..., or raise overboot.timeout="))
+        }
+    }
+}
+
+/// The fallback of DESIGN section 2: a volume with the `livecd` marker file.
+fn find_by_marker(devices: &[BlockDevice]) -> Option<BlockDevice> {
+    for dev in devices {
+        let Some(fs) = dev.fs_type.as_deref().filter(|f| BOOTEXT_FILESYSTEMS.contains(f)) else { continue };
+        let Some(source) = dev.dev_path.to_str() else { continue };
+        let Ok(mnt) = mounts::new_mount(fs, source, &[("ro", None)], MountAttrFlags::MOUNT_ATTR_RDONLY) else { continue };
+        let Ok(marker) = rustix::fs::openat(&mnt, LIVECD_MARKER, rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()) else { continue };
+        drop(marker);
+        return Some(dev.clone());
+    }
+    None
+}
+
+fn mount_bootext(dev: &BlockDevice, spec: &DeviceSpec) -> Result<BootExtInfo, Fatal> {
+    let source = dev.dev_path.display().to_string();
+    let fs = dev.fs_type.clone().unwrap_or_else(|| "ext4".into());
+    std::fs::create_dir_all(BOOTEXT_MNT).map_err(|e| Fatal::new(format!("the directory {BOOTEXT_MNT}"), e.to_string(), "/run must be writable"))?;
+    // No nosuid/noexec here: the DIR_ binds inherit these attributes, and an
+    // operator's DIR_opt_app must behave like the directory it replaces.
+    let attrs = MountAttrFlags::empty();
+    // Read-write, because DIR_ entries are mounted read-write; a medium that cannot be
+    // written (iso9660, a write-protected card) is mounted read-only instead.
+    let mnt = mounts::new_mount(&fs, &source, &[], attrs).or_else(|first| {
+        log::warn!("BootExt {source} read-write: {first}; trying read-only");
+        mounts::new_mount(&fs, &source, &[("ro", None)], attrs | MountAttrFlags::MOUNT_ATTR_RDONLY)
+    });
+    let mnt = mnt.map_err(|e| Fatal::new(format!("to mount BootExt {source} ({fs})"), e, "check the filesystem (fsck) and that the initramfs has its module"))?;
+    let target = mounts::open_dir(Path::new(BOOTEXT_MNT)).map_err(|e| Fatal::new(BOOTEXT_MNT, errno_text(e), "report this"))?;
+    mounts::attach(&mnt, &target).map_err(|e| Fatal::new(format!("to mount BootExt on {BOOTEXT_MNT}"), errno_text(e), "report this"))?;
+    Ok(BootExtInfo { path: source.clone(), found_by: spec.to_string(), device: Some(source), fs_type: Some(fs) })
+}
