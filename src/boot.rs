@@ -28,7 +28,13 @@ pub fn main() -> ! {
 }
 
 fn run() -> Result<(), Fatal> {
-    pid1::early_mounts().map_err(|e| Fatal::new("the early mounts (/proc, /sys, /dev, /run)", e, "use a kernel with devtmpfs, proc, sysfs and tmpfs"))?;
+    pid1::early_mounts().map_err(|e| {
+        Fatal::new(
+            "the early mounts (/proc, /sys, /dev, /run)",
+            e,
+            "use a kernel with devtmpfs, proc, sysfs and tmpfs",
+        )
+    })?;
     let cmdline_text = pid1::read_cmdline();
     let parsed = cmdline::parse(&cmdline_text);
     // The failure policy is known from here on; the manifest cannot change it because
@@ -49,7 +55,13 @@ fn run() -> Result<(), Fatal> {
         mode: "boot".into(),
         bootext_info: info,
     };
-    std::fs::create_dir_all(NEW_ROOT).map_err(|e| Fatal::new(format!("the directory {NEW_ROOT}"), e.to_string(), "the initramfs must be writable"))?;
+    std::fs::create_dir_all(NEW_ROOT).map_err(|e| {
+        Fatal::new(
+            format!("the directory {NEW_ROOT}"),
+            e.to_string(),
+            "the initramfs must be writable",
+        )
+    })?;
     let assembled = assemble::assemble(&request)?;
     // The bind at /mnt/cdrom in the new root keeps BootExt; this mount goes.
     let _ = mounts::detach(Path::new(BOOTEXT_MNT));
@@ -58,7 +70,10 @@ fn run() -> Result<(), Fatal> {
     let candidates = pid1::init_candidates(config.init.as_deref());
     let candidates: Vec<&str> = candidates.iter().map(String::as_str).collect();
     let tail: Vec<String> = std::env::args().skip(1).collect();
-    log::info!("assembled in {:.1} ms; handing off", assembled.state.total_ms);
+    log::info!(
+        "assembled in {:.1} ms; handing off",
+        assembled.state.total_ms
+    );
     match pid1::switch_root(Path::new(NEW_ROOT), &candidates, &tail) {
         Ok(never) => match never {},
         Err(fatal) => Err(fatal),
@@ -66,7 +81,10 @@ fn run() -> Result<(), Fatal> {
 }
 
 fn load_modules() {
-    let kver = rustix::system::uname().release().to_string_lossy().into_owned();
+    let kver = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
     let dir = format!("/lib/modules/{kver}");
     if !Path::new(&dir).exists() {
         log::info!("no {dir} in the initramfs: relying on built-in drivers");
@@ -82,20 +100,35 @@ fn load_modules() {
 
 fn find_bootext(config: &BootConfig) -> Result<BlockDevice, Fatal> {
     let timeout = Duration::from_secs(u64::from(config.timeout_secs));
-    log::info!("waiting up to {} s for BootExt ({})", config.timeout_secs, config.bootext);
+    log::info!(
+        "waiting up to {} s for BootExt ({})",
+        config.timeout_secs,
+        config.bootext
+    );
     match probe::wait_for(&config.bootext, timeout) {
         Ok(dev) => {
-            log::info!("BootExt is {} ({})", dev.dev_path.display(), dev.fs_type.as_deref().unwrap_or("unknown filesystem"));
+            log::info!(
+                "BootExt is {} ({})",
+                dev.dev_path.display(),
+                dev.fs_type.as_deref().unwrap_or("unknown filesystem")
+            );
             Ok(dev)
         }
         Err(wait) => {
             if config.bootext == DeviceSpec::Label("BootExt".into())
                 && let Some(dev) = find_by_marker(&wait.seen)
             {
-                log::warn!("no volume labelled BootExt; using {} which carries the '{LIVECD_MARKER}' marker", dev.dev_path.display());
+                log::warn!(
+                    "no volume labelled BootExt; using {} which carries the '{LIVECD_MARKER}' marker",
+                    dev.dev_path.display()
+                );
                 return Ok(dev);
             }
-            Err(Fatal::new(format!("the BootExt volume ({})", config.bootext), wait.to_string(), "label the volume BootExt (e2label DEV BootExt), or set overboot.bootext=LABEL=|UUID=|PARTUUID=|PARTLABEL=|/dev/..., or raise overboot.timeout="))
+            Err(Fatal::new(
+                format!("the BootExt volume ({})", config.bootext),
+                wait.to_string(),
+                "label the volume BootExt (e2label DEV BootExt), or set overboot.bootext=LABEL=|UUID=|PARTUUID=|PARTLABEL=|/dev/..., or raise overboot.timeout=",
+            ))
         }
     }
 }
@@ -103,10 +136,32 @@ fn find_bootext(config: &BootConfig) -> Result<BlockDevice, Fatal> {
 /// The fallback of DESIGN section 2: a volume with the `livecd` marker file.
 fn find_by_marker(devices: &[BlockDevice]) -> Option<BlockDevice> {
     for dev in devices {
-        let Some(fs) = dev.fs_type.as_deref().filter(|f| BOOTEXT_FILESYSTEMS.contains(f)) else { continue };
-        let Some(source) = dev.dev_path.to_str() else { continue };
-        let Ok(mnt) = mounts::new_mount(fs, source, &[("ro", None)], MountAttrFlags::MOUNT_ATTR_RDONLY) else { continue };
-        let Ok(marker) = rustix::fs::openat(&mnt, LIVECD_MARKER, rustix::fs::OFlags::PATH, rustix::fs::Mode::empty()) else { continue };
+        let Some(fs) = dev
+            .fs_type
+            .as_deref()
+            .filter(|f| BOOTEXT_FILESYSTEMS.contains(f))
+        else {
+            continue;
+        };
+        let Some(source) = dev.dev_path.to_str() else {
+            continue;
+        };
+        let Ok(mnt) = mounts::new_mount(
+            fs,
+            source,
+            &[("ro", None)],
+            MountAttrFlags::MOUNT_ATTR_RDONLY,
+        ) else {
+            continue;
+        };
+        let Ok(marker) = rustix::fs::openat(
+            &mnt,
+            LIVECD_MARKER,
+            rustix::fs::OFlags::PATH,
+            rustix::fs::Mode::empty(),
+        ) else {
+            continue;
+        };
         drop(marker);
         return Some(dev.clone());
     }
@@ -116,7 +171,13 @@ fn find_by_marker(devices: &[BlockDevice]) -> Option<BlockDevice> {
 fn mount_bootext(dev: &BlockDevice, spec: &DeviceSpec) -> Result<BootExtInfo, Fatal> {
     let source = dev.dev_path.display().to_string();
     let fs = dev.fs_type.clone().unwrap_or_else(|| "ext4".into());
-    std::fs::create_dir_all(BOOTEXT_MNT).map_err(|e| Fatal::new(format!("the directory {BOOTEXT_MNT}"), e.to_string(), "/run must be writable"))?;
+    std::fs::create_dir_all(BOOTEXT_MNT).map_err(|e| {
+        Fatal::new(
+            format!("the directory {BOOTEXT_MNT}"),
+            e.to_string(),
+            "/run must be writable",
+        )
+    })?;
     // No nosuid/noexec here: the DIR_ binds inherit these attributes, and an
     // operator's DIR_opt_app must behave like the directory it replaces.
     let attrs = MountAttrFlags::empty();
@@ -124,10 +185,33 @@ fn mount_bootext(dev: &BlockDevice, spec: &DeviceSpec) -> Result<BootExtInfo, Fa
     // written (iso9660, a write-protected card) is mounted read-only instead.
     let mnt = mounts::new_mount(&fs, &source, &[], attrs).or_else(|first| {
         log::warn!("BootExt {source} read-write: {first}; trying read-only");
-        mounts::new_mount(&fs, &source, &[("ro", None)], attrs | MountAttrFlags::MOUNT_ATTR_RDONLY)
+        mounts::new_mount(
+            &fs,
+            &source,
+            &[("ro", None)],
+            attrs | MountAttrFlags::MOUNT_ATTR_RDONLY,
+        )
     });
-    let mnt = mnt.map_err(|e| Fatal::new(format!("to mount BootExt {source} ({fs})"), e, "check the filesystem (fsck) and that the initramfs has its module"))?;
-    let target = mounts::open_dir(Path::new(BOOTEXT_MNT)).map_err(|e| Fatal::new(BOOTEXT_MNT, errno_text(e), "report this"))?;
-    mounts::attach(&mnt, &target).map_err(|e| Fatal::new(format!("to mount BootExt on {BOOTEXT_MNT}"), errno_text(e), "report this"))?;
-    Ok(BootExtInfo { path: source.clone(), found_by: spec.to_string(), device: Some(source), fs_type: Some(fs) })
+    let mnt = mnt.map_err(|e| {
+        Fatal::new(
+            format!("to mount BootExt {source} ({fs})"),
+            e,
+            "check the filesystem (fsck) and that the initramfs has its module",
+        )
+    })?;
+    let target = mounts::open_dir(Path::new(BOOTEXT_MNT))
+        .map_err(|e| Fatal::new(BOOTEXT_MNT, errno_text(e), "report this"))?;
+    mounts::attach(&mnt, &target).map_err(|e| {
+        Fatal::new(
+            format!("to mount BootExt on {BOOTEXT_MNT}"),
+            errno_text(e),
+            "report this",
+        )
+    })?;
+    Ok(BootExtInfo {
+        path: source.clone(),
+        found_by: spec.to_string(),
+        device: Some(source),
+        fs_type: Some(fs),
+    })
 }

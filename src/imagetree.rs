@@ -1,7 +1,7 @@
 //! A system image read offline with backhand, as a [`Tree`] to decode names against
 //! without mounting anything (`plan`, `check`).
 
-use crate::names::{NodeKind, Tree};
+use crate::names::{Node as Nodeish, Tree};
 use std::collections::HashMap;
 use std::io::BufReader;
 
@@ -45,39 +45,15 @@ impl ImageTree {
 }
 
 impl Tree for ImageTree {
-    /// Follows symlinks inside the image; `/` and `..` stop at the image root.
-    fn kind(&self, path: &[String]) -> Option<NodeKind> {
-        let mut pending: Vec<String> = path.iter().rev().cloned().collect();
-        let mut real: Vec<String> = Vec::new();
-        let mut links = 0;
-        while let Some(name) = pending.pop() {
-            match name.as_str() {
-                "" | "." => continue,
-                ".." => {
-                    real.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            real.push(name);
-            match self.nodes.get(&real)? {
-                Node::Link(text) => {
-                    links += 1;
-                    if links > 40 {
-                        return None;
-                    }
-                    real.pop();
-                    if text.starts_with('/') {
-                        real.clear();
-                    }
-                    pending.extend(text.split('/').rev().map(str::to_string));
-                }
-                Node::Dir => {}
-                Node::File | Node::Other if !pending.is_empty() => return None,
-                Node::File => return Some(NodeKind::File),
-                Node::Other => return Some(NodeKind::Other),
-            }
+    fn lstat(&self, path: &[String]) -> Option<Nodeish> {
+        if path.is_empty() {
+            return Some(Nodeish::Dir);
         }
-        Some(NodeKind::Dir)
+        Some(match self.nodes.get(path)? {
+            Node::Dir => Nodeish::Dir,
+            Node::File => Nodeish::File,
+            Node::Link(t) => Nodeish::Symlink(t.clone()),
+            Node::Other => Nodeish::Other,
+        })
     }
 }

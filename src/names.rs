@@ -191,18 +191,96 @@ pub enum NodeKind {
     Other,
 }
 
+/// One node, not followed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir,
+    File,
+    Other,
+    Symlink(String),
+}
+
 /// Something names are decoded against: the image read offline, or the new root.
 pub trait Tree {
-    /// What `path` is (symlinks followed inside the tree), or `None` if absent.
-    fn kind(&self, path: &[String]) -> Option<NodeKind>;
+    /// What `path` (symlink-free in its parents) is itself, or `None` if absent.
+    fn lstat(&self, path: &[String]) -> Option<Node>;
+
+    /// What `path` is, symlinks followed inside the tree.
+    fn kind(&self, path: &[String]) -> Option<NodeKind> {
+        canonical(self, path).ok()?.1
+    }
+}
+
+const MAX_SYMLINKS: usize = 40;
+
+/// Resolve `path` inside `tree` the way the kernel resolves it with
+/// `RESOLVE_IN_ROOT`: symlinks followed, `/` and `..` stopping at the tree's root.
+/// Returns the symlink-free path and what is there (`None`: nothing yet, so it would
+/// be created). Fails for a loop or a path that runs through a file.
+pub fn canonical<T: Tree + ?Sized>(
+    tree: &T,
+    path: &[String],
+) -> Result<(Vec<String>, Option<NodeKind>), String> {
+    let mut pending: Vec<String> = path.iter().rev().cloned().collect();
+    let mut real: Vec<String> = Vec::new();
+    let mut links = 0;
+    let mut last = Some(NodeKind::Dir);
+    while let Some(name) = pending.pop() {
+        match name.as_str() {
+            "" | "." => continue,
+            ".." => {
+                real.pop();
+                last = Some(NodeKind::Dir);
+                continue;
+            }
+            _ => {}
+        }
+        match last {
+            Some(NodeKind::Dir) => {}
+            None => {
+                // Below something that does not exist yet: all of it will be created.
+                real.push(name);
+                continue;
+            }
+            Some(_) => {
+                return Err(format!(
+                    "/{} is not a directory, so nothing can be below it",
+                    real.join("/")
+                ));
+            }
+        }
+        real.push(name);
+        last = match tree.lstat(&real) {
+            None => None,
+            Some(Node::Dir) => Some(NodeKind::Dir),
+            Some(Node::File) => Some(NodeKind::File),
+            Some(Node::Other) => Some(NodeKind::Other),
+            Some(Node::Symlink(text)) => {
+                links += 1;
+                if links > MAX_SYMLINKS {
+                    return Err(format!(
+                        "too many symlinks resolving {} (a loop?)",
+                        TargetPath(path.to_vec())
+                    ));
+                }
+                real.pop();
+                if text.starts_with('/') {
+                    real.clear();
+                }
+                pending.extend(text.split('/').rev().map(str::to_string));
+                Some(NodeKind::Dir)
+            }
+        };
+    }
+    Ok((real, last))
 }
 
 /// A tree with nothing in it: every name decodes by its plain `_` split.
 pub struct EmptyTree;
 
 impl Tree for EmptyTree {
-    fn kind(&self, _: &[String]) -> Option<NodeKind> {
-        None
+    fn lstat(&self, path: &[String]) -> Option<Node> {
+        path.is_empty().then_some(Node::Dir)
     }
 }
 
@@ -293,20 +371,21 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    /// A tree given as a list of paths; directories end with '/'.
-    struct ListTree(BTreeMap<Vec<String>, NodeKind>);
+    /// A tree given as a list of paths; directories end with '/', symlinks are
+    /// `path -> text`.
+    struct ListTree(BTreeMap<Vec<String>, Node>);
 
     fn tree(paths: &[&str]) -> ListTree {
         let mut map = BTreeMap::new();
         for p in paths {
-            let kind = if p.ends_with('/') {
-                NodeKind::Dir
-            } else {
-                NodeKind::File
+            let (p, kind) = match p.split_once(" -> ") {
+                Some((p, t)) => (p, Node::Symlink(t.to_string())),
+                None if p.ends_with('/') => (*p, Node::Dir),
+                None => (*p, Node::File),
             };
             let comps: Vec<String> = p.trim_matches('/').split('/').map(str::to_string).collect();
             for n in 1..comps.len() {
-                map.insert(comps[..n].to_vec(), NodeKind::Dir);
+                map.entry(comps[..n].to_vec()).or_insert(Node::Dir);
             }
             map.insert(comps, kind);
         }
@@ -314,8 +393,11 @@ mod tests {
     }
 
     impl Tree for ListTree {
-        fn kind(&self, path: &[String]) -> Option<NodeKind> {
-            self.0.get(path).copied()
+        fn lstat(&self, path: &[String]) -> Option<Node> {
+            if path.is_empty() {
+                return Some(Node::Dir);
+            }
+            self.0.get(path).cloned()
         }
     }
 
@@ -406,14 +488,55 @@ mod tests {
         // Every prefix exists: the search must still stop quickly.
         struct Everything;
         impl Tree for Everything {
-            fn kind(&self, _: &[String]) -> Option<NodeKind> {
-                Some(NodeKind::Dir)
+            fn lstat(&self, _: &[String]) -> Option<Node> {
+                Some(Node::Dir)
             }
         }
         let name = format!("DIR_{}", vec!["a"; 60].join("_"));
         let e = parse_entry_name(&name, true).unwrap();
         let d = decode(&e.reading, &Everything);
         assert_eq!(d.target.components().len(), 1);
+    }
+
+    #[test]
+    fn canonical_follows_links_inside_the_tree() {
+        let t = tree(&[
+            "etc/",
+            "srv/ssh/",
+            "etc/ssh -> ../srv/ssh",
+            "etc/up -> ../../../../x",
+            "etc/abs -> /srv",
+            "etc/loop -> loop",
+            "etc/hostname",
+        ]);
+        let c = |p: &str| {
+            canonical(
+                &t,
+                &p.trim_matches('/')
+                    .split('/')
+                    .map(str::to_string)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            c("/etc/ssh").unwrap(),
+            (
+                vec!["srv".to_string(), "ssh".to_string()],
+                Some(NodeKind::Dir)
+            )
+        );
+        assert_eq!(c("/etc/up").unwrap(), (vec!["x".to_string()], None));
+        assert_eq!(
+            c("/etc/abs/ssh/new/deeper").unwrap().0.join("/"),
+            "srv/ssh/new/deeper"
+        );
+        assert!(c("/etc/loop").unwrap_err().contains("too many symlinks"));
+        assert!(
+            c("/etc/hostname/x")
+                .unwrap_err()
+                .contains("not a directory")
+        );
+        assert_eq!(c("/etc/hostname").unwrap().1, Some(NodeKind::File));
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct PlannedMount {
     pub origin: String,
     pub source: Option<String>,
     pub target: TargetPath,
+    /// Where the target is once symlinks in the image are followed (inside the root).
+    pub resolved: TargetPath,
     pub kind: MountKind,
     pub read_only: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,41 +150,84 @@ pub fn from_manifest(
     })
 }
 
-/// Decode every candidate against `tree`, refuse reserved targets and conflicts, and
-/// order the rest parents before children (then by name, so the order is stable).
+/// Decode every candidate against `tree`, follow the target's symlinks inside the
+/// tree, refuse what cannot work (reserved or impossible targets, kinds that do not
+/// fit what is there, two entries landing on one place) and order the rest parents
+/// before children, then by name, so the order is stable.
 pub fn build(
     candidates: Vec<Candidate>,
     tree: &dyn Tree,
     reserved: &[TargetPath],
 ) -> (Vec<PlannedMount>, Vec<Skipped>) {
     let mut skipped = Vec::new();
-    let mut by_target: BTreeMap<TargetPath, Vec<PlannedMount>> = BTreeMap::new();
+    let mut by_place: BTreeMap<TargetPath, Vec<PlannedMount>> = BTreeMap::new();
     for c in candidates {
         let Decoded { target, also_exist } = names::decode(&c.reading, tree);
+        let mut skip = |reason: String| {
+            skipped.push(Skipped {
+                entry: c.origin.clone(),
+                reason,
+            })
+        };
+        let (real, existing) = match names::canonical(tree, target.components()) {
+            Ok(r) => r,
+            Err(e) => {
+                skip(format!("target {target}: {e}"));
+                continue;
+            }
+        };
+        let resolved = match TargetPath::from_components(real) {
+            Ok(p) if !p.is_root() => p,
+            _ => {
+                skip(format!("target {target} resolves to the new root itself"));
+                continue;
+            }
+        };
+        let via = if resolved == target {
+            String::new()
+        } else {
+            format!(" (a symlink in the image leads to {resolved})")
+        };
         if let Some(r) = reserved
             .iter()
-            .find(|r| r.starts_with(&target) || target.starts_with(r))
+            .find(|r| r.starts_with(&resolved) || resolved.starts_with(r))
         {
-            skipped.push(Skipped {
-                entry: c.origin,
-                reason: format!("target {target} overlaps {r}, which overboot itself mounts"),
-            });
+            skip(format!(
+                "target {target}{via} overlaps {r}, which overboot itself mounts"
+            ));
             continue;
         }
-        if c.kind == MountKind::File && tree.kind(target.components()) == Some(NodeKind::Dir) {
-            skipped.push(Skipped {
-                entry: c.origin,
-                reason: format!("target {target} is a directory in the image; a FILE_ entry can only cover a file"),
-            });
-            continue;
+        match (c.kind, existing) {
+            (_, None) => {}
+            (MountKind::File, Some(NodeKind::File)) => {}
+            (MountKind::File, Some(NodeKind::Dir)) => {
+                skip(format!(
+                    "target {target}{via} is a directory in the image; a FILE_ entry can only cover a file"
+                ));
+                continue;
+            }
+            (_, Some(NodeKind::Dir)) => {}
+            (_, Some(NodeKind::File)) => {
+                skip(format!(
+                    "target {target}{via} is a file in the image; a directory or image can only cover a directory (use FILE_ for a file)"
+                ));
+                continue;
+            }
+            (_, Some(NodeKind::Other)) => {
+                skip(format!(
+                    "target {target}{via} is a special file in the image"
+                ));
+                continue;
+            }
         }
-        by_target
-            .entry(target.clone())
+        by_place
+            .entry(resolved.clone())
             .or_default()
             .push(PlannedMount {
                 origin: c.origin,
                 source: c.source,
                 target,
+                resolved,
                 kind: c.kind,
                 read_only: c.read_only,
                 size: c.size,
@@ -190,7 +235,7 @@ pub fn build(
             });
     }
     let mut mounts = Vec::new();
-    for (target, mut group) in by_target {
+    for (place, mut group) in by_place {
         if group.len() == 1 {
             mounts.append(&mut group);
             continue;
@@ -200,7 +245,7 @@ pub fn build(
             skipped.push(Skipped {
                 entry: m.origin.clone(),
                 reason: format!(
-                    "{} entries target {target} ({}); none is mounted until only one remains",
+                    "{} entries land on {place} ({}); none is mounted until only one remains",
                     all.len(),
                     all.join(", ")
                 ),
@@ -214,7 +259,7 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::names::EmptyTree;
+    use crate::names::{EmptyTree, Node};
 
     fn file() -> SourceNode {
         SourceNode::File {
@@ -308,8 +353,8 @@ mod tests {
     fn file_onto_directory_is_refused() {
         struct EtcIsDir;
         impl Tree for EtcIsDir {
-            fn kind(&self, p: &[String]) -> Option<NodeKind> {
-                (p == ["etc"]).then_some(NodeKind::Dir)
+            fn lstat(&self, p: &[String]) -> Option<Node> {
+                (p.is_empty() || p == ["etc"]).then_some(Node::Dir)
             }
         }
         let (mounts, skipped) = build(vec![classify("FILE_etc", &file()).unwrap()], &EtcIsDir, &[]);

@@ -8,7 +8,7 @@
 
 mod e2e_common;
 
-use e2e_common::{boot, bootext, fixture, Boot};
+use e2e_common::{Boot, boot, bootext, fixture};
 
 fn assert_booted(log: &Boot, system: &str) {
     log.assert_has("OVERBOOT-E2E: init started");
@@ -28,7 +28,11 @@ fn assert_overmounts(log: &Boot) {
         " /etc/hostname ext4 ",
         " /opt/tools squashfs ro,",
     ] {
-        assert!(mounts.contains(needle), "no '{needle}' in /proc/mounts:\n{mounts}\n--- log tail ---\n{}", log.tail());
+        assert!(
+            mounts.contains(needle),
+            "no '{needle}' in /proc/mounts:\n{mounts}\n--- log tail ---\n{}",
+            log.tail()
+        );
     }
     log.assert_has("OVERBOOT-E2E: file /etc/hostname=bootext-host");
     log.assert_has("OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh");
@@ -53,7 +57,12 @@ fn normal_boot_mounts_everything() {
 fn recovery_on_request() {
     let f = fixture();
     let (disk, _) = bootext(f, "recovery", &[]);
-    let log = boot(f, "overboot.system=recovery overboot.onfail=poweroff", &[&disk], None);
+    let log = boot(
+        f,
+        "overboot.system=recovery overboot.onfail=poweroff",
+        &[&disk],
+        None,
+    );
     assert_booted(&log, "recovery");
     let state = log.section("state");
     assert!(state.contains("\"requested\": \"recovery\""), "{state}");
@@ -75,18 +84,46 @@ fn bootext_by_uuid() {
     let f = fixture();
     let uuid = "0e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b";
     let (disk, _) = bootext(f, "uuid", &["--label", "NotBootExt", "--uuid", uuid]);
-    let log = boot(f, &format!("overboot.bootext=UUID={uuid} overboot.onfail=poweroff"), &[&disk], None);
+    let log = boot(
+        f,
+        &format!("overboot.bootext=UUID={uuid} overboot.onfail=poweroff"),
+        &[&disk],
+        None,
+    );
     assert_booted(&log, "appliance");
-    assert!(log.section("state").contains(&format!("\"found_by\": \"UUID={uuid}\"")));
+    assert!(
+        log.section("state")
+            .contains(&format!("\"found_by\": \"UUID={uuid}\""))
+    );
 }
 
 #[test]
 fn bootext_by_partuuid_on_gpt_disk() {
     let f = fixture();
     let partuuid = "6a1c3e5f-7b9d-4f2a-8c4e-1d3f5a7b9c2e";
-    let (disk, printed) = bootext(f, "gpt", &["--gpt", "--label", "NotBootExt", "--partuuid", partuuid, "--partlabel", "appliance-data"]);
-    assert!(printed.iter().any(|l| l == &format!("PARTUUID={partuuid}")), "{printed:?}");
-    let log = boot(f, &format!("overboot.bootext=PARTUUID={partuuid} overboot.onfail=poweroff"), &[&disk], None);
+    let (disk, printed) = bootext(
+        f,
+        "gpt",
+        &[
+            "--gpt",
+            "--label",
+            "NotBootExt",
+            "--partuuid",
+            partuuid,
+            "--partlabel",
+            "appliance-data",
+        ],
+    );
+    assert!(
+        printed.iter().any(|l| l == &format!("PARTUUID={partuuid}")),
+        "{printed:?}"
+    );
+    let log = boot(
+        f,
+        &format!("overboot.bootext=PARTUUID={partuuid} overboot.onfail=poweroff"),
+        &[&disk],
+        None,
+    );
     assert_booted(&log, "appliance");
     assert_overmounts(&log);
     let state = log.section("state");
@@ -96,8 +133,23 @@ fn bootext_by_partuuid_on_gpt_disk() {
 #[test]
 fn bootext_by_partlabel_on_gpt_disk() {
     let f = fixture();
-    let (disk, _) = bootext(f, "gpt-label", &["--gpt", "--label", "NotBootExt", "--partlabel", "appliance-data"]);
-    let log = boot(f, "overboot.bootext=PARTLABEL=appliance-data overboot.onfail=poweroff", &[&disk], None);
+    let (disk, _) = bootext(
+        f,
+        "gpt-label",
+        &[
+            "--gpt",
+            "--label",
+            "NotBootExt",
+            "--partlabel",
+            "appliance-data",
+        ],
+    );
+    let log = boot(
+        f,
+        "overboot.bootext=PARTLABEL=appliance-data overboot.onfail=poweroff",
+        &[&disk],
+        None,
+    );
     assert_booted(&log, "appliance");
 }
 
@@ -106,9 +158,18 @@ fn bootext_on_a_late_second_disk() {
     let f = fixture();
     let (other, _) = bootext(f, "late-other", &["--label", "Scratch"]);
     let (disk, _) = bootext(f, "late", &[]);
-    let log = boot(f, "overboot.timeout=60 overboot.onfail=poweroff", &[&other], Some(&disk));
+    let log = boot(
+        f,
+        "overboot.timeout=60 overboot.onfail=poweroff",
+        &[&other],
+        Some(&disk),
+    );
     assert_booted(&log, "appliance");
-    assert!(log.section("state").contains("\"device\": \"/dev/vdb\""), "{}", log.section("state"));
+    assert!(
+        log.section("state").contains("\"device\": \"/dev/vdb\""),
+        "{}",
+        log.section("state")
+    );
 }
 
 #[test]
@@ -117,20 +178,34 @@ fn no_bootext_prints_the_message_and_follows_the_policy() {
     let (other, _) = bootext(f, "none", &["--label", "Scratch"]);
     // The scratch disk carries the livecd marker; a spec that is not the default
     // label must not fall back to it.
-    let log = boot(f, "overboot.bootext=LABEL=Missing overboot.timeout=3 overboot.onfail=poweroff", &[&other], None);
+    let log = boot(
+        f,
+        "overboot.bootext=LABEL=Missing overboot.timeout=3 overboot.onfail=poweroff",
+        &[&other],
+        None,
+    );
     log.assert_has("LABEL=Missing");
     log.assert_has("/dev/vda");
     log.assert_has("Scratch");
     log.assert_lacks("OVERBOOT-E2E: init started");
     log.assert_lacks("Kernel panic");
-    assert!(log.powered_off(), "QEMU did not end by power-off:\n{}", log.tail());
+    assert!(
+        log.powered_off(),
+        "QEMU did not end by power-off:\n{}",
+        log.tail()
+    );
 }
 
 #[test]
 fn livecd_marker_is_the_fallback_for_the_default_label() {
     let f = fixture();
     let (disk, _) = bootext(f, "marker", &["--label", "Other"]);
-    let log = boot(f, "overboot.timeout=3 overboot.onfail=poweroff", &[&disk], None);
+    let log = boot(
+        f,
+        "overboot.timeout=3 overboot.onfail=poweroff",
+        &[&disk],
+        None,
+    );
     assert_booted(&log, "appliance");
     log.assert_has("livecd");
 }
@@ -139,9 +214,18 @@ fn livecd_marker_is_the_fallback_for_the_default_label() {
 fn missing_init_is_reported_without_a_panic() {
     let f = fixture();
     let (disk, _) = bootext(f, "noinit", &[]);
-    let log = boot(f, "init=/sbin/does-not-exist overboot.onfail=poweroff", &[&disk], None);
+    let log = boot(
+        f,
+        "init=/sbin/does-not-exist overboot.onfail=poweroff",
+        &[&disk],
+        None,
+    );
     log.assert_has("/sbin/does-not-exist");
     log.assert_lacks("OVERBOOT-E2E: init started");
     log.assert_lacks("Kernel panic");
-    assert!(log.powered_off(), "QEMU did not end by power-off:\n{}", log.tail());
+    assert!(
+        log.powered_off(),
+        "QEMU did not end by power-off:\n{}",
+        log.tail()
+    );
 }

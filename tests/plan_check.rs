@@ -130,7 +130,7 @@ fn plan_json_orders_and_decodes_and_mounts_nothing() {
             ),
             ("/opt/my_app", "DIRS/DIR_opt_my__app"),
             ("/etc/ssh", "DIRS/DIR_etc_ssh"),
-            ("/var/cache/scratch", "manifest"),
+            ("/var/cache/scratch", "overboot.toml [[mount]] #1"),
         ] {
             let m = plan_mount(&p, target);
             assert_eq!(m["origin"], origin, "{m}");

@@ -56,6 +56,9 @@ pub fn resolve_target(
     let mut real: Vec<String> = Vec::new();
     let mut dir =
         reopen(root, &real).map_err(|e| format!("cannot open the new root: {}", errno_text(e)))?;
+    let root_dev = fs::fstat(&dir)
+        .map_err(|e| format!("cannot stat the new root: {}", errno_text(e)))?
+        .st_dev;
     let mut links = 0;
     let mut final_fd = None;
     while let Some(name) = pending.pop_front() {
@@ -143,7 +146,16 @@ pub fn resolve_target(
                 }
             },
             Err(Errno::NOENT) => {
-                // Create it in the new root (the overlay's upper layer), then look again.
+                // Create it in the new root (the overlay's upper layer), then look again;
+                // never on another filesystem: that would write to BootExt (a DIR_ bind)
+                // or fail on a read-only image.
+                let parent_dev = fs::fstat(&dir).map(|st| st.st_dev).unwrap_or(0);
+                if parent_dev != root_dev {
+                    return Err(format!(
+                        "{} does not exist and its parent is another mount (a DIR_ entry on BootExt, or an image), where overboot creates nothing; create it there, or use a [[mount]] elsewhere",
+                        here()
+                    ));
+                }
                 let made = if last && want == Want::File {
                     fs::openat(
                         &dir,
@@ -188,26 +200,21 @@ pub fn resolve_target(
 pub struct RootTree<'a>(pub &'a OwnedFd);
 
 impl crate::names::Tree for RootTree<'_> {
-    fn kind(&self, path: &[String]) -> Option<crate::names::NodeKind> {
-        use crate::names::NodeKind;
-        let rel = if path.is_empty() {
-            ".".to_string()
-        } else {
-            path.join("/")
+    fn lstat(&self, path: &[String]) -> Option<crate::names::Node> {
+        use crate::names::Node;
+        let Some((name, parent)) = path.split_last() else {
+            return Some(Node::Dir);
         };
-        let fd = fs::openat2(
-            self.0,
-            rel,
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        )
-        .ok()?;
-        let st = fs::fstat(&fd).ok()?;
+        let dir = reopen(self.0, parent).ok()?;
+        let st = fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).ok()?;
         Some(match FileType::from_raw_mode(st.st_mode) {
-            FileType::Directory => NodeKind::Dir,
-            FileType::RegularFile => NodeKind::File,
-            _ => NodeKind::Other,
+            FileType::Directory => Node::Dir,
+            FileType::RegularFile => Node::File,
+            FileType::Symlink => {
+                let text = fs::readlinkat(&dir, name.as_str(), Vec::new()).ok()?;
+                Node::Symlink(text.to_string_lossy().into_owned())
+            }
+            _ => Node::Other,
         })
     }
 }

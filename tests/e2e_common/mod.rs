@@ -16,7 +16,9 @@ pub struct Fixture {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\n{}\n{}",
@@ -58,7 +60,9 @@ pub fn fixture() -> &'static Fixture {
         let sys = dir.join("appliance");
         let rec = dir.join("recovery");
         run(Command::new(top.join("tests/e2e/build-appliance.sh")).arg(&sys));
-        run(Command::new(top.join("tests/e2e/build-appliance.sh")).arg(&rec).arg("--recovery"));
+        run(Command::new(top.join("tests/e2e/build-appliance.sh"))
+            .arg(&rec)
+            .arg("--recovery"));
         Fixture {
             system: sys.join("appliance.squashfs"),
             recovery: rec.join("recovery.squashfs"),
@@ -88,10 +92,18 @@ pub struct Boot {
 
 impl Boot {
     pub fn assert_has(&self, needle: &str) {
-        assert!(self.log.contains(needle), "the console never showed '{needle}':\n{}", self.tail());
+        assert!(
+            self.log.contains(needle),
+            "the console never showed '{needle}':\n{}",
+            self.tail()
+        );
     }
     pub fn assert_lacks(&self, needle: &str) {
-        assert!(!self.log.contains(needle), "the console showed '{needle}':\n{}", self.tail());
+        assert!(
+            !self.log.contains(needle),
+            "the console showed '{needle}':\n{}",
+            self.tail()
+        );
     }
     /// Text between `OVERBOOT-E2E: NAME begin` and `... end`.
     pub fn section(&self, name: &str) -> String {
@@ -115,7 +127,9 @@ impl Boot {
 /// Boot the fixture's initramfs with `append` and the given disks.
 pub fn boot(f: &Fixture, append: &str, disks: &[&Path], late: Option<&Path>) -> Boot {
     let mut cmd = Command::new(f.top.join("tests/e2e/run-qemu.sh"));
-    cmd.arg("--initrd").arg(&f.initrd).args(["--append", append, "--timeout", "120"]);
+    cmd.arg("--initrd")
+        .arg(&f.initrd)
+        .args(["--append", append, "--timeout", "120"]);
     for d in disks {
         cmd.arg("--disk").arg(d);
     }
@@ -124,5 +138,8 @@ pub fn boot(f: &Fixture, append: &str, disks: &[&Path], late: Option<&Path>) -> 
     }
     let out = cmd.output().expect("run-qemu.sh");
     let log = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    Boot { log, code: out.status.code() }
+    Boot {
+        log,
+        code: out.status.code(),
+    }
 }
