@@ -48,7 +48,7 @@ pub fn fixture() -> &'static Fixture {
         let top = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         let dir = top.join("work/e2e");
         std::fs::create_dir_all(&dir).unwrap();
-        let kdir = PathBuf::from(run(Command::new(top.join("tests/kernel/fetch"))).trim());
+        let kdir = PathBuf::from(run(&mut Command::new(top.join("tests/kernel/fetch"))).trim());
         let kver = kdir.file_name().unwrap().to_string_lossy().into_owned();
         let initrd = dir.join("initramfs.img");
         run(Command::new(musl_binary(&top))
