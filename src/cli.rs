@@ -19,6 +19,7 @@ usage:
   overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE]
   overboot plan --bootext DIR [--cmdline STR] [--json]
   overboot check DIR
+  overboot status [--json] [--state FILE]
   overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR] [--compress zstd|xz|gzip|none] [--add-shell]
   overboot help | --help | --version
 
@@ -433,4 +434,122 @@ pub fn check_main(args: &[String]) -> i32 {
     }
     println!("{} error(s), {} warning(s)", errors.len(), warnings.len());
     if errors.is_empty() { 0 } else { 1 }
+}
+
+const STATUS_USAGE: &str = "\
+usage: overboot status [--json] [--state FILE]
+
+In the booted system: which image booted, from where and why, fallbacks, every
+overmount made and skipped, and the time each step took (from the state file).";
+
+pub fn status_main(args: &[String]) -> i32 {
+    if help_asked(args) {
+        println!("{STATUS_USAGE}");
+        return 0;
+    }
+    let a = match parse_args(args, &["--state"], &["--json"]) {
+        Ok(a) if a.positional.is_empty() => a,
+        Ok(a) => {
+            return usage_error(
+                &format!("unexpected argument {}", a.positional[0]),
+                STATUS_USAGE,
+            );
+        }
+        Err(e) => return usage_error(&e, STATUS_USAGE),
+    };
+    let path = a.value("--state").unwrap_or(state::STATE_PATH);
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("overboot: cannot read {path}: {e} (was this system booted by overboot?)");
+            return 1;
+        }
+    };
+    let s: state::State = match serde_json::from_str(&text) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("overboot: {path} is not a state file this version understands: {e}");
+            return 1;
+        }
+    };
+    if a.has("--json") {
+        print!("{text}");
+        return 0;
+    }
+    print!("{}", render_status(&s));
+    0
+}
+
+/// The readable form of a state file.
+pub fn render_status(s: &state::State) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "BootExt:   {} (found by {}{})",
+        s.bootext.device.as_deref().unwrap_or(&s.bootext.path),
+        s.bootext.found_by,
+        s.bootext
+            .fs_type
+            .as_deref()
+            .map(|f| format!(", {f}"))
+            .unwrap_or_default()
+    );
+    match &s.booted {
+        Some(b) => {
+            let via = b
+                .link
+                .as_deref()
+                .map(|l| format!(" via {l}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "Booted:    {} ({}{via}) on {}",
+                b.image,
+                b.choice,
+                b.loop_device.as_deref().unwrap_or("?")
+            );
+        }
+        None => {
+            let _ = writeln!(o, "Booted:    nothing");
+        }
+    }
+    let _ = writeln!(o, "Requested: {}", s.requested);
+    if let Some(f) = &s.fallback {
+        let _ = writeln!(o, "Fallback:  from {}: {}", f.from, f.reason);
+    }
+    let _ = writeln!(o, "\nMounts ({}):", s.mounts.len());
+    for m in &s.mounts {
+        let at = if m.resolved != m.target {
+            format!("{} -> {}", m.target, m.resolved)
+        } else {
+            m.target.clone()
+        };
+        let _ = writeln!(
+            o,
+            "  {:<28} {:<9} {:<3} {}",
+            at,
+            m.kind,
+            if m.read_only { "ro" } else { "rw" },
+            m.origin
+        );
+    }
+    if !s.skipped.is_empty() {
+        let _ = writeln!(o, "\nSkipped ({}):", s.skipped.len());
+        for k in &s.skipped {
+            let _ = writeln!(o, "  {}: {}", k.entry, k.reason);
+        }
+    }
+    if !s.warnings.is_empty() {
+        let _ = writeln!(o, "\nWarnings:");
+        for w in &s.warnings {
+            let _ = writeln!(o, "  {w}");
+        }
+    }
+    let _ = writeln!(o, "\nTimings:");
+    for t in &s.timings {
+        let _ = writeln!(o, "  {:<14} {:>9.1} ms", t.step, t.ms);
+    }
+    let _ = writeln!(o, "  {:<14} {:>9.1} ms", "total", s.total_ms);
+    o
 }

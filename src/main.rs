@@ -39,6 +39,7 @@ fn main() {
         Some("assemble") => cli::assemble_main(rest),
         Some("plan") => cli::plan_main(rest),
         Some("check") => cli::check_main(rest),
+        Some("status") => cli::status_main(rest),
         Some("help" | "--help" | "-h") => {
             println!("{}", cli::USAGE);
             0

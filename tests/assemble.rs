@@ -1448,3 +1448,47 @@ fn entries_resolving_to_one_target_conflict() {
         a.teardown(ns);
     });
 }
+
+/// `overboot status` reads the state file of an assembly and tells it in words and
+/// as JSON; without a state file it fails clearly.
+#[test]
+fn status_reports_the_assembly() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let a = assemble_ok(ns, &b.path, "overboot.frobnicate=1");
+        let state = a.state_path.to_str().unwrap();
+        let text = overboot(["status", "--state", state]);
+        assert_eq!(text.code, 0, "{}", text.stderr);
+        for needle in [
+            "System/a.squashfs",
+            "active via System/active-system",
+            "/mnt/livecd",
+            "overlay",
+            "/mnt/cdrom",
+            "Timings:",
+            "total",
+            "overboot.frobnicate",
+        ] {
+            assert!(
+                text.stdout.contains(needle),
+                "no '{needle}' in:\n{}",
+                text.stdout
+            );
+        }
+        let json = overboot(["status", "--json", "--state", state]);
+        assert_eq!(json.code, 0);
+        let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        assert_eq!(v["booted"]["image"], "System/a.squashfs");
+        let missing = overboot(["status", "--state", "/nonexistent/state.json"]);
+        assert_eq!(missing.code, 1);
+        assert!(
+            missing
+                .stderr
+                .contains("cannot read /nonexistent/state.json"),
+            "{}",
+            missing.stderr
+        );
+        assert_eq!(overboot(["status", "--bogus"]).code, 2);
+        a.teardown(ns);
+    });
+}
