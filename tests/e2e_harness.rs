@@ -35,7 +35,9 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn fetch_kernel() {
-    let out = Command::new(top().join("tests/kernel/fetch")).output().unwrap();
+    let out = Command::new(top().join("tests/kernel/fetch"))
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "tests/kernel/fetch failed: {}",
@@ -95,7 +97,7 @@ fn boot(initrd: &Path, append: &str, extra: &[&str], timeout: u64) -> Boot {
         .output()
         .unwrap();
     let elapsed = start.elapsed();
-    let console = String::from_utf8_lossy(&out.stdout).into_owned();
+    let console = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
     eprintln!(
         "---- console ({:.1} s, exit {:?}) ----\n{console}\n---- stderr ----\n{}",
         elapsed.as_secs_f64(),
@@ -163,9 +165,18 @@ $B poweroff -f
         ],
         timeout,
     );
-    assert!(b.console.contains("OVERBOOT-E2E-HARNESS: stand-in init ran as pid 1"));
-    assert!(b.console.contains("OVERBOOT-E2E-HARNESS: virtio-blk at start: 1"));
-    assert!(b.console.contains("OVERBOOT-E2E-HARNESS: virtio-blk later: 2"));
+    assert!(
+        b.console
+            .contains("OVERBOOT-E2E-HARNESS: stand-in init ran as pid 1")
+    );
+    assert!(
+        b.console
+            .contains("OVERBOOT-E2E-HARNESS: virtio-blk at start: 1")
+    );
+    assert!(
+        b.console
+            .contains("OVERBOOT-E2E-HARNESS: virtio-blk later: 2")
+    );
     assert_eq!(b.code, Some(0));
     assert!(b.elapsed < Duration::from_secs(timeout));
 }
@@ -355,8 +366,14 @@ fn guest() -> ! {
 fn new_root(with_init: bool) -> PathBuf {
     let root = PathBuf::from("/newroot");
     fs::create_dir_all(&root).unwrap();
-    rustix::mount::mount("tmpfs", &root, "tmpfs", rustix::mount::MountFlags::empty(), None)
-        .unwrap();
+    rustix::mount::mount(
+        "tmpfs",
+        &root,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    )
+    .unwrap();
     fs::create_dir_all(root.join("bin")).unwrap();
     fs::create_dir_all(root.join("sbin")).unwrap();
     fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
