@@ -397,3 +397,129 @@ $B poweroff -f
     }
     root
 }
+
+/// The appliance and BootExt images from `build-appliance.sh` / `build-bootext.sh`
+/// (GPT variant), assembled by a busybox stand-in for overboot (insmod, mount, overlay,
+/// overmounts, switch_root): the appliance's init reports the overmounted files.
+#[test]
+fn appliance_and_bootext_images_boot_with_a_stand_in_assembler() {
+    let kdir = {
+        let out = Command::new(top().join("tests/kernel/fetch"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    };
+    let kver = kdir.file_name().unwrap().to_str().unwrap().to_string();
+    let dir = scratch("appliance");
+    let e2e = top().join("tests/e2e");
+    for args in [vec![], vec!["--recovery"]] {
+        let st = Command::new(e2e.join("build-appliance.sh"))
+            .arg(&dir)
+            .args(&args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "build-appliance.sh {args:?}");
+    }
+    let disk = dir.join("bootext-gpt.img");
+    let out = Command::new(e2e.join("build-bootext.sh"))
+        .arg(&disk)
+        .arg(dir.join("appliance.squashfs"))
+        .arg(dir.join("recovery.squashfs"))
+        .args([
+            "--gpt",
+            "--partuuid",
+            "0ddba11e-0000-4000-8000-00000000e2e1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("LABEL=BootExt"), "{printed}");
+    assert!(
+        printed.contains("PARTUUID=0ddba11e-0000-4000-8000-00000000e2e1"),
+        "{printed}"
+    );
+
+    let staging = dir.join("root");
+    fs::create_dir_all(staging.join("bin")).unwrap();
+    fs::create_dir_all(staging.join("mods")).unwrap();
+    fs::copy(busybox(), staging.join("bin/busybox")).unwrap();
+    let modules = [
+        "drivers/virtio/virtio_ring",
+        "drivers/virtio/virtio",
+        "drivers/virtio/virtio_pci_legacy_dev",
+        "drivers/virtio/virtio_pci_modern_dev",
+        "drivers/virtio/virtio_pci",
+        "drivers/block/virtio_blk",
+        "lib/crc16",
+        "crypto/crc32c_generic",
+        "fs/mbcache",
+        "fs/jbd2/jbd2",
+        "fs/ext4/ext4",
+        "fs/squashfs/squashfs",
+        "drivers/block/loop",
+        "fs/overlayfs/overlay",
+    ];
+    let mut names = Vec::new();
+    for m in modules {
+        let src = kdir.join(format!("root/lib/modules/{kver}/kernel/{m}.ko"));
+        let name = m.rsplit('/').next().unwrap();
+        fs::copy(&src, staging.join(format!("mods/{name}.ko"))).unwrap();
+        names.push(name);
+    }
+    let init = format!(
+        r#"#!/bin/busybox sh
+B=/bin/busybox
+die() {{ $B echo "STAND-IN: failed: $*"; $B poweroff -f; }}
+$B mkdir -p /proc /sys /dev /run /be /lower /rw /newroot
+$B mount -t proc proc /proc; $B mount -t sysfs sysfs /sys; $B mount -t devtmpfs dev /dev
+$B mount -t tmpfs run /run
+for m in {mods}; do $B insmod /mods/$m.ko || $B echo "STAND-IN: insmod $m failed"; done
+n=0; while [ ! -b /dev/vda1 ] && [ $n -lt 100 ]; do $B sleep 0.2; n=$((n+1)); done
+dev=$($B findfs LABEL=BootExt) || dev=/dev/vda1
+$B echo "STAND-IN: BootExt is $dev"
+$B mount -t ext4 -o ro $dev /be || die "/be"
+$B mount -t squashfs -o loop,ro /be/System/active-system /lower || die "/lower"
+$B mount -t tmpfs rw /rw; $B mkdir /rw/upper /rw/work
+$B mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /newroot || die "/newroot"
+$B mount --bind /be/DIRS/DIR_etc_ssh /newroot/etc/ssh || die "/newroot/etc/ssh"
+$B mount --bind /be/DIRS/FILE_etc_hostname /newroot/etc/hostname || die "/newroot/etc/hostname"
+$B mount -t squashfs -o loop,ro /be/DIRS/DIR_opt_tools.squashfs.xz /newroot/opt/tools || die "/newroot/opt/tools"
+for m in dev proc sys run; do $B mount --move /$m /newroot/$m; done
+exec $B switch_root /newroot /sbin/init
+"#,
+        mods = names.join(" ")
+    );
+    write_exec(&staging.join("init"), &init);
+    let cpio = dir.join("initramfs.cpio");
+    make_cpio(&staging, &cpio);
+    let b = boot(&cpio, "", &["--disk", disk.to_str().unwrap()], 120);
+    let c = &b.console;
+    for want in [
+        "OVERBOOT-E2E: init started",
+        "OVERBOOT-E2E: system=appliance",
+        "OVERBOOT-E2E: pid=1",
+        "OVERBOOT-E2E: mounts begin",
+        "overlay / overlay",
+        "OVERBOOT-E2E: mounts end",
+        "OVERBOOT-E2E: file /etc/hostname=bootext-host",
+        "OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh",
+        "OVERBOOT-E2E: file /opt/tools/marker=from-tools-image",
+        "OVERBOOT-E2E: root writable",
+        "OVERBOOT-E2E: no state.json",
+        "OVERBOOT-E2E: done",
+    ] {
+        assert!(c.contains(want), "console lacks '{want}'");
+    }
+    assert!(!c.contains("STAND-IN: insmod"), "a module failed to load");
+    assert!(
+        !c.contains("STAND-IN: failed"),
+        "the stand-in assembler failed"
+    );
+    assert_eq!(b.code, Some(0));
+}
