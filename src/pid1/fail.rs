@@ -126,16 +126,15 @@ pub fn resolve_policy(policy: Option<OnFail>, shell_present: bool) -> OnFail {
 fn policy_note(policy: OnFail) -> String {
     match policy {
         OnFail::Shell => format!(
-            "overboot: starting an emergency shell ({SHELL}) on the console. Look around \
+            "starting an emergency shell ({SHELL}) on the console. Look around \
              (dmesg, /proc/mounts, ls /dev), fix what the message says if you can, then \
              type 'exit': the machine reboots."
         ),
         OnFail::Reboot => {
-            "overboot: the machine reboots (overboot.onfail=reboot|shell|poweroff|halt chooses)."
-                .into()
+            "the machine reboots (overboot.onfail=reboot|shell|poweroff|halt chooses).".into()
         }
-        OnFail::Poweroff => "overboot: powering off (overboot.onfail=poweroff).".into(),
-        OnFail::Halt => "overboot: halting (overboot.onfail=halt).".into(),
+        OnFail::Poweroff => "powering off (overboot.onfail=poweroff).".into(),
+        OnFail::Halt => "halting (overboot.onfail=halt).".into(),
     }
 }
 
@@ -191,12 +190,9 @@ pub fn fail(fatal: &Fatal, policy: Option<OnFail>) -> ! {
     }
     let log = logger();
     log.to_console("\n");
-    for line in &lines {
-        log.emit(2, line, &format!("{line}\n"), true);
-    }
+    log.emit_block(2, &lines);
     let policy = resolve_policy(policy, Path::new(SHELL).exists());
-    let note = policy_note(policy);
-    log.emit(5, &note, &format!("{note}\n"), true);
+    say(5, &policy_note(policy));
     match policy {
         OnFail::Shell => {
             run_shell();
@@ -212,9 +208,14 @@ pub fn fail(fatal: &Fatal, policy: Option<OnFail>) -> ! {
     }
 }
 
+/// One line to kmsg (`overboot: ` added there) and, unless the kernel echoes it, to
+/// the console as `overboot: text`.
+fn say(syslog: u8, text: &str) {
+    logger().emit(syslog, text, &format!("overboot: {text}\n"), true);
+}
+
 /// Runs the emergency shell on the console and waits for it.
 fn run_shell() {
-    let log = logger();
     let mut cmd = Command::new(SHELL);
     cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("PS1", "(overboot emergency) # ");
@@ -230,12 +231,10 @@ fn run_shell() {
     }
     match cmd.status() {
         Ok(status) => {
-            let msg = format!("overboot: the emergency shell ended ({status})");
-            log.emit(5, &msg, &format!("{msg}\n"), true);
+            say(5, &format!("the emergency shell ended ({status})"));
         }
         Err(e) => {
-            let msg = format!("overboot: could not start {SHELL}: {e}");
-            log.emit(3, &msg, &format!("{msg}\n"), true);
+            say(3, &format!("could not start {SHELL}: {e}"));
         }
     }
 }
@@ -243,8 +242,7 @@ fn run_shell() {
 /// One console line updated in place once a second: `rebooting in N s`.
 fn countdown(secs: u32) {
     let log = logger();
-    let msg = format!("overboot: rebooting in {secs} s");
-    log.emit(5, &msg, "", false);
+    log.emit(5, &format!("rebooting in {secs} s"), "", false);
     for left in (1..=secs).rev() {
         log.to_console(&format!("\roverboot: rebooting in {left:2} s "));
         std::thread::sleep(Duration::from_secs(1));
@@ -257,8 +255,10 @@ fn countdown(secs: u32) {
 fn final_stop(cmd: RebootCommand) -> ! {
     rustix::fs::sync();
     if let Err(e) = reboot(cmd) {
-        let msg = format!("overboot: the reboot system call failed ({e}); stopping here");
-        logger().emit(2, &msg, &format!("{msg}\n"), true);
+        say(
+            2,
+            &format!("the reboot system call failed ({e}); stopping here"),
+        );
     }
     loop {
         std::thread::sleep(Duration::from_secs(3600));

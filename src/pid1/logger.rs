@@ -157,6 +157,39 @@ impl KmsgLogger {
             self.to_console(console_text);
         }
     }
+
+    /// A block of lines (the fatal-error box) shown once, clean, on the console and
+    /// recorded in kmsg at `syslog` level. The kernel's echo of these records is held
+    /// back for the moment (console log level 1), so the console does not show the
+    /// block twice, once with timestamps.
+    pub fn emit_block(&self, syslog: u8, lines: &[String]) {
+        const PRINTK: &str = "/proc/sys/kernel/printk";
+        let mut echo_held = false;
+        let mut saved = None;
+        if self.kmsg.is_some()
+            && syslog < self.kernel_echo_below
+            && let Ok(previous) = std::fs::read_to_string(PRINTK)
+            && std::fs::write(PRINTK, "1\n").is_ok()
+        {
+            echo_held = true;
+            saved = Some(previous);
+        }
+        let mut all_in_kmsg = true;
+        for line in lines {
+            all_in_kmsg &= self.to_kmsg(syslog, line);
+        }
+        if let Some(previous) = saved {
+            let _ = std::fs::write(PRINTK, previous);
+        }
+        if echo_held || !all_in_kmsg || syslog >= self.kernel_echo_below {
+            let mut text = String::new();
+            for line in lines {
+                text.push_str(line);
+                text.push('\n');
+            }
+            self.to_console(&text);
+        }
+    }
 }
 
 impl log::Log for KmsgLogger {
@@ -208,8 +241,9 @@ fn devkmsg_on() {
     if previous == "on" {
         return;
     }
-    // Refused when the command line fixed it (printk.devkmsg=): keep what it is.
-    if std::fs::write(PRINTK_DEVKMSG, "on").is_ok()
+    // The kernel wants exactly one trailing newline. Refused when the command line
+    // fixed the value (printk.devkmsg=): then it stays as it is.
+    if std::fs::write(PRINTK_DEVKMSG, "on\n").is_ok()
         && let Ok(mut saved) = SAVED_DEVKMSG.lock()
         && saved.is_none()
     {
@@ -225,7 +259,7 @@ pub fn restore_printk_devkmsg() {
         Err(_) => None,
     };
     if let Some(previous) = previous
-        && let Err(e) = std::fs::write(PRINTK_DEVKMSG, &previous)
+        && let Err(e) = std::fs::write(PRINTK_DEVKMSG, format!("{previous}\n"))
     {
         log::warn!("could not restore {PRINTK_DEVKMSG} to '{previous}': {e}");
     }
@@ -326,6 +360,25 @@ mod tests {
             "<6>overboot: found BootExt\n<3>overboot: bad image\n<7>overboot: detail\n"
         );
         assert_eq!(read_back(&console), "overboot: found BootExt\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_block_is_recorded_and_shown_once() {
+        let dir = std::env::temp_dir().join(format!("overboot-logger3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kmsg = tmpfile(&dir, "kmsg");
+        let console = tmpfile(&dir, "console");
+        // Console log level 0: the kernel echoes nothing, so the block is printed here.
+        let logger = KmsgLogger::with_files(
+            Some(kmsg.try_clone().unwrap()),
+            Some(console.try_clone().unwrap()),
+            false,
+            0,
+        );
+        logger.emit_block(2, &["+--+".to_string(), "|hi|".to_string()]);
+        assert_eq!(read_back(&kmsg), "<2>overboot: +--+\n<2>overboot: |hi|\n");
+        assert_eq!(read_back(&console), "+--+\n|hi|\n");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

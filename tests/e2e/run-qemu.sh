@@ -4,18 +4,21 @@
 # hot-added a few seconds after start, and a hard timeout that kills QEMU.
 #
 #   run-qemu.sh --initrd FILE --append "ARGS" [--disk IMG]... [--late-disk IMG]
-#               [--late-delay S] [--timeout S] [--log FILE] [--kernel FILE] [--mem MB]
+#               [--late-delay S] [--late-after TEXT] [--timeout S] [--log FILE]
+#               [--kernel FILE] [--mem MB]
 #
+# The late disk is added --late-delay seconds (default 5) after QEMU starts, or after
+# TEXT appeared on the serial console when --late-after is given.
 # Exit status: QEMU's (0 after a guest power-off or reboot, as -no-reboot makes a
 # reboot end QEMU), 124 when the timeout killed it, 2 for bad usage.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
-initrd="" append="" late="" late_delay=5 timeout=120 log="" kernel="" mem=512
+initrd="" append="" late="" late_after="" late_delay=5 timeout=120 log="" kernel="" mem=512
 disks=()
 
 usage() {
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 need() { [ "$#" -ge 2 ] || { echo "run-qemu: $1 needs a value" >&2; exit 2; }; }
@@ -27,6 +30,7 @@ while [ "$#" -gt 0 ]; do
         --disk) need "$@"; disks+=("$2"); shift 2 ;;
         --late-disk) need "$@"; late=$2; shift 2 ;;
         --late-delay) need "$@"; late_delay=$2; shift 2 ;;
+        --late-after) need "$@"; late_after=$2; shift 2 ;;
         --timeout) need "$@"; timeout=$2; shift 2 ;;
         --log) need "$@"; log=$2; shift 2 ;;
         --kernel) need "$@"; kernel=$2; shift 2 ;;
@@ -50,8 +54,9 @@ if [ -z "$kernel" ]; then
     fi
 fi
 
-if [ -n "$log" ]; then : >"$log"; else log=/dev/null; fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/run-qemu.XXXXXX")
+[ -n "$log" ] || log="$work/serial.log"
+: >"$log"
 mon="$work/monitor.sock"
 feeder=""
 # shellcheck disable=SC2317  # called by the EXIT trap
@@ -72,6 +77,9 @@ hot_add() {
         [ -S "$mon" ] && break
         sleep 0.1
     done
+    if [ -n "$late_after" ]; then
+        until grep -qF -- "$late_after" "$log" 2>/dev/null; do sleep 0.2; done
+    fi
     sleep "$late_delay"
     echo "run-qemu: hot-adding $late" >&2
     monitor "drive_add 0 if=none,id=late0,file=$late,format=raw" &&
