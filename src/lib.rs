@@ -6,4 +6,5 @@
 //! command-line front end.
 
 pub mod cmdline;
+pub mod initramfs;
 pub mod kmod;
