@@ -98,6 +98,8 @@ fn aliases_and_builtins() {
     let index = ModuleIndex::load(&dir).unwrap();
     let r = index.resolve(&["virtio:d00000002v00001AF4"]);
     assert_eq!(names(&r), ["virtio_ring", "virtio", "virtio_blk"]);
+    // The pattern itself, as written in modules.alias, works too.
+    assert_eq!(index.resolve(&["virtio:d00000002v*"]), r);
     let r = index.resolve(&["crypto-crc32c"]);
     assert_eq!(names(&r), ["crc32c_intel", "crc32c_generic"]);
     // Built into Debian's kernel: reported as built in, loads nothing.

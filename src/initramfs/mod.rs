@@ -389,7 +389,11 @@ pub fn check_static_elf(data: &[u8]) -> Result<(), String> {
         phnum.ok_or_else(bad)?,
     );
     for i in 0..phnum {
-        let off = usize::try_from(phoff + i * phentsize).map_err(|_| bad())?;
+        let off = i
+            .checked_mul(phentsize)
+            .and_then(|o| o.checked_add(phoff))
+            .and_then(|o| usize::try_from(o).ok())
+            .ok_or_else(bad)?;
         let p_type = num(off, 4).ok_or_else(bad)?;
         if p_type == 3 {
             return Err("is dynamically linked (it has a PT_INTERP program header)".into());
@@ -544,10 +548,14 @@ mod tests {
         // The test binary itself is dynamically linked (glibc target).
         let me = std::fs::read("/proc/self/exe").unwrap();
         assert!(check_static_elf(&me).unwrap_err().contains("PT_INTERP"));
-        // Truncated headers never panic.
+        // Truncated or absurd headers never panic.
         for n in 0..200 {
             let _ = check_static_elf(&me[..n]);
         }
+        let mut odd = me[..64].to_vec();
+        odd[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        odd[54..58].copy_from_slice(&[0xff; 4]);
+        assert!(check_static_elf(&odd).unwrap_err().contains("truncated"));
     }
 
     #[test]
