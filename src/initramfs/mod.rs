@@ -163,7 +163,13 @@ fn run(opts: &Options) -> Result<String, String> {
     } else {
         None
     };
-    let built = build(&kver, &modules_dir, binary, busybox)?;
+    let built = build(&kver, &modules_dir, binary, busybox).map_err(|e| {
+        if opts.modules_dir.is_none() {
+            format!("{e}; for another kernel give --kver VER or --modules-dir DIR")
+        } else {
+            e
+        }
+    })?;
     let raw = built.archive.to_bytes()?;
     let compression = opts.compress.unwrap_or_else(default_compression);
     let data = compress(&raw, compression)?;
