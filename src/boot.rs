@@ -44,8 +44,14 @@ fn run() -> Result<(), Fatal> {
     pid1::init_logger(early.debug);
     log::info!("overboot {} starting", env!("CARGO_PKG_VERSION"));
 
-    load_modules();
-    let device = find_bootext(&early)?;
+    let modules = Modules::open();
+    if let Some(m) = &modules {
+        m.coldplug();
+    }
+    let device = find_bootext(&early, modules.as_ref())?;
+    if let (Some(m), Some(fs)) = (&modules, device.fs_type.as_deref()) {
+        m.load(&[&format!("fs-{fs}")]);
+    }
     let info = mount_bootext(&device, &early.bootext)?;
     let request = Request {
         bootext: BOOTEXT_MNT.into(),
@@ -80,25 +86,99 @@ fn run() -> Result<(), Fatal> {
     }
 }
 
-fn load_modules() {
-    let kver = rustix::system::uname()
-        .release()
-        .to_string_lossy()
-        .into_owned();
-    let dir = format!("/lib/modules/{kver}");
-    if !Path::new(&dir).exists() {
-        log::info!("no {dir} in the initramfs: relying on built-in drivers");
-        return;
+/// Modules always needed, whatever the hardware: the image and overlay stack.
+const STACK_MODULES: &[&str] = &["loop", "squashfs", "overlay"];
+
+/// Kernel modules for this boot, without modprobe or udev: the image stack, then the
+/// drivers for the devices present (their `modalias` in sysfs, as udev's coldplug
+/// does), again for devices those drivers reveal (a virtio disk appears once
+/// virtio_pci is loaded). Loading only what matches keeps the boot fast: loading
+/// every storage driver costs seconds under emulation. The filesystem of BootExt is
+/// loaded once it is known ([`load_filesystem`]).
+struct Modules {
+    dir: std::path::PathBuf,
+    index: crate::kmod::ModuleIndex,
+}
+
+impl Modules {
+    fn open() -> Option<Modules> {
+        let kver = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
+        let dir = Path::new("/lib/modules").join(&kver);
+        if !dir.exists() {
+            log::info!(
+                "no {} in the initramfs: relying on built-in drivers",
+                dir.display()
+            );
+            return None;
+        }
+        match crate::kmod::ModuleIndex::load(&dir) {
+            Ok(index) => Some(Modules { dir, index }),
+            Err(e) => {
+                log::warn!("module index unreadable, relying on built-in drivers: {e}");
+                None
+            }
+        }
     }
-    let report = crate::kmod::load_modules(Path::new(&dir), crate::kmod::BOOT_MODULES);
-    if report.all_ok() {
-        log::info!("{report}");
-    } else {
-        log::warn!("{report}");
+
+    fn load(&self, wanted: &[&str]) {
+        let resolution = self.index.resolve(wanted);
+        let report = crate::kmod::load_resolution(&self.dir, &resolution);
+        if report.all_ok() {
+            log::debug!("{report}");
+        } else {
+            log::warn!("{report}");
+        }
+    }
+
+    fn coldplug(&self) {
+        self.load(STACK_MODULES);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..6 {
+            let mut fresh = Vec::new();
+            collect_modaliases(Path::new("/sys/devices"), 0, &mut |alias| {
+                if seen.insert(alias.clone()) && !self.index.lookup(&alias).is_empty() {
+                    fresh.push(alias);
+                }
+            });
+            if fresh.is_empty() {
+                break;
+            }
+            let wanted: Vec<&str> = fresh.iter().map(String::as_str).collect();
+            self.load(&wanted);
+        }
     }
 }
 
-fn find_bootext(config: &BootConfig) -> Result<BlockDevice, Fatal> {
+/// Every `modalias` under `dir`, symlinks not followed.
+fn collect_modaliases(dir: &Path, depth: usize, found: &mut dyn FnMut(String)) {
+    if depth > 16 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            collect_modaliases(&entry.path(), depth + 1, found);
+        } else if kind.is_file()
+            && entry.file_name() == "modalias"
+            && let Ok(text) = std::fs::read_to_string(entry.path())
+        {
+            let alias = text.trim();
+            if !alias.is_empty() {
+                found(alias.to_string());
+            }
+        }
+    }
+}
+
+fn find_bootext(config: &BootConfig, modules: Option<&Modules>) -> Result<BlockDevice, Fatal> {
     let timeout = Duration::from_secs(u64::from(config.timeout_secs));
     log::info!(
         "waiting up to {} s for BootExt ({})",
@@ -116,7 +196,7 @@ fn find_bootext(config: &BootConfig) -> Result<BlockDevice, Fatal> {
         }
         Err(wait) => {
             if config.bootext == DeviceSpec::Label("BootExt".into())
-                && let Some(dev) = find_by_marker(&wait.seen)
+                && let Some(dev) = find_by_marker(&wait.seen, modules)
             {
                 log::warn!(
                     "no volume labelled BootExt; using {} which carries the '{LIVECD_MARKER}' marker",
@@ -134,7 +214,7 @@ fn find_bootext(config: &BootConfig) -> Result<BlockDevice, Fatal> {
 }
 
 /// The fallback of DESIGN section 2: a volume with the `livecd` marker file.
-fn find_by_marker(devices: &[BlockDevice]) -> Option<BlockDevice> {
+fn find_by_marker(devices: &[BlockDevice], modules: Option<&Modules>) -> Option<BlockDevice> {
     for dev in devices {
         let Some(fs) = dev
             .fs_type
@@ -146,6 +226,9 @@ fn find_by_marker(devices: &[BlockDevice]) -> Option<BlockDevice> {
         let Some(source) = dev.dev_path.to_str() else {
             continue;
         };
+        if let Some(m) = modules {
+            m.load(&[&format!("fs-{fs}")]);
+        }
         let Ok(mnt) = mounts::new_mount(
             fs,
             source,

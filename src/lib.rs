@@ -11,6 +11,7 @@ pub mod bootext;
 pub mod cli;
 pub mod cmdline;
 pub mod imagetree;
+pub mod initramfs;
 pub mod kmod;
 pub mod manifest;
 pub mod names;

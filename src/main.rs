@@ -40,6 +40,7 @@ fn main() {
         Some("plan") => cli::plan_main(rest),
         Some("check") => cli::check_main(rest),
         Some("status") => cli::status_main(rest),
+        Some("mkinitramfs") => overboot::initramfs::main(rest),
         Some("help" | "--help" | "-h") => {
             println!("{}", cli::USAGE);
             0

@@ -11,7 +11,10 @@ use std::process::Command;
 fn systemd_reaches_multi_user_on_the_assembled_root() {
     let f = fixture();
     let image = f.dir.join("systemd.squashfs");
-    let built = Command::new(f.top.join("tests/systemd/build-image.sh")).arg(&image).status().expect("build-image.sh");
+    let built = Command::new(f.top.join("tests/systemd/build-image.sh"))
+        .arg(&image)
+        .status()
+        .expect("build-image.sh");
     assert!(built.success(), "building the systemd image failed");
     let disk = f.dir.join("bootext-systemd.img");
     let out = Command::new(f.top.join("tests/e2e/build-bootext.sh"))
@@ -20,7 +23,11 @@ fn systemd_reaches_multi_user_on_the_assembled_root() {
         .arg(&f.recovery)
         .output()
         .expect("build-bootext.sh");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let log = boot(f, "overboot.onfail=poweroff", &[&disk], None);
     log.assert_has("OVERBOOT-E2E: systemd reached multi-user.target");
     log.assert_has("OVERBOOT-E2E: hostname=bootext-host");
@@ -28,10 +35,22 @@ fn systemd_reaches_multi_user_on_the_assembled_root() {
     log.assert_lacks("Kernel panic");
     log.assert_lacks("[FAILED]");
     let mounts = log.section("mounts");
-    for needle in ["overlay / overlay ", " /mnt/livecd squashfs ro,", " /etc/ssh ext4 ", " /opt/tools squashfs ro,"] {
-        assert!(mounts.contains(needle), "no '{needle}' in /proc/mounts:\n{mounts}");
+    for needle in [
+        "overlay / overlay ",
+        " /mnt/livecd squashfs ro,",
+        " /etc/ssh ext4 ",
+        " /opt/tools squashfs ro,",
+    ] {
+        assert!(
+            mounts.contains(needle),
+            "no '{needle}' in /proc/mounts:\n{mounts}"
+        );
     }
     let state = log.section("state");
     assert!(state.contains("\"mode\": \"boot\""), "{state}");
-    assert!(log.powered_off(), "QEMU did not end by power-off:\n{}", log.tail());
+    assert!(
+        log.powered_off(),
+        "QEMU did not end by power-off:\n{}",
+        log.tail()
+    );
 }

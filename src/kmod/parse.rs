@@ -345,4 +345,26 @@ mod tests {
         assert!(!glob_match("", "a"));
         assert!(glob_match("**a", "a"));
     }
+
+    #[test]
+    fn globs_never_panic() {
+        let alphabet = ["[", "]", "!", "^", "-", "*", "?", "\\", "a"];
+        let texts = ["", "a", "[", "]", "-", "a-]", "\\", "aa*"];
+        // Every pattern of up to 4 of these characters.
+        let mut pats = vec![String::new()];
+        let mut last = pats.clone();
+        for _ in 0..4 {
+            last = last
+                .iter()
+                .flat_map(|p| alphabet.iter().map(move |c| format!("{p}{c}")))
+                .collect();
+            pats.extend(last.iter().cloned());
+        }
+        for p in &pats {
+            for t in texts {
+                let _ = glob_match(p, t);
+            }
+            assert!(glob_match(p, p) || p.contains(['[', '*', '?', '\\']), "{p}");
+        }
+    }
 }

@@ -1,0 +1,586 @@
+//! `overboot mkinitramfs`: build the standalone initramfs (DESIGN section 4) — this
+//! binary as `/init`, the kernel modules a boot needs ([`crate::kmod::BOOT_MODULES`]
+//! and what they need) with a small depmod index of just those, `/dev/console`,
+//! and optionally busybox as a shell. Runs on the build host, never at boot.
+//!
+//! The archive is reproducible: same inputs, same bytes.
+
+pub mod cpio;
+
+use crate::kmod::{BOOT_MODULES, ModuleIndex, Resolution, parse};
+use cpio::{Archive, Kind};
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const USAGE: &str = "\
+usage: overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR]
+                            [--compress zstd|xz|gzip|none] [--add-shell] [--binary FILE]
+
+Build a standalone initramfs: FILE gets /init (this overboot, which must be a
+static binary), the kernel modules a boot needs with a reduced depmod index under
+/lib/modules/VER/, /dev/console and /dev/null.
+
+  -o, --output FILE    where to write the initramfs
+  --kver VER           kernel version (default: the directory name of --modules-dir,
+                       else the running kernel, uname -r)
+  --modules-dir DIR    modules to take (default: /lib/modules/VER)
+  --compress ALGO      zstd (default when the zstd command exists), xz, gzip
+                       (default otherwise) or none
+  --add-shell          add /bin/busybox (a static busybox, Debian's busybox-static)
+                       and /bin/sh, for the emergency shell
+  --binary FILE        the /init to put in (default: this program, /proc/self/exe)
+  -h, --help           this help
+";
+
+const BUSYBOX: &str = "/bin/busybox";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Zstd,
+    Xz,
+    Gzip,
+    None,
+}
+
+impl Compression {
+    fn parse(s: &str) -> Option<Compression> {
+        match s {
+            "zstd" => Some(Compression::Zstd),
+            "xz" => Some(Compression::Xz),
+            "gzip" | "gz" => Some(Compression::Gzip),
+            "none" => Some(Compression::None),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::Xz => "xz",
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
+        }
+    }
+}
+
+/// Parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    pub output: PathBuf,
+    pub kver: Option<String>,
+    pub modules_dir: Option<PathBuf>,
+    /// None: choose (zstd if the command exists, else gzip).
+    pub compress: Option<Compression>,
+    pub add_shell: bool,
+    pub binary: PathBuf,
+}
+
+/// `Ok(None)` for `--help`.
+fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
+    let mut output = None;
+    let mut kver = None;
+    let mut modules_dir = None;
+    let mut compress = None;
+    let mut add_shell = false;
+    let mut binary = PathBuf::from("/proc/self/exe");
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = |name: &str| -> Result<String, String> {
+            match inline.clone().or_else(|| it.next().cloned()) {
+                Some(v) if !v.is_empty() => Ok(v),
+                _ => Err(format!("{name} needs a value")),
+            }
+        };
+        match flag {
+            "-h" | "--help" => return Ok(None),
+            "-o" | "--output" => output = Some(PathBuf::from(value(flag)?)),
+            "--kver" => kver = Some(value(flag)?),
+            "--modules-dir" => modules_dir = Some(PathBuf::from(value(flag)?)),
+            "--compress" => {
+                let v = value(flag)?;
+                compress = Some(
+                    Compression::parse(&v)
+                        .ok_or(format!("--compress {v}: expected zstd, xz, gzip or none"))?,
+                );
+            }
+            "--binary" => binary = PathBuf::from(value(flag)?),
+            "--add-shell" if inline.is_none() => add_shell = true,
+            _ => return Err(format!("unknown argument '{arg}'")),
+        }
+    }
+    let output = output.ok_or("-o FILE is required")?;
+    Ok(Some(Options {
+        output,
+        kver,
+        modules_dir,
+        compress,
+        add_shell,
+        binary,
+    }))
+}
+
+/// `overboot mkinitramfs ARGS...` (the arguments after `mkinitramfs`; a leading
+/// `mkinitramfs` is skipped). Exit code: 0 done, 1 failure, 2 bad usage.
+pub fn main(args: &[String]) -> i32 {
+    let args = match args.first() {
+        Some(a) if a == "mkinitramfs" => &args[1..],
+        _ => args,
+    };
+    let opts = match parse_args(args) {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            print!("{USAGE}");
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("overboot mkinitramfs: {e}\n{USAGE}");
+            return 2;
+        }
+    };
+    match run(&opts) {
+        Ok(summary) => {
+            print!("{summary}");
+            0
+        }
+        Err(e) => {
+            eprintln!("overboot mkinitramfs: {e}");
+            1
+        }
+    }
+}
+
+fn run(opts: &Options) -> Result<String, String> {
+    let (kver, modules_dir) = kver_and_dir(opts)?;
+    let binary = read_static_elf(&opts.binary, "--binary")?;
+    let busybox = if opts.add_shell {
+        Some(read_static_elf(Path::new(BUSYBOX), "--add-shell")?)
+    } else {
+        None
+    };
+    let built = build(&kver, &modules_dir, binary, busybox).map_err(|e| {
+        if opts.modules_dir.is_none() {
+            format!("{e}; for another kernel give --kver VER or --modules-dir DIR")
+        } else {
+            e
+        }
+    })?;
+    let raw = built.archive.to_bytes()?;
+    let compression = opts.compress.unwrap_or_else(default_compression);
+    let data = compress(&raw, compression)?;
+    write_atomically(&opts.output, &data)?;
+
+    let mut s = format!(
+        "wrote {}: {} entries, {} modules for {kver}, {} KiB uncompressed, {} KiB {}\n",
+        opts.output.display(),
+        built.archive.len(),
+        built.resolution.load.len(),
+        raw.len().div_ceil(1024),
+        data.len().div_ceil(1024),
+        compression.name(),
+    );
+    if !built.resolution.builtin.is_empty() {
+        s += &format!(
+            "built into this kernel: {}\n",
+            built.resolution.builtin.join(" ")
+        );
+    }
+    if !built.resolution.not_found.is_empty() {
+        s += &format!(
+            "warning: not in this kernel (neither module nor built in): {}\n",
+            built.resolution.not_found.join(" ")
+        );
+    }
+    for (m, d) in &built.resolution.softdeps_not_found {
+        s += &format!("warning: soft dependency '{d}' of {m} not found\n");
+    }
+    Ok(s)
+}
+
+fn kver_and_dir(opts: &Options) -> Result<(String, PathBuf), String> {
+    let kver = match (&opts.kver, &opts.modules_dir) {
+        (Some(k), _) => k.clone(),
+        (None, Some(dir)) => dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_string)
+            .ok_or(format!(
+                "cannot take a kernel version from --modules-dir {}: give --kver",
+                dir.display()
+            ))?,
+        (None, None) => rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned(),
+    };
+    if kver.is_empty() || kver.contains('/') || kver.starts_with('.') {
+        return Err(format!("'{kver}' is not a kernel version"));
+    }
+    let dir = opts
+        .modules_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/lib/modules").join(&kver));
+    Ok((kver, dir))
+}
+
+/// The archive before compression, and what went into it.
+pub struct Built {
+    pub archive: Archive,
+    pub resolution: Resolution,
+}
+
+/// Assemble the archive: `/init` = `binary`, the modules of [`BOOT_MODULES`] from
+/// `modules_dir` at `/lib/modules/<kver>/` with a reduced index, device nodes, and
+/// busybox when given.
+pub fn build(
+    kver: &str,
+    modules_dir: &Path,
+    binary: Vec<u8>,
+    busybox: Option<Vec<u8>>,
+) -> Result<Built, String> {
+    let index = ModuleIndex::load(modules_dir)?;
+    let resolution = index.resolve(BOOT_MODULES);
+    let mut a = Archive::new();
+    for d in ["dev", "proc", "sys", "run", "sysroot", "lib/modules"] {
+        a.dir(d, 0o755);
+    }
+    a.dir("tmp", 0o1777);
+    a.add("dev/console", 0o600, Kind::CharDev(5, 1));
+    a.add("dev/null", 0o666, Kind::CharDev(1, 3));
+    a.file("init", 0o755, binary);
+    if let Some(bb) = busybox {
+        a.file("bin/busybox", 0o755, bb);
+        a.add("bin/sh", 0o777, Kind::Symlink("busybox".into()));
+    }
+    let base = format!("lib/modules/{kver}");
+    a.dir(&base, 0o755);
+    for m in &resolution.load {
+        if !is_safe_relative(&m.path) {
+            return Err(format!(
+                "modules.dep in {} names '{}': not a path inside the modules directory",
+                modules_dir.display(),
+                m.path
+            ));
+        }
+        let src = modules_dir.join(&m.path);
+        let data = std::fs::read(&src).map_err(|e| {
+            format!(
+                "cannot read module {} ({e}): is depmod's modules.dep in {} current?",
+                src.display(),
+                modules_dir.display()
+            )
+        })?;
+        a.file(&format!("{base}/{}", m.path), 0o644, data);
+    }
+    for (name, data) in reduced_index(&index, &resolution) {
+        a.file(&format!("{base}/{name}"), 0o644, data);
+    }
+    Ok(Built {
+        archive: a,
+        resolution,
+    })
+}
+
+fn is_safe_relative(p: &str) -> bool {
+    !p.starts_with('/') && !p.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+}
+
+/// `modules.dep`, `.alias`, `.softdep`, `.builtin`, `.builtin.modinfo` covering just
+/// the included modules (all built-ins: a name that is built in must stay known).
+pub fn reduced_index(index: &ModuleIndex, r: &Resolution) -> Vec<(&'static str, Vec<u8>)> {
+    let included: BTreeSet<&str> = r.load.iter().map(|m| m.name.as_str()).collect();
+    let keep = |module: &str| included.contains(parse::normalize(module).as_str());
+    let mut dep = String::new();
+    for m in &r.load {
+        let deps = index
+            .module(&m.name)
+            .map(|e| e.deps.join(" "))
+            .unwrap_or_default();
+        dep += &format!(
+            "{}:{}{deps}\n",
+            m.path,
+            if deps.is_empty() { "" } else { " " }
+        );
+    }
+    let mut alias = String::new();
+    for a in index.aliases().iter().filter(|a| keep(&a.module)) {
+        alias += &format!("alias {} {}\n", a.pattern, a.module);
+    }
+    let mut soft = String::new();
+    for s in index.softdeps().filter(|s| keep(&s.module)) {
+        soft += &format!("softdep {}", s.module);
+        if !s.pre.is_empty() {
+            soft += &format!(" pre: {}", s.pre.join(" "));
+        }
+        if !s.post.is_empty() {
+            soft += &format!(" post: {}", s.post.join(" "));
+        }
+        soft += "\n";
+    }
+    // Built-in names as paths of the same shape depmod writes (the name is what counts).
+    let builtin: String = index
+        .builtins()
+        .map(|b| format!("kernel/{b}.ko\n"))
+        .collect();
+    let mut modinfo = Vec::new();
+    for a in index.builtin_aliases() {
+        modinfo.extend_from_slice(format!("{}.alias={}\0", a.module, a.pattern).as_bytes());
+    }
+    vec![
+        ("modules.dep", dep.into_bytes()),
+        ("modules.alias", alias.into_bytes()),
+        ("modules.softdep", soft.into_bytes()),
+        ("modules.builtin", builtin.into_bytes()),
+        ("modules.builtin.modinfo", modinfo),
+    ]
+}
+
+/// Read an executable that must run in the initramfs, where there is no dynamic
+/// loader and no library: refuse anything but a static ELF.
+fn read_static_elf(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    let data =
+        std::fs::read(path).map_err(|e| format!("{what}: cannot read {}: {e}", path.display()))?;
+    check_static_elf(&data).map_err(|e| {
+        format!(
+            "{what}: {} {e}; it must be a static executable (overboot: build it with \
+             --target x86_64-unknown-linux-musl; busybox: Debian's busybox-static)",
+            path.display()
+        )
+    })?;
+    Ok(data)
+}
+
+/// `Ok` for an ELF executable without `PT_INTERP` (static, or static-pie).
+pub fn check_static_elf(data: &[u8]) -> Result<(), String> {
+    if data.get(..4) != Some(b"\x7fELF") {
+        return Err("is not an ELF file".into());
+    }
+    let class64 = match data.get(4) {
+        Some(1) => false,
+        Some(2) => true,
+        _ => return Err("has an unknown ELF class".into()),
+    };
+    let little = match data.get(5) {
+        Some(1) => true,
+        Some(2) => false,
+        _ => return Err("has an unknown ELF byte order".into()),
+    };
+    let num = |off: usize, len: usize| -> Option<u64> {
+        let b = data.get(off..off.checked_add(len)?)?;
+        let mut v = 0u64;
+        for i in 0..len {
+            let byte = if little { b[len - 1 - i] } else { b[i] };
+            v = (v << 8) | u64::from(byte);
+        }
+        Some(v)
+    };
+    let bad = || "is a truncated or damaged ELF file".to_string();
+    let e_type = num(16, 2).ok_or_else(bad)?;
+    if e_type != 2 && e_type != 3 {
+        return Err("is not an ELF executable (a relocatable object or core file?)".into());
+    }
+    let (phoff, phentsize, phnum) = if class64 {
+        (num(32, 8), num(54, 2), num(56, 2))
+    } else {
+        (num(28, 4), num(42, 2), num(44, 2))
+    };
+    let (phoff, phentsize, phnum) = (
+        phoff.ok_or_else(bad)?,
+        phentsize.ok_or_else(bad)?,
+        phnum.ok_or_else(bad)?,
+    );
+    for i in 0..phnum {
+        let off = i
+            .checked_mul(phentsize)
+            .and_then(|o| o.checked_add(phoff))
+            .and_then(|o| usize::try_from(o).ok())
+            .ok_or_else(bad)?;
+        let p_type = num(off, 4).ok_or_else(bad)?;
+        if p_type == 3 {
+            return Err("is dynamically linked (it has a PT_INTERP program header)".into());
+        }
+    }
+    Ok(())
+}
+
+fn command_exists(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false)
+}
+
+fn default_compression() -> Compression {
+    if command_exists("zstd") {
+        Compression::Zstd
+    } else {
+        Compression::Gzip
+    }
+}
+
+/// Compress for the kernel's initramfs unpacker. gzip in-process (flate2 on the
+/// pure-Rust zlib-rs backend); zstd and xz through their commands, with settings
+/// the kernel decompressor accepts (xz: CRC32 check) and that are reproducible
+/// (single-threaded).
+pub fn compress(data: &[u8], c: Compression) -> Result<Vec<u8>, String> {
+    match c {
+        Compression::None => Ok(data.to_vec()),
+        Compression::Gzip => {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            enc.write_all(data)
+                .and_then(|()| enc.finish())
+                .map_err(|e| format!("gzip: {e}"))
+        }
+        Compression::Zstd => pipe("zstd", &["-q", "-c", "-19", "-T1", "--no-progress"], data),
+        Compression::Xz => pipe("xz", &["-q", "-c", "-T1", "--check=crc32", "-6"], data),
+    }
+}
+
+fn pipe(cmd: &str, args: &[&str], data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut child = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!("cannot run '{cmd}' ({e}): install it (Debian package {}) or use another --compress",
+                if cmd == "xz" { "xz-utils" } else { cmd })
+        })?;
+    let mut stdin = child.stdin.take().ok_or(format!("{cmd}: no stdin"))?;
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
+    let written = writer
+        .join()
+        .map_err(|_| format!("{cmd}: writer thread failed"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd} {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    written.map_err(|e| format!("{cmd}: writing its input: {e}"))?;
+    Ok(out.stdout)
+}
+
+fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
+    let name = path
+        .file_name()
+        .ok_or(format!("-o {}: not a file name", path.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, data)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("cannot write {}: {e}", path.display())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn options() {
+        let o = parse_args(&args("-o x.img --kver 6.1 --compress=xz --add-shell"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.output, PathBuf::from("x.img"));
+        assert_eq!(o.kver.as_deref(), Some("6.1"));
+        assert_eq!(o.compress, Some(Compression::Xz));
+        assert!(o.add_shell);
+        assert_eq!(o.binary, PathBuf::from("/proc/self/exe"));
+        assert_eq!(parse_args(&args("--help")).unwrap(), None);
+        assert!(parse_args(&args("--kver 1")).unwrap_err().contains("-o"));
+        assert!(
+            parse_args(&args("-o"))
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(
+            parse_args(&args("-o x --compress lz4"))
+                .unwrap_err()
+                .contains("lz4")
+        );
+        assert!(
+            parse_args(&args("-o x --bogus"))
+                .unwrap_err()
+                .contains("--bogus")
+        );
+        assert_eq!(main(&args("mkinitramfs --bogus")), 2);
+        assert_eq!(main(&args("--help")), 0);
+    }
+
+    #[test]
+    fn kver_from_modules_dir() {
+        let mut o = parse_args(&args("-o x --modules-dir /m/6.1.0-56-amd64"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            kver_and_dir(&o).unwrap(),
+            (
+                "6.1.0-56-amd64".to_string(),
+                PathBuf::from("/m/6.1.0-56-amd64")
+            )
+        );
+        o.kver = Some("../x".into());
+        assert!(kver_and_dir(&o).is_err());
+    }
+
+    #[test]
+    fn elf_checks() {
+        assert!(
+            check_static_elf(b"#!/bin/sh\n")
+                .unwrap_err()
+                .contains("not an ELF")
+        );
+        assert!(check_static_elf(b"\x7fELF\x02\x01").is_err());
+        // The test binary itself is dynamically linked (glibc target).
+        let me = std::fs::read("/proc/self/exe").unwrap();
+        assert!(check_static_elf(&me).unwrap_err().contains("PT_INTERP"));
+        // Truncated or absurd headers never panic.
+        for n in 0..200 {
+            let _ = check_static_elf(&me[..n]);
+        }
+        let mut odd = me[..64].to_vec();
+        odd[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        odd[54..58].copy_from_slice(&[0xff; 4]);
+        assert!(check_static_elf(&odd).unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn safe_paths() {
+        assert!(is_safe_relative("kernel/fs/ext4/ext4.ko"));
+        assert!(!is_safe_relative("/etc/x"));
+        assert!(!is_safe_relative("kernel/../../x"));
+        assert!(!is_safe_relative("a//b"));
+    }
+
+    #[test]
+    fn gzip_roundtrip() {
+        let data = b"overboot ".repeat(1000);
+        let z = compress(&data, Compression::Gzip).unwrap();
+        assert_eq!(&z[..2], b"\x1f\x8b");
+        let mut d = flate2::read::GzDecoder::new(&z[..]);
+        let mut back = Vec::new();
+        std::io::Read::read_to_end(&mut d, &mut back).unwrap();
+        assert_eq!(back, data);
+        assert_eq!(compress(&data, Compression::Gzip).unwrap(), z);
+    }
+}

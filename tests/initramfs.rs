@@ -1,0 +1,323 @@
+//! `overboot mkinitramfs` against Debian's real stock kernel (from
+//! `tests/kernel/fetch`): archives read back with GNU cpio after the real
+//! zstd/xz/gzip decompress them, and booted in QEMU to see the kernel unpack them.
+
+use overboot::initramfs;
+use overboot::kmod::{BOOT_MODULES, ModuleIndex};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// (`work/kernel/<kver>` directory, kver)
+fn kernel() -> (PathBuf, String) {
+    static KERNEL: OnceLock<(PathBuf, String)> = OnceLock::new();
+    KERNEL
+        .get_or_init(|| {
+            let top = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let out = Command::new(top.join("tests/kernel/fetch"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "fetch: {out:?}");
+            let dir = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+            let kver = dir.file_name().unwrap().to_str().unwrap().to_string();
+            (dir, kver)
+        })
+        .clone()
+}
+
+fn modules_dir() -> PathBuf {
+    let (dir, kver) = kernel();
+    dir.join("root/lib/modules").join(kver)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("initramfs-tests");
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+/// Build with busybox standing in for the static overboot.
+fn build(out: &Path, compress: &str, extra: &[&str]) {
+    let md = modules_dir();
+    let mut args = s(&[
+        "mkinitramfs",
+        "-o",
+        out.to_str().unwrap(),
+        "--modules-dir",
+        md.to_str().unwrap(),
+        "--binary",
+        BUSYBOX,
+        "--compress",
+        compress,
+    ]);
+    args.extend(s(extra));
+    assert_eq!(initramfs::main(&args), 0, "mkinitramfs {args:?}");
+}
+
+/// Decompress with the real tool for `compress`.
+fn decompress(file: &Path, compress: &str) -> Vec<u8> {
+    let data = std::fs::read(file).unwrap();
+    let tool = match compress {
+        "none" => return data,
+        "zstd" => "zstd",
+        "xz" => "xz",
+        "gzip" => "gzip",
+        _ => unreachable!(),
+    };
+    let out = Command::new(tool)
+        .args(["-d", "-c"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{tool} -d: {out:?}");
+    out.stdout
+}
+
+/// `cpio -itv` of an uncompressed archive: one line per entry.
+fn cpio_list(archive: &[u8]) -> Vec<String> {
+    let mut child = Command::new("cpio")
+        .args(["-itv", "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = archive.to_vec();
+    let w = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &data));
+    let out = child.wait_with_output().unwrap();
+    w.join().unwrap().unwrap();
+    assert!(out.status.success(), "cpio -it: {out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "cpio: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The listing line of `path` (`cpio -itv` puts the name last).
+fn line<'a>(list: &'a [String], path: &str) -> &'a str {
+    list.iter()
+        .find(|l| l.ends_with(&format!(" {path}")) || l.contains(&format!(" {path} -> ")))
+        .unwrap_or_else(|| panic!("{path} not in the archive:\n{}", list.join("\n")))
+}
+
+fn fields(l: &str) -> Vec<&str> {
+    l.split_whitespace().collect()
+}
+
+/// Boot Debian's kernel on `img` with `/bin/sh` (busybox) as init running `script`;
+/// returns the serial console output.
+fn boot(img: &Path, script: &str) -> String {
+    let (dir, _) = kernel();
+    let out = Command::new("timeout")
+        .args([
+            "120",
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-nographic",
+            "-no-reboot",
+        ])
+        .args(["-m", "512", "-kernel"])
+        .arg(dir.join("vmlinux"))
+        .arg("-initrd")
+        .arg(img)
+        .arg("-append")
+        .arg(format!(
+            "console=ttyS0 panic=-1 rdinit=/bin/sh -- -c \"{script}\""
+        ))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// For each compression: GNU cpio lists what the real decompressor gives back,
+/// with the right metadata; and (compressed ones) Debian's kernel unpacks it in
+/// QEMU, runs /bin/sh from it, and busybox's modprobe loads ext4 and its
+/// dependencies, squashfs, overlay and loop from the reduced index.
+#[test]
+fn each_compression_lists_with_cpio_and_boots() {
+    let (_, kver) = kernel();
+    let busybox_len = std::fs::metadata(BUSYBOX).unwrap().len().to_string();
+    for compress in ["zstd", "xz", "gzip", "none"] {
+        let out = tmp(&format!("list.{compress}"));
+        build(&out, compress, &["--add-shell"]);
+        let list = cpio_list(&decompress(&out, compress));
+        let init = fields(line(&list, "init"));
+        assert_eq!(init[..4], ["-rwxr-xr-x", "1", "root", "root"], "{init:?}");
+        assert_eq!(init[4], busybox_len);
+        let console = fields(line(&list, "dev/console"));
+        assert_eq!(console[..6], ["crw-------", "1", "root", "root", "5,", "1"]);
+        let null = fields(line(&list, "dev/null"));
+        assert_eq!(null[..6], ["crw-rw-rw-", "1", "root", "root", "1,", "3"]);
+        assert!(line(&list, "bin/sh").contains("bin/sh -> busybox"));
+        assert!(line(&list, "tmp").starts_with("drwxrwxrwt"));
+        for d in ["dev", "proc", "sys", "run", "sysroot"] {
+            assert_eq!(
+                fields(line(&list, d))[..4],
+                ["drwxr-xr-x", "2", "root", "root"]
+            );
+        }
+        for m in [
+            "kernel/fs/ext4/ext4.ko",
+            "kernel/fs/jbd2/jbd2.ko",
+            "kernel/crypto/crc32c_generic.ko",
+            "kernel/fs/squashfs/squashfs.ko",
+            "kernel/fs/overlayfs/overlay.ko",
+            "kernel/drivers/block/loop.ko",
+            "modules.dep",
+            "modules.alias",
+            "modules.softdep",
+            "modules.builtin",
+        ] {
+            let l = fields(line(&list, &format!("lib/modules/{kver}/{m}")));
+            assert_eq!(l[..4], ["-rw-r--r--", "1", "root", "root"], "{l:?}");
+            assert_eq!(l[5..8], ["Jan", "1", "1970"], "mtime 0: {l:?}");
+        }
+        if compress == "none" {
+            continue;
+        }
+        let console = boot(
+            &out,
+            &format!(
+                "/bin/busybox --install -s /bin; mount -t proc p /proc; mount -t sysfs s /sys; \
+                 modprobe squashfs; modprobe overlay; modprobe loop; modprobe ext4; \
+                 echo; echo MODULES: $(cut -d' ' -f1 /proc/modules); \
+                 echo OVERBOOT-MARKER-{compress}; poweroff -f"
+            ),
+        );
+        assert!(
+            console.contains(&format!("\nOVERBOOT-MARKER-{compress}")),
+            "{compress}: no marker; console:\n{console}"
+        );
+        assert!(!console.contains("nitramfs unpacking failed"), "{console}");
+        let mods = console
+            .lines()
+            .find_map(|l| l.strip_prefix("MODULES: "))
+            .unwrap_or_else(|| panic!("no module list:\n{console}"));
+        for m in [
+            "ext4", "jbd2", "mbcache", "crc16", "squashfs", "overlay", "loop",
+        ] {
+            assert!(
+                mods.split_whitespace().any(|x| x == m),
+                "{m} not loaded: {mods}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reproducible_and_reduced_index_is_enough() {
+    let (_, kver) = kernel();
+    // The cpio writer and the in-process gzip; zstd and xz run single-threaded,
+    // which their tools keep deterministic.
+    for compress in ["gzip", "none"] {
+        let (a, b) = (tmp(&format!("a.{compress}")), tmp(&format!("b.{compress}")));
+        build(&a, compress, &[]);
+        build(&b, compress, &[]);
+        assert_eq!(
+            std::fs::read(&a).unwrap(),
+            std::fs::read(&b).unwrap(),
+            "{compress}"
+        );
+    }
+    // Unpack the uncompressed one with cpio and read its index back.
+    let root = tmp("unpacked");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let st = Command::new("cpio")
+        .args(["-idm", "--quiet", "--no-absolute-filenames", "-F"])
+        .arg(tmp("a.none"))
+        .current_dir(&root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let small = ModuleIndex::load(&root.join("lib/modules").join(&kver)).unwrap();
+    let full = ModuleIndex::load(&modules_dir()).unwrap();
+    // The PID-1 loader, reading the small index, gets the same answer as the full one.
+    let (rs, rf) = (small.resolve(BOOT_MODULES), full.resolve(BOOT_MODULES));
+    assert_eq!(rs, rf);
+    assert!(rs.not_found.is_empty() && rs.softdeps_not_found.is_empty());
+    for alias in [
+        "fs-ext4",
+        "virtio:d00000002v00001AF4",
+        "crypto-crc32c",
+        "sha256",
+        "crc32",
+    ] {
+        assert_eq!(small.resolve(&[alias]), full.resolve(&[alias]), "{alias}");
+    }
+    // The index is small, and every module file is byte-identical to its source.
+    let dep =
+        std::fs::read_to_string(root.join("lib/modules").join(&kver).join("modules.dep")).unwrap();
+    assert_eq!(dep.lines().count(), rf.load.len());
+    let alias_len = std::fs::metadata(root.join("lib/modules").join(&kver).join("modules.alias"))
+        .unwrap()
+        .len();
+    assert!(alias_len < 200_000, "modules.alias is {alias_len} bytes");
+    for m in &rf.load {
+        let a = std::fs::read(root.join("lib/modules").join(&kver).join(&m.path)).unwrap();
+        assert_eq!(
+            a,
+            std::fs::read(modules_dir().join(&m.path)).unwrap(),
+            "{}",
+            m.path
+        );
+    }
+    assert_eq!(
+        std::fs::read(root.join("init")).unwrap(),
+        std::fs::read(BUSYBOX).unwrap()
+    );
+}
+
+#[test]
+fn refusals_and_usage() {
+    let out = tmp("refused.img");
+    let md = modules_dir();
+    let md = md.to_str().unwrap();
+    let out_s = out.to_str().unwrap();
+    // This test program is dynamically linked: refused as /init.
+    let me = std::env::current_exe().unwrap();
+    let args = s(&[
+        "-o",
+        out_s,
+        "--modules-dir",
+        md,
+        "--binary",
+        me.to_str().unwrap(),
+    ]);
+    assert_eq!(initramfs::main(&args), 1);
+    assert!(!out.exists());
+    assert_eq!(
+        initramfs::main(&s(&[
+            "-o",
+            out_s,
+            "--modules-dir",
+            "/nonexistent/6.1",
+            "--binary",
+            BUSYBOX
+        ])),
+        1
+    );
+    assert_eq!(
+        initramfs::main(&s(&["-o", out_s, "--binary", "/nonexistent"])),
+        1
+    );
+    assert_eq!(initramfs::main(&s(&["--modules-dir", md])), 2);
+    assert_eq!(initramfs::main(&s(&["-o", out_s, "--compress", "lzma"])), 2);
+    assert_eq!(initramfs::main(&s(&["--help"])), 0);
+    assert!(!out.exists());
+}
