@@ -46,7 +46,7 @@ fn run() -> Result<(), Fatal> {
 
     let modules = Modules::open();
     if let Some(m) = &modules {
-        m.coldplug();
+        m.coldplug(&|| probe::find(&early.bootext, &probe::scan()).is_some());
     }
     let device = find_bootext(&early, modules.as_ref())?;
     if let (Some(m), Some(fs)) = (&modules, device.fs_type.as_deref()) {
@@ -133,21 +133,47 @@ impl Modules {
         }
     }
 
-    fn coldplug(&self) {
+    /// Load drivers for the devices present, one device alias at a time (in a
+    /// stable order, rescanning after each load because a bus driver reveals new
+    /// devices), and stop as soon as `bootext_present` says BootExt can be seen: the
+    /// booted system's udev loads the rest. Without BootExt, everything matching loads.
+    fn coldplug(&self, bootext_present: &dyn Fn() -> bool) {
         self.load(STACK_MODULES);
+        if bootext_present() {
+            return;
+        }
+        let mut tried = std::collections::BTreeSet::new();
         let mut seen = std::collections::BTreeSet::new();
-        for _ in 0..6 {
-            let mut fresh = Vec::new();
+        // Bounded: every round marks one alias tried.
+        for _ in 0..512 {
+            let mut aliases = std::collections::BTreeSet::new();
             collect_modaliases(Path::new("/sys/devices"), 0, &mut |alias| {
-                if seen.insert(alias.clone()) && !self.index.lookup(&alias).is_empty() {
-                    fresh.push(alias);
-                }
+                aliases.insert(alias);
             });
-            if fresh.is_empty() {
-                break;
+            // Devices that just appeared first (depth first): the virtio disk behind
+            // virtio_pci before the next PCI function's driver.
+            let wanted = |a: &&String| !tried.contains(*a) && !self.index.lookup(a).is_empty();
+            let fresh = aliases
+                .iter()
+                .filter(|a| !seen.contains(*a))
+                .find(wanted)
+                .cloned();
+            let Some(next) = fresh.or_else(|| aliases.iter().find(wanted).cloned()) else {
+                return;
+            };
+            seen.extend(aliases);
+            tried.insert(next.clone());
+            let resolution = self.index.resolve(&[&next]);
+            let report = crate::kmod::load_resolution(&self.dir, &resolution);
+            let loaded = report.count(|o| *o == crate::kmod::Outcome::Loaded);
+            if report.all_ok() {
+                log::debug!("{next}: {report}");
+            } else {
+                log::warn!("{next}: {report}");
             }
-            let wanted: Vec<&str> = fresh.iter().map(String::as_str).collect();
-            self.load(&wanted);
+            if loaded > 0 && bootext_present() {
+                return;
+            }
         }
     }
 }
