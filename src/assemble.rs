@@ -59,6 +59,29 @@ impl Drop for Undo {
     }
 }
 
+/// The overmounts of a boot: manifest `[[mount]]`s and, unless `overboot.dirs=0`,
+/// the `DIRS/` entries, planned against `tree`. Shared by `assemble` (against the new
+/// root) and `plan`/`check` (against the image read offline), so both agree.
+pub fn plan_overmounts(
+    be: &Confined,
+    manifest: &crate::manifest::Manifest,
+    config: &BootConfig,
+    tree: &dyn crate::names::Tree,
+    warnings: &mut Vec<String>,
+) -> (Vec<PlannedMount>, Vec<Skipped>) {
+    let mut entries = bootext::manifest_entries(be, manifest);
+    if config.dirs {
+        let dirs = bootext::dirs_entries(be);
+        entries.candidates.extend(dirs.candidates);
+        entries.skipped.extend(dirs.skipped);
+    } else {
+        warnings.push("overboot.dirs=0: DIRS/ entries are not mounted (safe mode)".into());
+    }
+    let (mounts, skipped) = plan::build(entries.candidates, tree, &reserved());
+    entries.skipped.extend(skipped);
+    (mounts, entries.skipped)
+}
+
 fn reserved() -> Vec<TargetPath> {
     [BOOTEXT_AT, IMAGE_AT, OVERLAY_AT]
         .iter()
@@ -163,18 +186,13 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     clock.lap(&mut state, "mountpoints");
 
     // Step 7: overmounts.
-    let mut entries = bootext::manifest_entries(&be, &manifest);
-    if config.dirs {
-        let dirs = bootext::dirs_entries(&be);
-        entries.candidates.extend(dirs.candidates);
-        entries.skipped.extend(dirs.skipped);
-    } else {
-        state
-            .warnings
-            .push("overboot.dirs=0: DIRS/ entries are not mounted (safe mode)".into());
-    }
-    state.skipped.extend(entries.skipped);
-    let (planned, skipped) = plan::build(entries.candidates, &RootTree(&root), &reserved());
+    let (planned, skipped) = plan_overmounts(
+        &be,
+        &manifest,
+        &config,
+        &RootTree(&root),
+        &mut state.warnings,
+    );
     state.skipped.extend(skipped);
     for m in planned {
         match overmount(&be, &root, &req.root, &m) {

@@ -229,29 +229,13 @@ fn compute_plan(be: &Confined, cmdline_text: &str) -> PlanOutput {
             }),
         }
     }
-    let mut entries = bootext::manifest_entries(be, &manifest);
-    if config.dirs {
-        let dirs = bootext::dirs_entries(be);
-        entries.candidates.extend(dirs.candidates);
-        entries.skipped.extend(dirs.skipped);
-    } else {
-        warnings.push("overboot.dirs=0: DIRS/ entries are not mounted (safe mode)".into());
-    }
-    let reserved: Vec<_> = [
-        assemble::BOOTEXT_AT,
-        assemble::IMAGE_AT,
-        assemble::OVERLAY_AT,
-    ]
-    .iter()
-    .filter_map(|p| crate::names::TargetPath::parse_absolute(p).ok())
-    .collect();
-    let (mounts, mut skipped) = plan::build(entries.candidates, tree.as_ref(), &reserved);
-    entries.skipped.append(&mut skipped);
+    let (mounts, skipped) =
+        assemble::plan_overmounts(be, &manifest, &config, tree.as_ref(), &mut warnings);
     PlanOutput {
         system,
         attempts,
         mounts,
-        skipped: entries.skipped,
+        skipped,
         warnings,
     }
 }
