@@ -26,6 +26,39 @@ usage:
 Run as /init (PID 1) it boots: finds BootExt, assembles the root, switches to it.
 Exit codes: 0 success, 1 failure (message on stderr), 2 bad usage.";
 
+/// A plain stderr logger for commands (PID 1 installs the kmsg logger instead).
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!(
+                "overboot: {}: {}",
+                r.level().as_str().to_lowercase(),
+                r.args()
+            );
+        }
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLogger = StderrLogger;
+
+/// Commands log warnings to stderr; `OVERBOOT_DEBUG` set in the environment shows
+/// everything.
+pub fn init_stderr_logger() {
+    let _ = log::set_logger(&LOGGER);
+    let verbose = std::env::var_os("OVERBOOT_DEBUG").is_some();
+    log::set_max_level(if verbose {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Warn
+    });
+}
+
 const ASSEMBLE_USAGE: &str = "\
 usage: overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE]
 
