@@ -144,9 +144,13 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     })?;
     undo.staging = Some(staging.clone());
 
-    // Step 4 and 6: the system image, with fallback.
+    // Step 4 and 6: the system image, with fallback; a trial update counts down
+    // (or rolls back) on BootExt first (crate::trial).
+    let (candidates, trial_reason) = crate::trial_cli::at_boot(&be, &config, &mut state);
+    clock.lap(&mut state, "trial");
     let image_dir = staging.join("image");
-    let image = mount_system_image(&be, &config, &image_dir, &mut state)?;
+    let image = mount_system_image(&be, candidates, &image_dir, &mut state)?;
+    crate::trial_cli::note_fallback(&mut state, trial_reason);
     clock.lap(&mut state, "system-image");
 
     // Step 6: the writable layer and the overlay root.
@@ -315,7 +319,7 @@ fn mount_image(file: &OwnedFd, name: &str) -> Result<(OwnedFd, String), String> 
 
 fn mount_system_image(
     be: &Confined,
-    config: &BootConfig,
+    candidates: Vec<select::Candidate>,
     at: &Path,
     state: &mut State,
 ) -> Result<CheckedImage, Fatal> {
@@ -324,7 +328,7 @@ fn mount_system_image(
         found: errno_text(e),
         fix: "report this".into(),
     })?;
-    for candidate in select::candidates(&config.system) {
+    for candidate in candidates {
         let result = select::check(be, &candidate).and_then(|img| {
             let (mnt, dev) =
                 mount_image(&img.file, &img.image).map_err(|e| format!("{}: {e}", img.image))?;

@@ -20,6 +20,9 @@ usage:
   overboot plan --bootext DIR [--cmdline STR] [--json]
   overboot check DIR
   overboot status [--json] [--state FILE]
+  overboot set-active IMAGE [--tries N] [--bootext DIR]
+  overboot bless [--bootext DIR] [--state FILE]
+  overboot rollback [--bootext DIR]
   overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR] [--compress zstd|xz|gzip|none] [--add-shell]
   overboot help | --help | --version
 
@@ -534,6 +537,13 @@ pub fn render_status(s: &state::State) -> String {
     let _ = writeln!(o, "Requested: {}", s.requested);
     if let Some(f) = &s.fallback {
         let _ = writeln!(o, "Fallback:  from {}: {}", f.from, f.reason);
+    }
+    if let Some(t) = &s.trial {
+        let _ = writeln!(
+            o,
+            "Trial:     {} {} ({} of {} boots left): {}",
+            t.image, t.outcome, t.boots_left, t.tries, t.detail
+        );
     }
     let _ = writeln!(o, "\nMounts ({}):", s.mounts.len());
     for m in &s.mounts {

@@ -22,3 +22,5 @@ pub mod select;
 pub mod state;
 pub mod superblock;
 pub mod sys;
+pub mod trial;
+pub mod trial_cli;

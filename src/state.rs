@@ -37,6 +37,22 @@ pub struct Fallback {
     pub reason: String,
 }
 
+/// What this boot did with the trial update (see `crate::trial`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrialState {
+    /// The image on trial (a file name in `System/`).
+    pub image: String,
+    pub tries: u32,
+    /// Boots left after this one.
+    pub boots_left: u32,
+    /// `trial` (this boot is a counted trial boot), `rolled-back` (the trial ran out
+    /// or was rolled back; the previous image is active), `not-counted` (BootExt could
+    /// not be written: the previous image booted, the trial is still pending),
+    /// `stale` (a trial file for an image that is not active: ignored), `unreadable`.
+    pub outcome: String,
+    pub detail: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Attempt {
     pub choice: String,
@@ -75,6 +91,9 @@ pub struct State {
     pub requested: String,
     pub booted: Option<Booted>,
     pub fallback: Option<Fallback>,
+    /// The trial update in progress or last ended (`System/trial`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<TrialState>,
     pub attempts: Vec<Attempt>,
     pub mounts: Vec<MountRecord>,
     pub skipped: Vec<Skipped>,

@@ -1,6 +1,7 @@
 //! The thin layer that touches the kernel: confined lookups on BootExt, targets
 //! resolved inside the new root, loop devices, and mounts. Everything else is pure.
 
+pub mod atomic;
 pub mod confined;
 pub mod loopdev;
 pub mod mounts;
