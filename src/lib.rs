@@ -22,3 +22,4 @@ pub mod select;
 pub mod state;
 pub mod superblock;
 pub mod sys;
+pub mod verify;
