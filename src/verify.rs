@@ -252,17 +252,14 @@ fn list_names(entries: &[ChecksumEntry]) -> String {
         .join(", ")
 }
 
-/// A minisign key id, shown as minisign shows it (16 upper-case hex digits).
+/// A minisign key id, shown as minisign shows it (upper-case hex of the little-endian
+/// number, as in the `untrusted comment:` line of its key files).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct KeyId(pub [u8; 8]);
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // minisign prints the 8 bytes as a little-endian number.
-        for b in self.0.iter().rev() {
-            write!(f, "{b:02X}")?;
-        }
-        Ok(())
+        write!(f, "{:X}", u64::from_le_bytes(self.0))
     }
 }
 
@@ -814,7 +811,7 @@ mod tests {
         bin.extend([7u8; 32]);
         let b64 = encode(&bin);
         let k = parse_public_key(&format!("untrusted comment: t\n{b64}\n"), "k.pub").unwrap();
-        assert_eq!(k.id.to_string(), "0807060504030201");
+        assert_eq!(k.id.to_string(), "807060504030201");
         let bare = parse_public_key(&b64, "k.pub").unwrap();
         assert_eq!(bare.id, k.id);
         let err = parse_public_key("untrusted comment: t\nAAAA\n", "k.pub")
