@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 const MIB: u64 = 1 << 20;
 /// Read size of one step of the pass.
 const CHUNK: usize = 4 << 20;
+/// How far ahead of the pass the disk is asked to read.
+const AHEAD: u64 = 32 << 20;
 /// Kept free besides the copy: the larger of this and [`MARGIN_PERCENT`] of RAM.
 pub const MARGIN_MIN: u64 = 64 * MIB;
 pub const MARGIN_PERCENT: u64 = 5;
@@ -296,6 +298,15 @@ pub fn pass(
             pos = start;
         }
         while pos < end {
+            // Keep the disk busy while this chunk is hashed and copied: ask for
+            // the next chunks now (asynchronous readahead, no thread needed).
+            if pos % (AHEAD / 2) < CHUNK as u64 {
+                let from = pos + CHUNK as u64;
+                let len = std::num::NonZeroU64::new(AHEAD.min(end.saturating_sub(from)));
+                if len.is_some() {
+                    let _ = rustix::fs::fadvise(src, from, len, Advice::WillNeed);
+                }
+            }
             let want = ((end - pos).min(CHUNK as u64)) as usize;
             let slot = buf.get_mut(..want).unwrap_or_default();
             let n = pread_full(src, slot, pos).map_err(|e| src_err("read error", e))?;
