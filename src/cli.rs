@@ -27,7 +27,7 @@ Run as /init (PID 1) it boots: finds BootExt, assembles the root, switches to it
 Exit codes: 0 success, 1 failure (message on stderr), 2 bad usage.";
 
 const ASSEMBLE_USAGE: &str = "\
-usage: overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE]
+usage: overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE] [--trust-keys DIR]
 
 Select the system image on BootExt (DIR), mount it read-only with a tmpfs overlay on
 ROOT, make the DIRS/ and manifest overmounts, publish BootExt, image and overlay at
