@@ -60,6 +60,7 @@ fn run() -> Result<(), Fatal> {
         state_path: crate::state::STATE_PATH.into(),
         mode: "boot".into(),
         bootext_info: info,
+        verify: Default::default(),
     };
     std::fs::create_dir_all(NEW_ROOT).map_err(|e| {
         Fatal::new(

@@ -63,13 +63,15 @@ pub fn init_stderr_logger() {
 }
 
 const ASSEMBLE_USAGE: &str = "\
-usage: overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE]
+usage: overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE] [--trust-keys DIR]
 
 Select the system image on BootExt (DIR), mount it read-only with a tmpfs overlay on
 ROOT, make the DIRS/ and manifest overmounts, publish BootExt, image and overlay at
 /mnt/cdrom, /mnt/livecd, /mnt/overlay, and write the state file.
   --cmdline STR   kernel command line to obey (default: /proc/cmdline)
-  --state FILE    where to write the record (default: /run/overboot/state.json)";
+  --state FILE    where to write the record (default: /run/overboot/state.json)
+  --trust-keys DIR  trusted minisign keys (*.pub; default: /etc/overboot/trusted-keys)
+  --meminfo FILE  read MemAvailable for overboot.toram from FILE (tests; default /proc/meminfo)";
 
 const PLAN_USAGE: &str = "\
 usage: overboot plan --bootext DIR [--cmdline STR] [--json]
@@ -148,7 +150,18 @@ pub fn assemble_main(args: &[String]) -> i32 {
         println!("{ASSEMBLE_USAGE}");
         return 0;
     }
-    let a = match parse_args(args, &["--bootext", "--root", "--cmdline", "--state"], &[]) {
+    let a = match parse_args(
+        args,
+        &[
+            "--bootext",
+            "--root",
+            "--cmdline",
+            "--state",
+            "--trust-keys",
+            "--meminfo",
+        ],
+        &[],
+    ) {
         Ok(a) => a,
         Err(e) => return usage_error(&e, ASSEMBLE_USAGE),
     };
@@ -171,6 +184,16 @@ pub fn assemble_main(args: &[String]) -> i32 {
             path: bootext.into(),
             found_by: "--bootext".into(),
             ..Default::default()
+        },
+        verify: {
+            let mut p = crate::verify::Paths::default();
+            if let Some(d) = a.value("--trust-keys") {
+                p.trust_dir = d.into();
+            }
+            if let Some(m) = a.value("--meminfo") {
+                p.meminfo = m.into();
+            }
+            p
         },
     };
     match assemble::assemble(&req) {

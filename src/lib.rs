@@ -24,3 +24,4 @@ pub mod superblock;
 pub mod sys;
 pub mod trial;
 pub mod trial_cli;
+pub mod verify;

@@ -29,6 +29,29 @@ pub struct Booted {
     pub image: String,
     #[serde(rename = "loop")]
     pub loop_device: Option<String>,
+    /// What was verified before mounting (`overboot.verify`, trusted keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<crate::verify::Verification>,
+    /// `overboot.toram`: whether the image runs from RAM, or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toram: Option<Toram>,
+}
+
+/// The toram step of the booted image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Toram {
+    /// The image runs from a copy in RAM.
+    pub done: bool,
+    /// Image size (bytes).
+    pub size: u64,
+    /// RAM the copy takes (holes of a sparse image excluded).
+    #[serde(default)]
+    pub allocated: u64,
+    #[serde(default)]
+    pub ms: f64,
+    /// Why the image runs from BootExt instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

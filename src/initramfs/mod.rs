@@ -17,6 +17,7 @@ use std::process::{Command, Stdio};
 const USAGE: &str = "\
 usage: overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR] [--modules LIST]
                             [--compress xz|zstd|gzip|none] [--add-shell] [--binary FILE]
+                            [--trust-key FILE]...
 
 Build a standalone initramfs: FILE gets /init (overboot-init, a static binary), the
 kernel modules a boot needs with a reduced depmod index under /lib/modules/VER/,
@@ -36,6 +37,9 @@ kernel modules a boot needs with a reduced depmod index under /lib/modules/VER/,
                        and /bin/sh, for the emergency shell
   --binary FILE        the /init to put in (default: overboot-init next to this
                        program, or in ../lib/overboot/, else this program)
+  --trust-key FILE     trust this minisign public key (repeatable): stored as
+                       /etc/overboot/trusted-keys/<n>.pub; with a key baked in, only
+                       images with a good System/<image>.minisig boot
   -h, --help           this help
 ";
 
@@ -83,6 +87,8 @@ pub struct Options {
     pub binary: Option<PathBuf>,
     /// Groups or module names; `all` when not given.
     pub modules: Vec<String>,
+    /// Minisign public keys to bake in (`--trust-key`).
+    pub trust_keys: Vec<PathBuf>,
 }
 
 /// `Ok(None)` for `--help`.
@@ -94,6 +100,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     let mut add_shell = false;
     let mut binary = None;
     let mut modules = vec!["all".to_string()];
+    let mut trust_keys = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -130,6 +137,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
                     return Err("--modules needs at least one group or module".into());
                 }
             }
+            "--trust-key" => trust_keys.push(PathBuf::from(value(flag)?)),
             "--add-shell" if inline.is_none() => add_shell = true,
             _ => return Err(format!("unknown argument '{arg}'")),
         }
@@ -143,6 +151,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         add_shell,
         binary,
         modules,
+        trust_keys,
     }))
 }
 
@@ -195,6 +204,8 @@ fn run(opts: &Options) -> Result<String, String> {
             e
         }
     })?;
+    let mut built = built;
+    add_trust_keys(&mut built.archive, &opts.trust_keys)?;
     let raw = built.archive.to_bytes()?;
     let compression = opts.compress.unwrap_or_else(default_compression);
     let data = compress(&raw, compression)?;
@@ -226,6 +237,35 @@ fn run(opts: &Options) -> Result<String, String> {
         s += &format!("warning: soft dependency '{d}' of {m} not found\n");
     }
     Ok(s)
+}
+
+/// `--trust-key` files, checked, at `crate::verify::TRUST_DIR/<n>.pub`.
+fn add_trust_keys(a: &mut Archive, keys: &[PathBuf]) -> Result<(), String> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let dir = crate::verify::TRUST_DIR.trim_start_matches('/');
+    let mut path = String::new();
+    for part in dir.split('/') {
+        path = if path.is_empty() {
+            part.to_string()
+        } else {
+            format!("{path}/{part}")
+        };
+        a.dir(&path, 0o755);
+    }
+    for (n, key) in keys.iter().enumerate() {
+        let text = std::fs::read_to_string(key)
+            .map_err(|e| format!("--trust-key {}: {e}", key.display()))?;
+        let parsed = crate::verify::parse_public_key(&text, &key.display().to_string())?;
+        eprintln!(
+            "trusting minisign key {} from {} as /{dir}/{n}.pub",
+            parsed.id,
+            key.display()
+        );
+        a.file(&format!("{dir}/{n}.pub"), 0o644, text.into_bytes());
+    }
+    Ok(())
 }
 
 fn kver_and_dir(opts: &Options) -> Result<(String, PathBuf), String> {

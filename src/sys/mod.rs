@@ -6,6 +6,7 @@ pub mod confined;
 pub mod loopdev;
 pub mod mounts;
 pub mod resolve;
+pub mod toram;
 
 use rustix::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
