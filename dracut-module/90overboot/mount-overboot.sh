@@ -2,7 +2,7 @@
 # dracut mount hook (shell init): assemble the root into $NEWROOT with overboot.
 # shellcheck source=/dev/null
 type getarg > /dev/null 2>&1 || . /lib/dracut-lib.sh
-# shellcheck source=dracut-module/90overboot/overboot-lib.sh
+# shellcheck source=SCRIPTDIR/overboot-lib.sh
 . /lib/overboot-lib.sh
 
 # root and NEWROOT come from dracut's init.

@@ -9,7 +9,7 @@ if [ -f /dracut-state.sh ]; then
 fi
 # shellcheck source=/dev/null
 type getarg > /dev/null 2>&1 || . /lib/dracut-lib.sh
-# shellcheck source=dracut-module/90overboot/overboot-lib.sh
+# shellcheck source=SCRIPTDIR/overboot-lib.sh
 . /lib/overboot-lib.sh
 
 overboot_wanted || exit 0

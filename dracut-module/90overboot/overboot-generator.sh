@@ -6,7 +6,7 @@
 # mounts nothing itself once /sysroot is a mount point.
 # shellcheck source=/dev/null
 type getarg > /dev/null 2>&1 || . /lib/dracut-lib.sh
-# shellcheck source=dracut-module/90overboot/overboot-lib.sh
+# shellcheck source=SCRIPTDIR/overboot-lib.sh
 . /lib/overboot-lib.sh
 
 overboot_wanted || exit 0

@@ -88,8 +88,11 @@ overboot_deadline_passed() {
 }
 
 # The initqueue is finished for overboot once BootExt is there or the wait is over.
+# The wait starts at the first call.
 overboot_initqueue_finished() {
-    overboot_find "$(overboot_spec)" > /dev/null || overboot_deadline_passed
+    overboot_find "$(overboot_spec)" > /dev/null && return 0
+    [ -r "$OVERBOOT_DEADLINE" ] || overboot_set_deadline
+    overboot_deadline_passed
 }
 
 # What the machine shows instead: labelled volumes and block devices.
@@ -97,7 +100,10 @@ overboot_found() {
     _ob_found=""
     for _ob_l in /dev/disk/by-label/* /dev/disk/by-partlabel/*; do
         [ -e "$_ob_l" ] || continue
-        _ob_found="$_ob_found ${_ob_l#/dev/disk/by-}"
+        case "$_ob_l" in
+            */by-label/*) _ob_found="$_ob_found LABEL=${_ob_l##*/}" ;;
+            *) _ob_found="$_ob_found PARTLABEL=${_ob_l##*/}" ;;
+        esac
     done
     _ob_devs=""
     for _ob_b in /sys/class/block/*; do
@@ -128,8 +134,8 @@ overboot_first() {
     printf '%s\n' "$_ob_first"
 }
 
-# Wait up to overboot.timeout (counted from the deadline set at cmdline time) for
-# BootExt, then print its device.
+# Wait for BootExt up to overboot.timeout from the start of the wait (in the shell
+# init, the initqueue's), then print its device.
 overboot_wait_bootext() {
     _ob_spec=$(overboot_spec)
     if ! overboot_candidates "$_ob_spec" > /dev/null; then

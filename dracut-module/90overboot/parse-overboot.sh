@@ -4,7 +4,7 @@
 # for BootExt is bounded by overboot.timeout= (default 30 s), not by rd.retry=.
 # shellcheck source=/dev/null
 type getarg > /dev/null 2>&1 || . /lib/dracut-lib.sh
-# shellcheck source=dracut-module/90overboot/overboot-lib.sh
+# shellcheck source=SCRIPTDIR/overboot-lib.sh
 . /lib/overboot-lib.sh
 
 # hookdir and DRACUT_SYSTEMD come from dracut-lib.sh and the init.
@@ -13,7 +13,6 @@ if overboot_wanted; then
     root=overboot
     rootok=1
     export root rootok
-    overboot_set_deadline
     _ob_spec=$(overboot_spec)
     if ! overboot_candidates "$_ob_spec" > /dev/null; then
         die "overboot: overboot.bootext=$_ob_spec is not LABEL=, UUID=, PARTUUID=, PARTLABEL= or a /dev/ path"
