@@ -44,7 +44,7 @@ install() {
         return 1
     }
     inst_binary "$bin" /usr/bin/overboot
-    inst_multiple mount umount mkdir modprobe sleep tr sed cat ls
+    inst_multiple mount umount mkdir modprobe sleep tr sed cat cp udevadm
     inst_simple "$moddir/overboot-lib.sh" /lib/overboot-lib.sh
     inst_hook cmdline 20 "$moddir/parse-overboot.sh"
     if dracut_module_included "systemd"; then
