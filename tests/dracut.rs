@@ -305,6 +305,69 @@ fn systemd_init_without_bootext_goes_to_emergency_with_overboots_message() {
     );
 }
 
+/// `overboot_candidates SPEC` from the module's library, run by /bin/sh.
+fn candidates(spec: &str) -> (bool, Vec<String>) {
+    let lib = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(MODULE)
+        .join("overboot-lib.sh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#". "$1" && overboot_candidates "$2""#)
+        .arg("sh")
+        .arg(lib)
+        .arg(spec)
+        .output()
+        .expect("sh");
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (out.status.success(), lines)
+}
+
+#[test]
+fn bootext_specs_map_to_udev_links() {
+    assert_eq!(
+        candidates("LABEL=BootExt"),
+        (true, vec!["/dev/disk/by-label/BootExt".to_string()])
+    );
+    assert_eq!(
+        candidates("LABEL=My Disk/2"),
+        (
+            true,
+            vec![r"/dev/disk/by-label/My\x20Disk\x2f2".to_string()]
+        )
+    );
+    assert_eq!(
+        candidates("PARTLABEL=appliance-data"),
+        (
+            true,
+            vec!["/dev/disk/by-partlabel/appliance-data".to_string()]
+        )
+    );
+    // ext4/btrfs UUIDs are lower case in udev's links, vfat's upper case.
+    let (ok, uuid) = candidates("UUID=AbCd-12ef");
+    assert!(ok);
+    assert_eq!(
+        uuid,
+        [
+            "/dev/disk/by-uuid/AbCd-12ef",
+            "/dev/disk/by-uuid/abcd-12ef",
+            "/dev/disk/by-uuid/ABCD-12EF"
+        ]
+    );
+    let (ok, partuuid) = candidates("PARTUUID=6A1C-01");
+    assert!(ok);
+    assert_eq!(partuuid[1], "/dev/disk/by-partuuid/6a1c-01");
+    assert_eq!(
+        candidates("/dev/vdb1"),
+        (true, vec!["/dev/vdb1".to_string()])
+    );
+    for bad in ["sda1", "LABEL=", "FOO=bar", ""] {
+        assert_eq!(candidates(bad), (false, vec![]), "{bad}");
+    }
+}
+
 #[test]
 fn module_scripts_are_shellcheck_clean() {
     let top = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
