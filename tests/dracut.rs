@@ -115,6 +115,7 @@ fn build_initrd(f: &Fixture, systemd: bool) -> PathBuf {
         "kernel/fs/xfs/xfs.ko",
         "kernel/fs/btrfs/btrfs.ko",
         "kernel/fs/fat/vfat.ko",
+        "kernel/fs/isofs/isofs.ko",
     ] {
         assert!(
             listing.contains(needle),

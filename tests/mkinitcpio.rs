@@ -320,6 +320,7 @@ fn install_hook_adds_the_binary_the_modules_and_the_runtime_hook() {
             "add_module vfat?",
             "add_module btrfs?",
             "add_module xfs?",
+            "add_module isofs?",
             "add_runscript overboot",
         ]
     );

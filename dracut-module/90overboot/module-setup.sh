@@ -33,7 +33,7 @@ depends() {
 
 # called by dracut
 installkernel() {
-    hostonly='' instmods loop squashfs overlay ext4 vfat btrfs xfs
+    hostonly='' instmods loop squashfs overlay ext4 vfat btrfs xfs isofs
 }
 
 # called by dracut

@@ -174,10 +174,14 @@ overboot_assemble_root() {
     _ob_dev=$(overboot_wait_bootext) || return 1
     if ! overboot_mounted "$OVERBOOT_MNT"; then
         mkdir -p "$OVERBOOT_MNT"
-        if ! _ob_err=$(mount -o rw "$_ob_dev" "$OVERBOOT_MNT" 2>&1); then
+        # Read-write (DIR_ entries are bound read-write); a medium that cannot be
+        # written (iso9660, a write-protected card) read-only, as overboot's init does.
+        if ! _ob_err=$(mount -o rw "$_ob_dev" "$OVERBOOT_MNT" 2>&1) &&
+            ! _ob_err2=$(mount -o ro "$_ob_dev" "$OVERBOOT_MNT" 2>&1); then
+            _ob_err="$_ob_err; read-only: $_ob_err2"
             overboot_fail "to mount BootExt ($_ob_dev) read-write on $OVERBOOT_MNT" \
                 "mount said: $_ob_err" \
-                "check the filesystem on $_ob_dev (ext4, vfat, btrfs or xfs) with fsck, and that its module is in the initramfs"
+                "check the filesystem on $_ob_dev (ext4, vfat, btrfs, xfs or iso9660) with fsck, and that its module is in the initramfs"
             return 1
         fi
     fi
