@@ -147,6 +147,10 @@ overboot_wait_bootext() {
     [ -r "$OVERBOOT_DEADLINE" ] || overboot_set_deadline
     while ! overboot_find "$_ob_spec"; do
         if overboot_deadline_passed; then
+            # What udev still has queued (a slow machine) is looked at before
+            # concluding, and is in the list of what was found.
+            udevadm settle --timeout=10 > /dev/null 2>&1 || :
+            overboot_find "$_ob_spec" && return 0
             overboot_fail "the BootExt volume ($_ob_spec, as $(overboot_candidates "$_ob_spec" | overboot_first)) for $(overboot_timeout) s" \
                 "$(overboot_found)" \
                 "label the volume BootExt (e2label DEV BootExt), or set overboot.bootext=LABEL=|UUID=|PARTUUID=|PARTLABEL=|/dev/..., or raise overboot.timeout="
