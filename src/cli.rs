@@ -227,6 +227,8 @@ pub fn assemble_main(args: &[String]) -> i32 {
 #[derive(Serialize)]
 struct PlanOutput {
     system: Option<SystemOutput>,
+    /// Where a trial update stands (`crate::trial::describe`).
+    trial: Option<String>,
     attempts: Vec<state::Attempt>,
     mounts: Vec<PlannedMount>,
     skipped: Vec<Skipped>,
@@ -290,8 +292,11 @@ fn compute_plan(be: &Confined, cmdline_text: &str) -> PlanOutput {
     }
     let (mounts, skipped) =
         assemble::plan_overmounts(be, &manifest, &config, tree.as_ref(), &mut warnings);
+    let trial = crate::trial::describe(&crate::trial::status(&crate::trial_cli::read_disk(be)))
+        .map(|(line, _)| line);
     PlanOutput {
         system,
+        trial,
         attempts,
         mounts,
         skipped,
@@ -349,6 +354,9 @@ pub fn plan_main(args: &[String]) -> i32 {
     } else {
         for w in &out.warnings {
             println!("warning: {w}");
+        }
+        if let Some(t) = &out.trial {
+            println!("trial: {t}");
         }
         match &out.system {
             Some(s) => {
@@ -436,6 +444,27 @@ pub fn check_main(args: &[String]) -> i32 {
             )),
             Err(e) => errors.push(e),
         }
+    }
+    // The image a trial returns to: needed while a trial runs.
+    let disk = crate::trial_cli::read_disk(&be);
+    let status = crate::trial::status(&disk);
+    if disk.previous.is_some() {
+        let cand = select::Candidate {
+            choice: "check",
+            path: select::PREVIOUS_LINK.into(),
+        };
+        match select::check(&be, &cand) {
+            Ok(img) => println!("{} -> {}", select::PREVIOUS_LINK, img.image),
+            Err(e) if matches!(status, crate::trial::Status::Pending(_)) => errors.push(format!(
+                "{e}: the trial running has nothing to roll back to"
+            )),
+            Err(e) => warnings.push(e),
+        }
+    }
+    match crate::trial::describe(&status) {
+        Some((line, true)) => warnings.push(line),
+        Some((line, false)) => println!("{line}"),
+        None => {}
     }
     for name in be.list("System").unwrap_or_default() {
         let rel = format!("System/{name}");

@@ -280,6 +280,59 @@ pub fn status(d: &Disk) -> Status {
     }
 }
 
+/// One line for `plan` and `check`: where the trial stands and what the next boot
+/// does about it, and whether that is a problem (`true`: a warning). `None`: no trial.
+pub fn describe(status: &Status) -> Option<(String, bool)> {
+    Some(match status {
+        Status::None => return None,
+        Status::Pending(t) if t.boots_left == 0 => (
+            format!(
+                "trial of {} used all {} boots without `overboot bless`: the next boot rolls back to {SYSTEM_DIR}/{PREVIOUS}",
+                t.image, t.tries
+            ),
+            true,
+        ),
+        Status::Pending(t) => (
+            format!(
+                "trial of {}: {} of {} boots left; the next boot counts one down (`overboot bless` ends it)",
+                t.image, t.boots_left, t.tries
+            ),
+            false,
+        ),
+        Status::RollbackUnfinished(t) => (
+            format!(
+                "the rollback from {} did not finish: the next boot finishes it and boots {SYSTEM_DIR}/{PREVIOUS}",
+                t.image
+            ),
+            true,
+        ),
+        Status::RolledBack(t) => (
+            format!(
+                "the trial of {} was rolled back{}",
+                t.image,
+                t.reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+            false,
+        ),
+        Status::Stale(t) => (
+            format!(
+                "{SYSTEM_DIR}/{TRIAL} names {}, which is not the active image: ignored",
+                t.image
+            ),
+            true,
+        ),
+        Status::Unreadable(e) => (
+            format!(
+                "{SYSTEM_DIR}/{TRIAL} cannot be read ({e}): the next boot boots {SYSTEM_DIR}/{PREVIOUS}"
+            ),
+            true,
+        ),
+    })
+}
+
 /// Which image a boot tries first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum First {

@@ -118,6 +118,25 @@ fn trial_never_blessed_boots_twice_then_previous_with_reason() {
         assert_eq!(link(&b, "previous-system").as_deref(), Some("a.squashfs"));
         assert!(trial_file(&b).unwrap().contains("boots-left=2"));
 
+        // plan and check tell the operator where the trial stands.
+        let bootext = b.path.to_str().unwrap();
+        let p = overboot(["plan", "--bootext", bootext, "--cmdline", ""]);
+        p.expect_code(0);
+        assert!(
+            p.stdout
+                .contains("trial: trial of b.squashfs: 2 of 2 boots left"),
+            "{}",
+            p.all()
+        );
+        let c = overboot(["check", bootext]);
+        assert!(
+            c.stdout
+                .contains("System/previous-system -> System/a.squashfs")
+                && c.stdout.contains("trial of b.squashfs: 2 of 2 boots left"),
+            "{}",
+            c.all()
+        );
+
         for left in [1, 0] {
             let (m, st, _) = boot(ns, &b);
             assert_eq!(m, "b", "trial boot with {left} left after it");
@@ -132,6 +151,14 @@ fn trial_never_blessed_boots_twice_then_previous_with_reason() {
                 "counted down on BootExt"
             );
         }
+        let c = overboot(["check", bootext]);
+        assert!(
+            c.stdout
+                .contains("warning: trial of b.squashfs used all 2 boots")
+                && c.stdout.contains("rolls back to System/previous-system"),
+            "{}",
+            c.all()
+        );
         // Ran out: the previous image, the reason, and a durable rollback.
         let (m, st, a) = boot(ns, &b);
         assert_eq!(m, "a", "{st:#}");
