@@ -10,7 +10,7 @@
 mod e2e_common;
 
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -87,6 +87,8 @@ fn shell_scripts_pass_shellcheck() {
     let scripts = [
         top().join("boot-layout/mkbootext"),
         top().join("packaging/build-deb.sh"),
+        top().join("packaging/postinst"),
+        top().join("packaging/postrm"),
     ];
     for s in &scripts {
         assert!(s.is_file(), "{s:?} is missing");
@@ -175,7 +177,9 @@ fn skeleton_example_manifest_is_valid_once_uncommented() {
     );
     assert!(out.status.success(), "overboot check failed:\n{text}");
     assert!(
-        !text.contains("warning") && !text.contains("error:"),
+        !text
+            .lines()
+            .any(|l| l.starts_with("warning") || l.starts_with("error")),
         "the example manifest draws remarks:\n{uncommented}\n{text}"
     );
     assert!(text.contains("-> /var/cache/app (tmpfs)"), "{text}");
@@ -220,29 +224,81 @@ fn assert_has(log: &str, needle: &str) {
     );
 }
 
+/// A directory under /tmp owned by `nobody`, with copies of what mkbootext reads (the
+/// checkout itself may not be readable by other users); removed on drop.
+struct Stage(PathBuf);
+
+impl Stage {
+    fn new() -> Stage {
+        let d = std::env::temp_dir().join(format!("overboot-layout-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        std::os::unix::fs::chown(&d, Some(NOBODY), Some(NOBODY)).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        Stage(d)
+    }
+    fn copy(&self, src: &Path, name: &str) -> PathBuf {
+        let dst = self.0.join(name);
+        run_ok(Command::new("cp").arg("-a").arg(src).arg(&dst));
+        dst
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+const NOBODY: u32 = 65534;
+
+/// `debugfs -R CMD` on partition 1 of `disk` (taken out at 1 MiB).
+fn debugfs(disk: &Path, part: &Path, cmd: &str) -> String {
+    run_ok(
+        Command::new("dd")
+            .arg(format!("if={}", disk.display()))
+            .arg(format!("of={}", part.display()))
+            .args(["bs=1M", "skip=1", "status=none"]),
+    );
+    run_ok(Command::new("debugfs").arg("-R").arg(cmd).arg(part))
+}
+
 #[test]
 fn mkbootext_disk_boots_recovery_once_then_active_under_seabios() {
     let f = e2e_common::fixture();
     let dir = scratch("disk");
-    let dirs = dir.join("dirs");
+    let stage = Stage::new();
+    let dirs = stage.0.join("dirs");
     fs::create_dir_all(dirs.join("DIR_etc_ssh")).unwrap();
     fs::write(dirs.join("DIR_etc_ssh/marker"), "from-bootext-ssh\n").unwrap();
     fs::write(dirs.join("FILE_etc_hostname"), "bootext-host\n").unwrap();
-    let disk = dir.join("bootext.img");
-    let kernel = top().join("work/kernel/current/vmlinuz");
+    let layout = stage.copy(&top().join("boot-layout"), "boot-layout");
+    let overboot = stage.copy(Path::new(BIN), "overboot");
+    let system = stage.copy(&f.system, "appliance.squashfs");
+    let recovery = stage.copy(&f.recovery, "recovery.squashfs");
+    let kernel = stage.copy(&top().join("work/kernel/current/vmlinuz"), "vmlinuz");
+    let initrd = stage.copy(&f.initrd, "initrd.img");
+    let out = stage.0.join("out");
+    fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::chown(&out, Some(NOBODY), Some(NOBODY)).unwrap();
+    let disk = out.join("bootext.img");
+    // Built by an unprivileged user: no loop device, no mount, no root.
     let made = run_ok(
-        Command::new(top().join("boot-layout/mkbootext"))
-            .env("OVERBOOT", BIN)
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(layout.join("mkbootext"))
+            .env("OVERBOOT", &overboot)
+            .env("TMPDIR", &out)
             .arg("-o")
             .arg(&disk)
             .arg("--system")
-            .arg(&f.system)
+            .arg(&system)
             .arg("--recovery")
-            .arg(&f.recovery)
+            .arg(&recovery)
             .arg("--kernel")
             .arg(&kernel)
             .arg("--initrd")
-            .arg(&f.initrd)
+            .arg(&initrd)
             .arg("--dirs")
             .arg(&dirs)
             .args(["--grubenv", "menu_timeout=1"])
@@ -250,6 +306,13 @@ fn mkbootext_disk_boots_recovery_once_then_active_under_seabios() {
             .args(["--grubenv", "next_entry=recovery"]),
     );
     assert!(made.contains("labelled BootExt"), "{made}");
+    assert_eq!(fs::metadata(&disk).unwrap().uid(), NOBODY);
+    // The files on BootExt belong to root all the same.
+    let part = out.join("part.img");
+    let st = debugfs(&disk, &part, "stat /DIRS/FILE_etc_hostname");
+    assert!(st.contains("User:     0   Group:     0"), "{st}");
+    let env = debugfs(&disk, &part, "cat /grub/grubenv");
+    assert!(env.contains("next_entry=recovery"), "{env}");
     // An MBR with GRUB's boot code and the boot signature; the partition is bootable.
     let head = fs::read(&disk).unwrap();
     assert_eq!(&head[510..512], &[0x55, 0xaa]);
@@ -264,6 +327,9 @@ fn mkbootext_disk_boots_recovery_once_then_active_under_seabios() {
     assert_has(&log, "OVERBOOT-E2E: system=recovery");
     assert_has(&log, "OVERBOOT-E2E: done");
     assert!(!log.contains("Kernel panic"), "{}", tail(&log));
+
+    let env = debugfs(&disk, &part, "cat /grub/grubenv");
+    assert!(!env.contains("next_entry=recovery"), "GRUB left it:\n{env}");
 
     // Boot 2: GRUB cleared next_entry on the disk, so the default entry boots.
     let log = bios_boot(&disk, &dir.join("boot-active.log"));
