@@ -1,0 +1,369 @@
+//! The BootExt reference layout (`boot-layout/`): the skeleton, the GRUB template
+//! (checked by `grub-script-check`), the scripts (shellcheck), and a disk made by
+//! `boot-layout/mkbootext` booted by SeaBIOS + GRUB (Debian's grub-pc-bin) under
+//! QEMU TCG: first the recovery entry chosen through `grubenv` (`next_entry`, one
+//! shot), then, from the same disk, the active entry again because GRUB cleared it.
+//!
+//! Needs: grub-common, grub-pc-bin, shellcheck, e2fsprogs, fdisk, squashfs-tools,
+//! qemu-system-x86, and the musl build for the initramfs (test.sh builds it).
+
+mod e2e_common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_overboot");
+
+fn top() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = top().join("work/boot-layout").join(name);
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn output(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = output(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn grub_template_passes_grub_script_check() {
+    let template = top().join("boot-layout/grub.cfg");
+    run_ok(Command::new("grub-script-check").arg(&template));
+    // The checker can fail: the same file with an unclosed block is refused.
+    let dir = scratch("grub-check");
+    let broken = dir.join("grub.cfg");
+    let mut text = fs::read_to_string(&template).unwrap();
+    text.push_str("\nif [ -n \"${x}\" ]; then\n    echo unclosed\n");
+    fs::write(&broken, text).unwrap();
+    let out = output(Command::new("grub-script-check").arg(&broken));
+    assert!(
+        !out.status.success(),
+        "grub-script-check accepted {broken:?}"
+    );
+}
+
+#[test]
+fn grub_template_boots_the_documented_files() {
+    let text = fs::read_to_string(top().join("boot-layout/grub.cfg")).unwrap();
+    for needle in [
+        "--id active",
+        "--id recovery",
+        "linux /Kernel/active-kernel overboot.bootext=LABEL=${bootext_label}",
+        "initrd /Kernel/active-initrd",
+        "linux /Kernel/recovery-kernel overboot.bootext=LABEL=${bootext_label} overboot.system=recovery",
+        "initrd /Kernel/recovery-initrd",
+        "set bootext_label=BootExt",
+        "load_env",
+        "next_entry",
+        "saved_entry",
+        "console=ttyS0",
+        "terminal_output serial console",
+    ] {
+        assert!(text.contains(needle), "grub.cfg lacks '{needle}'");
+    }
+}
+
+#[test]
+fn shell_scripts_pass_shellcheck() {
+    let scripts = [
+        top().join("boot-layout/mkbootext"),
+        top().join("packaging/build-deb.sh"),
+        top().join("packaging/postinst"),
+        top().join("packaging/postrm"),
+    ];
+    for s in &scripts {
+        assert!(s.is_file(), "{s:?} is missing");
+    }
+    run_ok(Command::new("shellcheck").args(&scripts));
+    // shellcheck can fail: an unquoted variable in a sh script is reported.
+    let dir = scratch("shellcheck");
+    let bad = dir.join("bad.sh");
+    fs::write(&bad, "#!/bin/sh\nx=$1\nrm -rf $x/*\n").unwrap();
+    assert!(
+        !output(Command::new("shellcheck").arg(&bad))
+            .status
+            .success()
+    );
+}
+
+#[test]
+fn skeleton_has_every_folder_with_a_readme() {
+    let sk = top().join("boot-layout/skeleton");
+    for dir in [
+        "System",
+        "DIRS",
+        "Overlay",
+        "Units",
+        "Apps",
+        "Kernel",
+        "grub",
+        "Scripts",
+        "SecureBoot",
+    ] {
+        let readme = sk.join(dir).join("README");
+        let text = fs::read_to_string(&readme).unwrap_or_else(|e| panic!("{readme:?}: {e}"));
+        assert!(text.lines().count() >= 5, "{readme:?} is too short");
+    }
+    assert!(sk.join("README").is_file());
+    assert_eq!(fs::read_link(sk.join("boot")).unwrap(), Path::new("."));
+    assert_eq!(fs::metadata(sk.join("livecd")).unwrap().len(), 0);
+    let toml = fs::read_to_string(sk.join("overboot.toml")).unwrap();
+    for line in toml.lines() {
+        assert!(
+            line.is_empty() || line.starts_with('#'),
+            "overboot.toml: not commented out: {line}"
+        );
+    }
+}
+
+/// The example manifest, uncommented, is one overboot accepts without a warning.
+#[test]
+fn skeleton_example_manifest_is_valid_once_uncommented() {
+    let dir = scratch("manifest");
+    let tree = dir.join("BootExt");
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(top().join("boot-layout/skeleton"))
+            .arg(&tree),
+    );
+    for f in ["DIRS/README", "Overlay/README"] {
+        fs::remove_file(tree.join(f)).unwrap();
+    }
+    let toml = fs::read_to_string(tree.join("overboot.toml")).unwrap();
+    let uncommented: String = toml
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| l.starts_with('[') || l.contains(" = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(uncommented.contains("[[mount]]"), "{uncommented}");
+    fs::write(tree.join("overboot.toml"), &uncommented).unwrap();
+    let img_tree = dir.join("img");
+    fs::create_dir_all(img_tree.join("opt")).unwrap();
+    fs::create_dir_all(tree.join("Data/app")).unwrap();
+    run_ok(
+        Command::new("mksquashfs")
+            .arg(&img_tree)
+            .arg(tree.join("System/a.squashfs"))
+            .args(["-noappend", "-quiet", "-no-progress", "-all-root"]),
+    );
+    symlink("a.squashfs", tree.join("System/active-system")).unwrap();
+    symlink("a.squashfs", tree.join("System/recovery-system")).unwrap();
+    let out = output(Command::new(BIN).arg("check").arg(&tree));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "overboot check failed:\n{text}");
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("warning") || l.starts_with("error")),
+        "the example manifest draws remarks:\n{uncommented}\n{text}"
+    );
+    assert!(text.contains("-> /var/cache/app (tmpfs)"), "{text}");
+    assert!(text.contains("0 error(s), 0 warning(s)"), "{text}");
+}
+
+/// Serial console of a BIOS boot of `disk` (virtio-blk, SeaBIOS, TCG).
+fn bios_boot(disk: &Path, log: &Path) -> String {
+    let out = output(
+        Command::new("timeout")
+            .args(["-k", "5", "240", "qemu-system-x86_64"])
+            .args(["-accel", "tcg", "-display", "none", "-serial", "stdio"])
+            .args(["-monitor", "none", "-no-reboot", "-m", "512", "-smp", "1"])
+            .args(["-nic", "none", "-drive"])
+            .arg(format!("if=none,id=d0,file={},format=raw", disk.display()))
+            .args(["-device", "virtio-blk-pci,drive=d0,bootindex=0"])
+            .stdin(std::process::Stdio::null()),
+    );
+    // GRUB draws its menu with escape sequences; keep the text.
+    let mut text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    fs::write(log, &text).unwrap();
+    assert!(
+        out.status.success(),
+        "QEMU did not power off by itself ({}); console in {log:?}:\n{}",
+        out.status,
+        tail(&text)
+    );
+    text
+}
+
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+fn assert_has(log: &str, needle: &str) {
+    assert!(
+        log.contains(needle),
+        "the console never showed '{needle}':\n{}",
+        tail(log)
+    );
+}
+
+/// A directory under /tmp owned by `nobody`, with copies of what mkbootext reads (the
+/// checkout itself may not be readable by other users); removed on drop.
+struct Stage(PathBuf);
+
+impl Stage {
+    fn new() -> Stage {
+        let d = std::env::temp_dir().join(format!("overboot-layout-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        std::os::unix::fs::chown(&d, Some(NOBODY), Some(NOBODY)).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o755)).unwrap();
+        Stage(d)
+    }
+    fn copy(&self, src: &Path, name: &str) -> PathBuf {
+        let dst = self.0.join(name);
+        run_ok(Command::new("cp").arg("-a").arg(src).arg(&dst));
+        dst
+    }
+}
+
+impl Drop for Stage {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+const NOBODY: u32 = 65534;
+
+/// `debugfs -R CMD` on partition 1 of `disk` (taken out at 1 MiB).
+fn debugfs(disk: &Path, part: &Path, cmd: &str) -> String {
+    run_ok(
+        Command::new("dd")
+            .arg(format!("if={}", disk.display()))
+            .arg(format!("of={}", part.display()))
+            .args(["bs=1M", "skip=1", "status=none"]),
+    );
+    run_ok(Command::new("debugfs").arg("-R").arg(cmd).arg(part))
+}
+
+#[test]
+fn mkbootext_disk_boots_recovery_once_then_active_under_seabios() {
+    let f = e2e_common::fixture();
+    let dir = scratch("disk");
+    let stage = Stage::new();
+    let dirs = stage.0.join("dirs");
+    fs::create_dir_all(dirs.join("DIR_etc_ssh")).unwrap();
+    fs::write(dirs.join("DIR_etc_ssh/marker"), "from-bootext-ssh\n").unwrap();
+    fs::write(dirs.join("FILE_etc_hostname"), "bootext-host\n").unwrap();
+    let layout = stage.copy(&top().join("boot-layout"), "boot-layout");
+    let overboot = stage.copy(Path::new(BIN), "overboot");
+    let system = stage.copy(&f.system, "appliance.squashfs");
+    let recovery = stage.copy(&f.recovery, "recovery.squashfs");
+    let kernel = stage.copy(&top().join("work/kernel/current/vmlinuz"), "vmlinuz");
+    let initrd = stage.copy(&f.initrd, "initrd.img");
+    let out = stage.0.join("out");
+    fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::chown(&out, Some(NOBODY), Some(NOBODY)).unwrap();
+    let disk = out.join("bootext.img");
+    // Built by an unprivileged user: no loop device, no mount, no root.
+    let made = run_ok(
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(layout.join("mkbootext"))
+            .env("OVERBOOT", &overboot)
+            .env("TMPDIR", &out)
+            .arg("-o")
+            .arg(&disk)
+            .arg("--system")
+            .arg(&system)
+            .arg("--recovery")
+            .arg(&recovery)
+            .arg("--kernel")
+            .arg(&kernel)
+            .arg("--initrd")
+            .arg(&initrd)
+            .arg("--dirs")
+            .arg(&dirs)
+            .args(["--grubenv", "menu_timeout=1"])
+            .args(["--grubenv", "overboot_args=overboot.onfail=poweroff"])
+            .args(["--grubenv", "next_entry=recovery"]),
+    );
+    assert!(made.contains("labelled BootExt"), "{made}");
+    assert_eq!(fs::metadata(&disk).unwrap().uid(), NOBODY);
+    // The files on BootExt belong to root all the same.
+    let part = out.join("part.img");
+    let st = debugfs(&disk, &part, "stat /DIRS/FILE_etc_hostname");
+    assert!(st.contains("User:     0   Group:     0"), "{st}");
+    let env = debugfs(&disk, &part, "cat /grub/grubenv");
+    assert!(env.contains("next_entry=recovery"), "{env}");
+    // An MBR with GRUB's boot code and the boot signature; the partition is bootable.
+    let head = fs::read(&disk).unwrap();
+    assert_eq!(&head[510..512], &[0x55, 0xaa]);
+    assert_eq!(head[0x1be], 0x80, "partition 1 is not marked bootable");
+    let boot_img = fs::read("/usr/lib/grub/i386-pc/boot.img").unwrap();
+    assert_eq!(&head[..0x66], &boot_img[..0x66]);
+
+    // Boot 1: next_entry=recovery picks the recovery entry, once.
+    let log = bios_boot(&disk, &dir.join("boot-recovery.log"));
+    assert_has(&log, "Booting `overboot: recovery system'");
+    assert_has(&log, "overboot.system=recovery");
+    assert_has(&log, "OVERBOOT-E2E: system=recovery");
+    assert_has(&log, "OVERBOOT-E2E: done");
+    assert!(!log.contains("Kernel panic"), "{}", tail(&log));
+
+    let env = debugfs(&disk, &part, "cat /grub/grubenv");
+    assert!(!env.contains("next_entry=recovery"), "GRUB left it:\n{env}");
+
+    // Boot 2: GRUB cleared next_entry on the disk, so the default entry boots.
+    let log = bios_boot(&disk, &dir.join("boot-active.log"));
+    assert_has(&log, "Booting `overboot: active system'");
+    assert_has(&log, "overboot.bootext=LABEL=BootExt");
+    assert_has(&log, "OVERBOOT-E2E: system=appliance");
+    assert_has(&log, "OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh");
+    assert_has(&log, "OVERBOOT-E2E: file /etc/hostname=bootext-host");
+    assert_has(&log, "OVERBOOT-E2E: done");
+    assert!(!log.contains("overboot.system=recovery"), "{}", tail(&log));
+    assert!(!log.contains("Kernel panic"), "{}", tail(&log));
+}
+
+#[test]
+fn mkbootext_refuses_bad_input_with_a_message() {
+    let dir = scratch("refuse");
+    let not_sqfs = dir.join("system.img");
+    fs::write(&not_sqfs, b"not a squashfs").unwrap();
+    let out = output(
+        Command::new(top().join("boot-layout/mkbootext"))
+            .arg("-o")
+            .arg(dir.join("x.img"))
+            .arg("--system")
+            .arg(&not_sqfs)
+            .arg("--kernel")
+            .arg(&not_sqfs)
+            .arg("--initrd")
+            .arg(&not_sqfs),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a squashfs image"), "{err}");
+    assert!(!dir.join("x.img").exists());
+
+    let out = output(Command::new(top().join("boot-layout/mkbootext")).arg("--system"));
+    assert_eq!(out.status.code(), Some(2));
+}
