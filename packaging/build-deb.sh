@@ -11,7 +11,8 @@
 #   --version V     package version (default: Cargo.toml's)
 #   --top DIR       the source tree (default: this script's repository)
 #
-# Contents: /usr/bin/overboot; /usr/lib/dracut/modules.d/90overboot/ (every file of
+# Contents: /usr/bin/overboot; /usr/lib/overboot/overboot-init (the initramfs build,
+# found next to --binary; mkinitramfs puts it in as /init); /usr/lib/dracut/modules.d/90overboot/ (every file of
 # dracut-module/90overboot/); /usr/lib/initcpio/{install,hooks}/ (from
 # mkinitcpio-hook/); /lib/systemd/system/overboot-bless.service (enabled by postinst);
 # /usr/share/man/man8/overboot.8.gz; /usr/share/overboot/{skeleton/,grub.cfg,mkbootext}
@@ -20,7 +21,7 @@ set -eu
 
 prog=build-deb
 die() { echo "$prog: $*" >&2; exit 1; }
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 need() { [ "$#" -ge 2 ] || { echo "$prog: $1 needs a value" >&2; exit 2; }; }
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,6 +74,11 @@ install_tree() {
 }
 
 install -D -m 0755 "$binary" "$root/usr/bin/overboot"
+# The boot-only build beside it (cargo builds both): smaller initramfs images.
+init_binary=$(dirname "$binary")/overboot-init
+[ -f "$init_binary" ] ||
+    die "no overboot-init next to $binary: cargo build --release --target x86_64-unknown-linux-musl builds both"
+install -D -m 0755 "$init_binary" "$root/usr/lib/overboot/overboot-init"
 install_tree "$top/dracut-module/90overboot" "$root/usr/lib/dracut/modules.d/90overboot"
 install_tree "$top/mkinitcpio-hook/install" "$root/usr/lib/initcpio/install"
 install_tree "$top/mkinitcpio-hook/hooks" "$root/usr/lib/initcpio/hooks"

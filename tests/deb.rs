@@ -107,6 +107,7 @@ fn files_under(dir: &Path) -> BTreeSet<String> {
 fn expected_files(src: &Path) -> BTreeSet<String> {
     let mut want: BTreeSet<String> = [
         "/usr/bin/overboot",
+        "/usr/lib/overboot/overboot-init",
         "/usr/bin/mkbootext",
         "/lib/systemd/system/overboot-bless.service",
         "/usr/share/man/man8/overboot.8.gz",
@@ -150,7 +151,9 @@ fn assert_holds(deb: &Path, src: &Path) {
     for (path, mode, owner, link) in &list {
         assert_eq!(owner, "root/root", "{path} is owned by {owner}");
         match path.as_str() {
-            "/usr/bin/overboot" | "/usr/share/overboot/mkbootext" => {
+            "/usr/bin/overboot"
+            | "/usr/lib/overboot/overboot-init"
+            | "/usr/share/overboot/mkbootext" => {
                 assert_eq!(mode, "-rwxr-xr-x", "{path}")
             }
             "/usr/bin/mkbootext" => {
@@ -208,6 +211,24 @@ fn package_holds_every_file_in_its_place_and_runs() {
     assert_eq!(
         fs::read(root.join("usr/bin/overboot")).unwrap(),
         fs::read(musl_binary()).unwrap()
+    );
+    // mkinitramfs of the installed package puts the boot-only build in as /init.
+    let kdir = PathBuf::from(
+        run_ok(&mut Command::new(top().join("tests/kernel/fetch")))
+            .trim()
+            .to_string(),
+    );
+    let kver = kdir.file_name().unwrap().to_string_lossy().into_owned();
+    let made = run_ok(
+        Command::new(root.join("usr/bin/overboot"))
+            .args(["mkinitramfs", "--modules", "ext4,virtio", "-o"])
+            .arg(dir.join("initrd.img"))
+            .arg("--modules-dir")
+            .arg(kdir.join("root/lib/modules").join(&kver)),
+    );
+    assert!(
+        made.contains("/init from ") && made.contains("/lib/overboot/overboot-init"),
+        "{made}"
     );
     let elf = run_ok(
         Command::new("readelf")
