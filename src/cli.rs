@@ -16,7 +16,7 @@ pub const USAGE: &str = "\
 overboot: early-boot overlay assembler for read-only appliance systems
 
 usage:
-  overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE]
+  overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE] [--run-dir DIR]
   overboot plan --bootext DIR [--cmdline STR] [--json]
   overboot check DIR
   overboot status [--json] [--state FILE]
@@ -27,13 +27,14 @@ Run as /init (PID 1) it boots: finds BootExt, assembles the root, switches to it
 Exit codes: 0 success, 1 failure (message on stderr), 2 bad usage.";
 
 const ASSEMBLE_USAGE: &str = "\
-usage: overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE]
+usage: overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE] [--run-dir DIR]
 
 Select the system image on BootExt (DIR), mount it read-only with a tmpfs overlay on
 ROOT, make the DIRS/ and manifest overmounts, publish BootExt, image and overlay at
 /mnt/cdrom, /mnt/livecd, /mnt/overlay, and write the state file.
   --cmdline STR   kernel command line to obey (default: /proc/cmdline)
-  --state FILE    where to write the record (default: /run/overboot/state.json)";
+  --state FILE    where to write the record (default: /run/overboot/state.json)
+  --run-dir DIR   where Units/ are installed, as DIR/systemd/system/ (default: /run)";
 
 const PLAN_USAGE: &str = "\
 usage: overboot plan --bootext DIR [--cmdline STR] [--json]
@@ -112,7 +113,11 @@ pub fn assemble_main(args: &[String]) -> i32 {
         println!("{ASSEMBLE_USAGE}");
         return 0;
     }
-    let a = match parse_args(args, &["--bootext", "--root", "--cmdline", "--state"], &[]) {
+    let a = match parse_args(
+        args,
+        &["--bootext", "--root", "--cmdline", "--state", "--run-dir"],
+        &[],
+    ) {
         Ok(a) => a,
         Err(e) => return usage_error(&e, ASSEMBLE_USAGE),
     };
@@ -130,6 +135,7 @@ pub fn assemble_main(args: &[String]) -> i32 {
         root: PathBuf::from(root),
         cmdline: cmdline_or_proc(&a),
         state_path: PathBuf::from(a.value("--state").unwrap_or(state::STATE_PATH)),
+        run_dir: PathBuf::from(a.value("--run-dir").unwrap_or("/run")),
         mode: "assemble".into(),
         bootext_info: BootExtInfo {
             path: bootext.into(),
