@@ -175,10 +175,20 @@ pub fn assemble_main(args: &[String]) -> i32 {
 struct PlanOutput {
     system: Option<SystemOutput>,
     attempts: Vec<state::Attempt>,
+    /// The writable layer: `tmpfs` or `persist`.
+    upper: String,
+    /// `Overlay/` layers, bottom first (the last is on top).
+    layers: Vec<crate::layers::Layer>,
     mounts: Vec<PlannedMount>,
+    apps: Vec<crate::apps::App>,
+    units: crate::units::UnitsPlan,
     skipped: Vec<Skipped>,
     warnings: Vec<String>,
 }
+
+/// A staging path as long as the boot's (`/run/overboot/.staging-<pid>`), so the
+/// layer limits are judged as at boot.
+const PLAN_STAGING: &str = "/run/overboot/.staging-4194304";
 
 #[derive(Serialize)]
 struct SystemOutput {
@@ -235,12 +245,25 @@ fn compute_plan(be: &Confined, cmdline_text: &str) -> PlanOutput {
             }),
         }
     }
-    let (mounts, skipped) =
+    let (found, mut layer_skips) = crate::layers::scan(be);
+    let (layers, more) =
+        crate::layers::order_and_fit(found, PLAN_STAGING, &format!("{PLAN_STAGING}/image"));
+    layer_skips.extend(more);
+    let (mounts, mut skipped) =
         assemble::plan_overmounts(be, &manifest, &config, tree.as_ref(), &mut warnings);
+    skipped.splice(0..0, layer_skips);
+    let (apps, app_skips) = crate::apps::scan(be);
+    skipped.extend(app_skips);
+    let mut units = crate::units::scan(be, tree.as_ref());
+    skipped.append(&mut units.skipped);
     PlanOutput {
         system,
         attempts,
+        upper: if config.persist { "persist" } else { "tmpfs" }.into(),
+        layers,
         mounts,
+        apps,
+        units,
         skipped,
         warnings,
     }
@@ -266,6 +289,40 @@ fn describe(m: &PlannedMount) -> String {
         m.source.as_deref().unwrap_or(&m.origin),
         m.target
     )
+}
+
+fn describe_layer(l: &crate::layers::Layer) -> String {
+    let kind = match l.kind {
+        crate::layers::LayerKind::Dir => "directory",
+        crate::layers::LayerKind::Image => "image",
+    };
+    format!("layer {} ({kind}, read-only)", l.source)
+}
+
+fn describe_app(a: &crate::apps::App) -> String {
+    format!("{} -> {} (app image, read-only)", a.source, a.target)
+}
+
+fn describe_units(u: &crate::units::UnitsPlan) -> Vec<String> {
+    let mut lines: Vec<String> = u
+        .files
+        .iter()
+        .map(|f| {
+            format!(
+                "unit {}/{} -> /run/systemd/system/{} ({} bytes)",
+                crate::units::UNITS_DIR,
+                f.path,
+                f.path,
+                f.bytes
+            )
+        })
+        .collect();
+    lines.extend(
+        u.links
+            .iter()
+            .map(|l| format!("unit link /run/systemd/system/{} -> {}", l.path, l.target)),
+    );
+    lines
 }
 
 pub fn plan_main(args: &[String]) -> i32 {
@@ -316,10 +373,28 @@ pub fn plan_main(args: &[String]) -> i32 {
             }
             None => println!("1. system image: NONE usable, the boot would fail"),
         }
+        let upper = if out.upper == "persist" {
+            "BootExt Persist/upper, tmpfs if BootExt cannot hold it"
+        } else {
+            "tmpfs"
+        };
+        let lower = if out.layers.is_empty() {
+            "image".to_string()
+        } else {
+            format!("image + {} Overlay/ layer(s)", out.layers.len())
+        };
         println!(
-            "2. tmpfs -> {} ; overlay (lower: image, upper: tmpfs) -> /",
+            "2. {} -> {} ; overlay (lower: {lower}, upper: {upper}) -> /",
+            if out.upper == "persist" {
+                "Persist"
+            } else {
+                "tmpfs"
+            },
             assemble::OVERLAY_AT
         );
+        for l in &out.layers {
+            println!("   {}", describe_layer(l));
+        }
         println!(
             "3. BootExt {} -> {}",
             be.path.display(),
@@ -327,6 +402,12 @@ pub fn plan_main(args: &[String]) -> i32 {
         );
         for (i, m) in out.mounts.iter().enumerate() {
             println!("{}. {}", i + 4, describe(m));
+        }
+        for (i, app) in out.apps.iter().enumerate() {
+            println!("{}. {}", i + 4 + out.mounts.len(), describe_app(app));
+        }
+        for line in describe_units(&out.units) {
+            println!("{line}");
         }
         for s in &out.skipped {
             println!("skip: {}: {}", s.entry, s.reason);
@@ -397,6 +478,9 @@ pub fn check_main(args: &[String]) -> i32 {
         }
     }
     let out = compute_plan(&be, "");
+    for l in &out.layers {
+        println!("{}", describe_layer(l));
+    }
     for w in out
         .warnings
         .iter()
@@ -412,6 +496,12 @@ pub fn check_main(args: &[String]) -> i32 {
                 m.origin
             ));
         }
+    }
+    for app in &out.apps {
+        println!("{}", describe_app(app));
+    }
+    for line in describe_units(&out.units) {
+        println!("{line}");
     }
     for s in &out.skipped {
         errors.push(format!("{}: {}", s.entry, s.reason));
