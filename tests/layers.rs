@@ -455,3 +455,101 @@ fn plan_and_check_show_layers_units_and_apps() {
         assert!(!b.path.join("Persist").exists());
     });
 }
+
+/// A filesystem image of `mb` MiB made by `mkfs`, loop-mounted (autoclear) on a
+/// fresh directory, which is returned. The image lives outside the scratch dir so
+/// that the teardown's loop-leak check sees only what overboot attached.
+fn mounted_fs(ns: &Ns, keep: &TempDir, mkfs: &str, args: &[&str], mb: u64) -> PathBuf {
+    let img = keep.path().join("fs.img");
+    fs::write(&img, []).unwrap();
+    truncate(&img, mb << 20);
+    let mut a: Vec<&std::ffi::OsStr> = args.iter().map(|s| s.as_ref()).collect();
+    a.push(img.as_os_str());
+    sh(mkfs, &a);
+    let at = ns.dir("mnt");
+    sh(
+        "mount",
+        &[
+            "-o".as_ref(),
+            "loop".as_ref(),
+            img.as_os_str(),
+            at.as_os_str(),
+        ],
+    );
+    at
+}
+
+/// The real thing: BootExt on ext4 holds the persistent upper layer across
+/// assemblies (overlayfs needs its xattrs and whiteouts).
+#[test]
+fn persist_on_ext4_bootext() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let keep = TempDir::new("ext4");
+        let ext4 = mounted_fs(
+            ns,
+            &keep,
+            "mkfs.ext4",
+            &["-q", "-F", "-d", b.path.to_str().unwrap()],
+            16,
+        );
+        let a = assemble_ok(ns, &ext4, "overboot.overlay=persist");
+        assert!(
+            !warnings(&a.state()).contains("persist"),
+            "{}",
+            warnings(&a.state())
+        );
+        fs::write(a.at("var/lib/counter"), "1\n").unwrap();
+        fs::remove_file(a.at("etc/os-release")).unwrap();
+        a.teardown(ns);
+        let again = assemble_ok(ns, &ext4, "overboot.overlay=persist");
+        assert_eq!(read(&again.at("var/lib/counter")), "1\n");
+        assert!(!again.at("etc/os-release").exists());
+        again.teardown(ns);
+    });
+}
+
+/// A filesystem without extended attributes (ramfs here, vfat or exfat in the
+/// field) cannot be an overlay upper layer: the boot falls back to tmpfs and says why.
+#[test]
+fn persist_without_xattrs_falls_back_to_tmpfs() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let ramfs = ns.dir("ramfs");
+        sh(
+            "mount",
+            &[
+                "-t".as_ref(),
+                "ramfs".as_ref(),
+                "none".as_ref(),
+                ramfs.as_os_str(),
+            ],
+        );
+        sh(
+            "cp",
+            &[
+                "-a".as_ref(),
+                b.path.join("System").as_os_str(),
+                ramfs.as_os_str(),
+            ],
+        );
+        let a = assemble_ok(ns, &ramfs, "overboot.overlay=persist");
+        let st = a.state();
+        let w = warnings(&st);
+        assert!(
+            w.contains("extended attributes") && w.contains("tmpfs"),
+            "{w}"
+        );
+        assert!(
+            state_mount(&st, "/")["source"]
+                .as_str()
+                .unwrap()
+                .starts_with("tmpfs"),
+            "{:#}",
+            st["mounts"]
+        );
+        fs::write(a.at("etc/scratch"), "x").unwrap();
+        assert_eq!(read(&a.at("etc/overboot-image")), "a");
+        a.teardown(ns);
+    });
+}
