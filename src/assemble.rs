@@ -167,7 +167,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
         &overlay_dir,
         &config,
         &root_fd,
-        &mut state.warnings,
+        &mut state,
     )
     .map_err(|e| Fatal {
         what: "the overlay root (writable layer over the system image)".into(),
@@ -552,6 +552,10 @@ fn persist_fallback(warnings: &mut Vec<String>, why: &str) {
     warnings.push(w);
 }
 
+/// The overlay root: the writable layer (persist when asked, else tmpfs) over the
+/// layers and the image. When overlayfs refuses, it is tried again without the
+/// `Overlay/` layers (then skipped), and then with tmpfs instead of `Persist/`, so
+/// that neither can stop a boot that the image alone would make.
 fn mount_overlay(
     be: &Confined,
     image_dir: &Path,
@@ -559,18 +563,52 @@ fn mount_overlay(
     overlay_dir: &Path,
     config: &BootConfig,
     root_fd: &OwnedFd,
-    warnings: &mut Vec<String>,
+    state: &mut State,
 ) -> Result<Upper, String> {
-    let lower = layers::lowerdir(layer_dirs, path_str(image_dir)?);
-    let upper = writable_layer(be, overlay_dir, config, config.persist, warnings)?;
-    match overlay_root(&lower, overlay_dir, root_fd) {
-        Err(e) if upper == Upper::Persist => {
-            let _ = mounts::detach(overlay_dir);
-            persist_fallback(warnings, &format!("overlayfs refused Persist/upper: {e}"));
-            let upper = writable_layer(be, overlay_dir, config, false, warnings)?;
-            overlay_root(&lower, overlay_dir, root_fd).map(|()| upper)
+    let image = path_str(image_dir)?;
+    let full = layers::lowerdir(layer_dirs, image);
+    let mut lowers = vec![full.as_str()];
+    if !layer_dirs.is_empty() {
+        lowers.push(image);
+    }
+    let mut upper = writable_layer(be, overlay_dir, config, config.persist, &mut state.warnings)?;
+    let mut first_error = None;
+    loop {
+        for lower in &lowers {
+            match overlay_root(lower, overlay_dir, root_fd) {
+                Ok(()) => {
+                    if *lower != full {
+                        let why = format!(
+                            "overlayfs refused the Overlay/ layers: {}",
+                            first_error.clone().unwrap_or_default()
+                        );
+                        for l in std::mem::take(&mut state.layers) {
+                            state.skipped.push(Skipped {
+                                entry: l.source,
+                                reason: why.clone(),
+                            });
+                        }
+                    }
+                    return Ok(upper);
+                }
+                Err(e) => {
+                    log::warn!("overlay with lowerdir={lower}: {e}");
+                    first_error.get_or_insert(e);
+                }
+            }
         }
-        other => other.map(|()| upper),
+        if upper != Upper::Persist {
+            return Err(first_error.unwrap_or_default());
+        }
+        let _ = mounts::detach(overlay_dir);
+        persist_fallback(
+            &mut state.warnings,
+            &format!(
+                "overlayfs refused Persist/upper: {}",
+                first_error.take().unwrap_or_default()
+            ),
+        );
+        upper = writable_layer(be, overlay_dir, config, false, &mut state.warnings)?;
     }
 }
 

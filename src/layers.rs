@@ -89,6 +89,23 @@ pub fn classify(name: &str, node: &SourceNode) -> Result<Layer, String> {
     })
 }
 
+/// Why a directory layer found at `real` (its path relative to BootExt, links
+/// resolved; empty for BootExt itself) cannot be used: a layer holding or inside
+/// `Persist/` would overlap the persistent writable layer.
+pub fn overlap_problem(real: &str) -> Option<String> {
+    let overlaps = real.is_empty()
+        || real == PERSIST_DIR
+        || real
+            .strip_prefix(PERSIST_DIR)
+            .is_some_and(|r| r.starts_with('/'));
+    overlaps.then(|| {
+        format!(
+            "resolves to '{}', which holds or lies in {PERSIST_DIR}/ (the persistent writable layer)",
+            if real.is_empty() { "." } else { real }
+        )
+    })
+}
+
 /// Path of layer number `index` under the staging directory.
 pub fn layer_dir(staging: &str, index: usize) -> String {
     format!("{staging}/l/{index}")
@@ -153,7 +170,20 @@ pub fn scan(be: &Confined) -> (Vec<Layer>, Vec<Skipped>) {
     };
     for name in names {
         let rel = format!("{OVERLAY_DIR}/{name}");
-        match bootext::source_node(be, &rel, false).and_then(|node| classify(&name, &node)) {
+        let layer = bootext::source_node(be, &rel, false)
+            .and_then(|node| classify(&name, &node))
+            .and_then(|l| {
+                if l.kind != LayerKind::Dir {
+                    return Ok(l);
+                }
+                let fd = be.open_path(&rel).map_err(errno_text)?;
+                let real = be.relative_of(&fd).unwrap_or_else(|| rel.clone());
+                match overlap_problem(&real) {
+                    Some(p) => Err(p),
+                    None => Ok(l),
+                }
+            });
+        match layer {
             Ok(l) => layers.push(l),
             Err(reason) => skipped.push(Skipped { entry: rel, reason }),
         }
@@ -316,6 +346,16 @@ mod tests {
             "{}",
             skipped[0].reason
         );
+    }
+
+    #[test]
+    fn overlaps_with_persist() {
+        for bad in ["", "Persist", "Persist/upper", "Persist/x/y"] {
+            assert!(overlap_problem(bad).is_some(), "{bad}");
+        }
+        for ok in ["Overlay/10-base", "Persisted", "Data/Persist"] {
+            assert_eq!(overlap_problem(ok), None, "{ok}");
+        }
     }
 
     #[test]

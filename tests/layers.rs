@@ -553,3 +553,70 @@ fn persist_without_xattrs_falls_back_to_tmpfs() {
         a.teardown(ns);
     });
 }
+
+/// A directory layer that holds (or lies in) `Persist/` would overlap the
+/// persistent writable layer: skipped.
+#[test]
+fn layer_overlapping_persist_is_skipped() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        symlink(&b.path, "Overlay/00-everything", "..");
+        mkdirs(&b.path, "Persist/upper/etc");
+        symlink(&b.path, "Overlay/01-upper", "../Persist/upper");
+        mkdirs(&b.path, "Overlay/02-fine/etc");
+        let a = assemble_ok(ns, &b.path, "overboot.overlay=persist");
+        let st = a.state();
+        assert_skipped(&st, "Overlay/00-everything", &["holds or lies in Persist/"]);
+        assert_skipped(&st, "Overlay/01-upper", &["holds or lies in Persist/"]);
+        assert_eq!(st["layers"][0]["name"], "02-fine");
+        assert!(
+            state_mount(&st, "/")["source"]
+                .as_str()
+                .unwrap()
+                .contains("Persist"),
+            "{:#}",
+            st["mounts"]
+        );
+        a.teardown(ns);
+    });
+}
+
+/// When overlayfs refuses the layers (here: a directory layer on a BootExt that is
+/// itself an overlay of an overlay, beyond the kernel's stacking depth), the root is
+/// made without them and they are skipped: layers never stop a boot.
+#[test]
+fn layers_refused_by_overlayfs_are_dropped_not_fatal() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        write(&b.path, "Overlay/10-dir/etc/from-layer", "x");
+        let mut lower = b.path.clone();
+        for _ in 0..2 {
+            let (u, w, m) = (ns.dir("u"), ns.dir("w"), ns.dir("m"));
+            let opts = format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.display(),
+                u.display(),
+                w.display()
+            );
+            sh(
+                "mount",
+                &[
+                    "-t".as_ref(),
+                    "overlay".as_ref(),
+                    "overlay".as_ref(),
+                    "-o".as_ref(),
+                    opts.as_ref(),
+                    m.as_os_str(),
+                ],
+            );
+            lower = m;
+        }
+        let a = assemble_ok(ns, &lower, "");
+        let st = a.state();
+        assert_skipped(&st, "Overlay/10-dir", &["refused the Overlay/ layers"]);
+        assert!(st["layers"].as_array().unwrap().is_empty());
+        assert!(!a.at("etc/from-layer").exists());
+        assert_eq!(read(&a.at("etc/overboot-image")), "a");
+        a.teardown(ns);
+    });
+}
