@@ -598,6 +598,18 @@ pub fn render_status(s: &state::State) -> String {
     if let Some(f) = &s.fallback {
         let _ = writeln!(o, "Fallback:  from {}: {}", f.from, f.reason);
     }
+    if !s.layers.is_empty() {
+        let _ = writeln!(o, "\nOverlay/ layers, bottom first ({}):", s.layers.len());
+        for l in &s.layers {
+            let _ = writeln!(o, "  {}", describe_layer(l));
+        }
+    }
+    if !s.units.is_empty() {
+        let _ = writeln!(o, "\nUnits ({}):", s.units.len());
+        for u in &s.units {
+            let _ = writeln!(o, "  {} {} ({})", u.kind, u.path, u.source);
+        }
+    }
     let _ = writeln!(o, "\nMounts ({}):", s.mounts.len());
     for m in &s.mounts {
         let at = if m.resolved != m.target {

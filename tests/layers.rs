@@ -94,6 +94,15 @@ fn overlay_layers_stack_in_name_order_over_the_image() {
         assert_skipped(&st, "Overlay/notes.txt", &["plain file"]);
         assert_skipped(&st, "Overlay/40-escape", &["outside BootExt"]);
         assert_skipped(&st, "Overlay/50-dangling", &["does not exist"]);
+        let status = overboot(["status", "--state", a.state_path.to_str().unwrap()]);
+        status.expect_code(0);
+        assert!(
+            status
+                .stdout
+                .contains("layer Overlay/20-site.squashfs (image"),
+            "{}",
+            status.stdout
+        );
         assert!(a.mounts_outside_root().is_empty());
         a.teardown(ns);
     });
@@ -244,6 +253,12 @@ fn units_are_copied_into_the_run_dir_with_wants_links() {
         }
         let units = st["units"].as_array().unwrap();
         assert_eq!(units.len(), 4 + 4, "{units:#?}");
+        let status = overboot(["status", "--state", a.state_path.to_str().unwrap()]);
+        assert!(
+            status.stdout.contains("Units (8)") && status.stdout.contains("link "),
+            "{}",
+            status.stdout
+        );
         // Nothing went to the real runtime unit directory.
         assert!(!Path::new("/run/systemd/system/hello.service").exists());
         a.teardown(ns);
