@@ -38,6 +38,8 @@ pub struct Request {
     /// `assemble` or `boot`.
     pub mode: String,
     pub bootext_info: state::BootExtInfo,
+    /// Trusted keys and meminfo locations (verification, toram).
+    pub verify: crate::verify::Paths,
 }
 
 /// The result of a successful assembly.
@@ -149,9 +151,20 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     })?;
     undo.staging = Some(staging.clone());
 
-    // Step 4 and 6: the system image, with fallback.
+    // Step 4 and 6: the system image, with fallback; a trial update counts down
+    // (or rolls back) on BootExt first (crate::trial).
+    let (candidates, trial_reason) = crate::trial_cli::at_boot(&be, &config, &mut state);
+    clock.lap(&mut state, "trial");
     let image_dir = staging.join("image");
-    let image = mount_system_image(&be, &config, &image_dir, &mut state)?;
+    let image = mount_system_image(
+        &be,
+        &config,
+        candidates,
+        &image_dir,
+        &mut state,
+        &req.verify,
+    )?;
+    crate::trial_cli::note_fallback(&mut state, trial_reason);
     clock.lap(&mut state, "system-image");
 
     // Step 7 (first half): Overlay/ layers, staged read-only.
@@ -356,24 +369,49 @@ pub(crate) fn mount_image(file: &OwnedFd, name: &str) -> Result<(OwnedFd, String
 fn mount_system_image(
     be: &Confined,
     config: &BootConfig,
+    candidates: Vec<select::Candidate>,
     at: &Path,
     state: &mut State,
+    paths: &crate::verify::Paths,
 ) -> Result<CheckedImage, Fatal> {
     let target = mounts::open_dir(at).map_err(|e| Fatal {
         what: "the staging directory for the image".into(),
         found: errno_text(e),
         fix: "report this".into(),
     })?;
-    for candidate in select::candidates(&config.system) {
+    // Steps 4 (verification) and 5 (toram): see sys::toram::prepare.
+    let trust = crate::verify::TrustStore::load(&paths.trust_dir);
+    for p in &trust.problems {
+        log::error!("trusted keys: {p}");
+    }
+    let opts = crate::sys::toram::Options {
+        mode: crate::verify::Mode::from_setting(config.verify),
+        trust: &trust,
+        toram: config.toram,
+        meminfo: &paths.meminfo,
+        boot: state.mode == "boot",
+    };
+    for candidate in candidates {
         let result = select::check(be, &candidate).and_then(|img| {
+            let prepared = crate::sys::toram::prepare(be, &img.image, &img.file, &opts)?;
+            let backing = prepared.ram.as_ref().unwrap_or(&img.file);
             let (mnt, dev) =
-                mount_image(&img.file, &img.image).map_err(|e| format!("{}: {e}", img.image))?;
+                mount_image(backing, &img.image).map_err(|e| format!("{}: {e}", img.image))?;
             mounts::attach(&mnt, &target)
                 .map_err(|e| format!("{}: cannot attach: {}", img.image, errno_text(e)))?;
-            Ok((img, dev))
+            Ok((img, dev, prepared))
         });
         match result {
-            Ok((img, dev)) => {
+            Ok((img, dev, prepared)) => {
+                let summary = prepared.verified.summary();
+                if !summary.is_empty() {
+                    log::info!("{}: {summary}", img.image);
+                }
+                if let Some(reason) = prepared.toram.as_ref().and_then(|t| t.reason.as_ref()) {
+                    state
+                        .warnings
+                        .push(format!("toram refused, booted from BootExt: {reason}"));
+                }
                 log::info!(
                     "system image {} ({}, {}) from {}",
                     img.image,
@@ -405,6 +443,8 @@ fn mount_system_image(
                     link: img.link.clone(),
                     image: img.image.clone(),
                     loop_device: Some(dev),
+                    verified: Some(prepared.verified),
+                    toram: prepared.toram,
                 });
                 return Ok(img);
             }

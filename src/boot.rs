@@ -61,6 +61,7 @@ fn run() -> Result<(), Fatal> {
         run_dir: "/run".into(),
         mode: "boot".into(),
         bootext_info: info,
+        verify: Default::default(),
     };
     std::fs::create_dir_all(NEW_ROOT).map_err(|e| {
         Fatal::new(

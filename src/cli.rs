@@ -20,20 +20,58 @@ usage:
   overboot plan --bootext DIR [--cmdline STR] [--json]
   overboot check DIR
   overboot status [--json] [--state FILE]
+  overboot set-active IMAGE [--tries N] [--bootext DIR]
+  overboot bless [--bootext DIR] [--state FILE]
+  overboot rollback [--bootext DIR]
   overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR] [--compress zstd|xz|gzip|none] [--add-shell]
   overboot help | --help | --version
 
 Run as /init (PID 1) it boots: finds BootExt, assembles the root, switches to it.
 Exit codes: 0 success, 1 failure (message on stderr), 2 bad usage.";
 
+/// A plain stderr logger for commands (PID 1 installs the kmsg logger instead).
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::max_level()
+    }
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!(
+                "overboot: {}: {}",
+                r.level().as_str().to_lowercase(),
+                r.args()
+            );
+        }
+    }
+    fn flush(&self) {}
+}
+
+static LOGGER: StderrLogger = StderrLogger;
+
+/// Commands log warnings to stderr; `OVERBOOT_DEBUG` set in the environment shows
+/// everything.
+pub fn init_stderr_logger() {
+    let _ = log::set_logger(&LOGGER);
+    let verbose = std::env::var_os("OVERBOOT_DEBUG").is_some();
+    log::set_max_level(if verbose {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Warn
+    });
+}
+
 const ASSEMBLE_USAGE: &str = "\
-usage: overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE] [--run-dir DIR]
+usage: overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE] [--trust-keys DIR] [--run-dir DIR]
 
 Select the system image on BootExt (DIR), mount it read-only with a tmpfs overlay on
 ROOT, make the DIRS/ and manifest overmounts, publish BootExt, image and overlay at
 /mnt/cdrom, /mnt/livecd, /mnt/overlay, and write the state file.
   --cmdline STR   kernel command line to obey (default: /proc/cmdline)
   --state FILE    where to write the record (default: /run/overboot/state.json)
+  --trust-keys DIR  trusted minisign keys (*.pub; default: /etc/overboot/trusted-keys)
+  --meminfo FILE  read MemAvailable for overboot.toram from FILE (tests; default /proc/meminfo)
   --run-dir DIR   where Units/ are installed, as DIR/systemd/system/ (default: /run)";
 
 const PLAN_USAGE: &str = "\
@@ -115,7 +153,15 @@ pub fn assemble_main(args: &[String]) -> i32 {
     }
     let a = match parse_args(
         args,
-        &["--bootext", "--root", "--cmdline", "--state", "--run-dir"],
+        &[
+            "--bootext",
+            "--root",
+            "--cmdline",
+            "--state",
+            "--trust-keys",
+            "--meminfo",
+            "--run-dir",
+        ],
         &[],
     ) {
         Ok(a) => a,
@@ -141,6 +187,16 @@ pub fn assemble_main(args: &[String]) -> i32 {
             path: bootext.into(),
             found_by: "--bootext".into(),
             ..Default::default()
+        },
+        verify: {
+            let mut p = crate::verify::Paths::default();
+            if let Some(d) = a.value("--trust-keys") {
+                p.trust_dir = d.into();
+            }
+            if let Some(m) = a.value("--meminfo") {
+                p.meminfo = m.into();
+            }
+            p
         },
     };
     match assemble::assemble(&req) {
@@ -597,6 +653,13 @@ pub fn render_status(s: &state::State) -> String {
     let _ = writeln!(o, "Requested: {}", s.requested);
     if let Some(f) = &s.fallback {
         let _ = writeln!(o, "Fallback:  from {}: {}", f.from, f.reason);
+    }
+    if let Some(t) = &s.trial {
+        let _ = writeln!(
+            o,
+            "Trial:     {} {} ({} of {} boots left): {}",
+            t.image, t.outcome, t.boots_left, t.tries, t.detail
+        );
     }
     if !s.layers.is_empty() {
         let _ = writeln!(o, "\nOverlay/ layers, bottom first ({}):", s.layers.len());

@@ -24,4 +24,7 @@ pub mod select;
 pub mod state;
 pub mod superblock;
 pub mod sys;
+pub mod trial;
+pub mod trial_cli;
 pub mod units;
+pub mod verify;

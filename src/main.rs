@@ -1,45 +1,21 @@
 use overboot::cli;
 
-/// A plain stderr logger for commands (PID 1 installs the kmsg logger instead).
-struct StderrLogger;
-
-impl log::Log for StderrLogger {
-    fn enabled(&self, m: &log::Metadata) -> bool {
-        m.level() <= log::max_level()
-    }
-    fn log(&self, r: &log::Record) {
-        if self.enabled(r.metadata()) {
-            eprintln!(
-                "overboot: {}: {}",
-                r.level().as_str().to_lowercase(),
-                r.args()
-            );
-        }
-    }
-    fn flush(&self) {}
-}
-
-static LOGGER: StderrLogger = StderrLogger;
-
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // The kernel starts us as /init with PID 1: boot. Never returns.
     if overboot::pid1::is_pid1() {
         overboot::boot::main();
     }
-    let _ = log::set_logger(&LOGGER);
-    let verbose = std::env::var_os("OVERBOOT_DEBUG").is_some();
-    log::set_max_level(if verbose {
-        log::LevelFilter::Debug
-    } else {
-        log::LevelFilter::Warn
-    });
+    cli::init_stderr_logger();
     let rest = args.get(2..).unwrap_or(&[]);
     let code = match args.get(1).map(String::as_str) {
         Some("assemble") => cli::assemble_main(rest),
         Some("plan") => cli::plan_main(rest),
         Some("check") => cli::check_main(rest),
         Some("status") => cli::status_main(rest),
+        Some("set-active") => overboot::trial_cli::set_active_main(rest),
+        Some("bless") => overboot::trial_cli::bless_main(rest),
+        Some("rollback") => overboot::trial_cli::rollback_main(rest),
         Some("mkinitramfs") => overboot::initramfs::main(rest),
         Some("help" | "--help" | "-h") => {
             println!("{}", cli::USAGE);

@@ -12,6 +12,8 @@ use rustix::io::Errno;
 
 pub const ACTIVE_LINK: &str = "System/active-system";
 pub const RECOVERY_LINK: &str = "System/recovery-system";
+/// The image to return to after a trial (`overboot set-active`, see `crate::trial`).
+pub const PREVIOUS_LINK: &str = "System/previous-system";
 
 /// One image to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +46,28 @@ pub fn candidates(requested: &SystemChoice) -> Vec<Candidate> {
             recovery,
         ],
     }
+}
+
+/// The order when the active image is requested and `System/previous-system`
+/// exists: it comes before recovery, and first when the trial logic says so (a trial
+/// that ran out, or one that could not be counted); the active image stays last so
+/// that one good image is enough to boot.
+pub fn candidates_with_previous(requested: &SystemChoice, previous_first: bool) -> Vec<Candidate> {
+    let mut list = candidates(requested);
+    if *requested != SystemChoice::Active {
+        return list;
+    }
+    let previous = Candidate {
+        choice: "previous",
+        path: PREVIOUS_LINK.into(),
+    };
+    if previous_first {
+        list.rotate_left(1);
+        list.insert(0, previous);
+    } else {
+        list.insert(1, previous);
+    }
+    list
 }
 
 /// An image that passed the checks, opened read-only.
@@ -139,5 +163,13 @@ mod tests {
             order(SystemChoice::Named("v2.squashfs".into())),
             ["System/v2.squashfs", RECOVERY_LINK]
         );
+        let with = |first: bool| {
+            candidates_with_previous(&SystemChoice::Active, first)
+                .into_iter()
+                .map(|c| c.path)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(with(false), [ACTIVE_LINK, PREVIOUS_LINK, RECOVERY_LINK]);
+        assert_eq!(with(true), [PREVIOUS_LINK, RECOVERY_LINK, ACTIVE_LINK]);
     }
 }

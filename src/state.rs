@@ -29,12 +29,51 @@ pub struct Booted {
     pub image: String,
     #[serde(rename = "loop")]
     pub loop_device: Option<String>,
+    /// What was verified before mounting (`overboot.verify`, trusted keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<crate::verify::Verification>,
+    /// `overboot.toram`: whether the image runs from RAM, or why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toram: Option<Toram>,
+}
+
+/// The toram step of the booted image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Toram {
+    /// The image runs from a copy in RAM.
+    pub done: bool,
+    /// Image size (bytes).
+    pub size: u64,
+    /// RAM the copy takes (holes of a sparse image excluded).
+    #[serde(default)]
+    pub allocated: u64,
+    #[serde(default)]
+    pub ms: f64,
+    /// Why the image runs from BootExt instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fallback {
     pub from: String,
     pub reason: String,
+}
+
+/// What this boot did with the trial update (see `crate::trial`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrialState {
+    /// The image on trial (a file name in `System/`).
+    pub image: String,
+    pub tries: u32,
+    /// Boots left after this one.
+    pub boots_left: u32,
+    /// `trial` (this boot is a counted trial boot), `rolled-back` (the trial ran out
+    /// or was rolled back; the previous image is active), `not-counted` (BootExt could
+    /// not be written: the previous image booted, the trial is still pending),
+    /// `stale` (a trial file for an image that is not active: ignored), `unreadable`.
+    pub outcome: String,
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +114,9 @@ pub struct State {
     pub requested: String,
     pub booted: Option<Booted>,
     pub fallback: Option<Fallback>,
+    /// The trial update in progress or last ended (`System/trial`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<TrialState>,
     pub attempts: Vec<Attempt>,
     pub mounts: Vec<MountRecord>,
     /// `Overlay/` layers stacked, bottom first (the last is on top).

@@ -1,7 +1,7 @@
 //! `overboot::kmod` against Debian's real stock kernel metadata (from
 //! `tests/kernel/fetch`), checked against kmod's own `modprobe --show-depends`.
 
-use overboot::kmod::{BOOT_MODULES, ModuleIndex, Outcome, Resolution, load_modules};
+use overboot::kmod::{ModuleIndex, Outcome, Resolution, all_boot_modules, load_modules};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -125,7 +125,7 @@ fn aliases_and_builtins() {
 fn boot_modules_match_modprobe() {
     let (dir, root, kver) = kernel();
     let index = ModuleIndex::load(&dir).unwrap();
-    let r = index.resolve(BOOT_MODULES);
+    let r = index.resolve(&boot_modules());
     assert!(r.not_found.is_empty(), "not found: {:?}", r.not_found);
     assert!(r.builtin.is_empty(), "built in: {:?}", r.builtin);
     assert!(
@@ -141,7 +141,7 @@ fn boot_modules_match_modprobe() {
     }
     let mut seen = std::collections::BTreeSet::new();
     assert!(r.load.iter().all(|m| seen.insert(&m.name)), "duplicates");
-    for wanted in BOOT_MODULES {
+    for wanted in boot_modules() {
         let ours = index.resolve(&[wanted]);
         let theirs = modprobe_order(&root, &kver, wanted);
         assert!(!theirs.is_empty(), "{wanted}");
@@ -207,7 +207,9 @@ fn finit_module_in_qemu() {
     }
     let (dir, root, kver) = kernel();
     let busybox = std::fs::read("/bin/busybox").unwrap();
-    let built = overboot::initramfs::build(&kver, &dir, busybox.clone(), Some(busybox)).unwrap();
+    let built =
+        overboot::initramfs::build(&kver, &dir, &boot_modules(), busybox.clone(), Some(busybox))
+            .unwrap();
     let mut archive = built.archive;
     let me = std::env::current_exe().unwrap();
     archive.file("kmodtest", 0o755, std::fs::read(&me).unwrap());
@@ -276,7 +278,7 @@ fn guest() {
         .unwrap()
         .to_string();
     let dir = PathBuf::from("/lib/modules").join(&kver);
-    let first = load_modules(&dir, BOOT_MODULES);
+    let first = load_modules(&dir, &boot_modules());
     println!("{first}");
     assert!(first.error.is_none());
     assert_eq!(first.failures().count(), 0, "failures: {first}");
@@ -316,4 +318,12 @@ fn guest() {
         .unwrap_or_default();
     assert!(why.contains("cannot decompress modules"), "{xz}");
     println!("KMOD-GUEST-OK");
+}
+
+/// The default initramfs's module names (every group).
+fn boot_modules() -> Vec<&'static str> {
+    all_boot_modules()
+        .into_iter()
+        .map(|m| &*Box::leak(m.into_boxed_str()))
+        .collect()
 }

@@ -1,13 +1,13 @@
-//! `overboot mkinitramfs`: build the standalone initramfs (DESIGN section 4) — this
-//! binary as `/init`, the kernel modules a boot needs ([`crate::kmod::BOOT_MODULES`]
-//! and what they need) with a small depmod index of just those, `/dev/console`,
+//! `overboot mkinitramfs`: build the standalone initramfs (DESIGN section 4) — the
+//! `overboot-init` build as `/init`, the kernel modules a boot needs (the groups of
+//! [`crate::kmod::MODULE_GROUPS`] asked for, and what they need) with a small depmod index of just those, `/dev/console`,
 //! and optionally busybox as a shell. Runs on the build host, never at boot.
 //!
 //! The archive is reproducible: same inputs, same bytes.
 
 pub mod cpio;
 
-use crate::kmod::{BOOT_MODULES, ModuleIndex, Resolution, parse};
+use crate::kmod::{MODULE_GROUPS, ModuleIndex, Resolution, modules_for, parse};
 use cpio::{Archive, Kind};
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -15,22 +15,31 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 const USAGE: &str = "\
-usage: overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR]
-                            [--compress zstd|xz|gzip|none] [--add-shell] [--binary FILE]
+usage: overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR] [--modules LIST]
+                            [--compress xz|zstd|gzip|none] [--add-shell] [--binary FILE]
+                            [--trust-key FILE]...
 
-Build a standalone initramfs: FILE gets /init (this overboot, which must be a
-static binary), the kernel modules a boot needs with a reduced depmod index under
-/lib/modules/VER/, /dev/console and /dev/null.
+Build a standalone initramfs: FILE gets /init (overboot-init, a static binary), the
+kernel modules a boot needs with a reduced depmod index under /lib/modules/VER/,
+/dev/console and /dev/null.
 
   -o, --output FILE    where to write the initramfs
   --kver VER           kernel version (default: the directory name of --modules-dir,
                        else the running kernel, uname -r)
   --modules-dir DIR    modules to take (default: /lib/modules/VER)
-  --compress ALGO      zstd (default when the zstd command exists), xz, gzip
-                       (default otherwise) or none
+  --modules LIST       comma-separated groups (below) or module names; loop, squashfs
+                       and overlay are always in. Default: all (boots any machine);
+                       naming only the hardware of the appliance makes it several
+                       times smaller (e.g. --modules ext4,virtio)
+  --compress ALGO      xz (smallest; default when the xz command exists), zstd
+                       (faster to unpack), gzip or none
   --add-shell          add /bin/busybox (a static busybox, Debian's busybox-static)
                        and /bin/sh, for the emergency shell
-  --binary FILE        the /init to put in (default: this program, /proc/self/exe)
+  --binary FILE        the /init to put in (default: overboot-init next to this
+                       program, or in ../lib/overboot/, else this program)
+  --trust-key FILE     trust this minisign public key (repeatable): stored as
+                       /etc/overboot/trusted-keys/<n>.pub; with a key baked in, only
+                       images with a good System/<image>.minisig boot
   -h, --help           this help
 ";
 
@@ -74,7 +83,12 @@ pub struct Options {
     /// None: choose (zstd if the command exists, else gzip).
     pub compress: Option<Compression>,
     pub add_shell: bool,
-    pub binary: PathBuf,
+    /// None: find `overboot-init` (see [`default_binary`]).
+    pub binary: Option<PathBuf>,
+    /// Groups or module names; `all` when not given.
+    pub modules: Vec<String>,
+    /// Minisign public keys to bake in (`--trust-key`).
+    pub trust_keys: Vec<PathBuf>,
 }
 
 /// `Ok(None)` for `--help`.
@@ -84,7 +98,9 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     let mut modules_dir = None;
     let mut compress = None;
     let mut add_shell = false;
-    let mut binary = PathBuf::from("/proc/self/exe");
+    let mut binary = None;
+    let mut modules = vec!["all".to_string()];
+    let mut trust_keys = Vec::new();
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -109,7 +125,19 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
                         .ok_or(format!("--compress {v}: expected zstd, xz, gzip or none"))?,
                 );
             }
-            "--binary" => binary = PathBuf::from(value(flag)?),
+            "--binary" => binary = Some(PathBuf::from(value(flag)?)),
+            "--modules" => {
+                modules = value(flag)?
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if modules.is_empty() {
+                    return Err("--modules needs at least one group or module".into());
+                }
+            }
+            "--trust-key" => trust_keys.push(PathBuf::from(value(flag)?)),
             "--add-shell" if inline.is_none() => add_shell = true,
             _ => return Err(format!("unknown argument '{arg}'")),
         }
@@ -122,6 +150,8 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         compress,
         add_shell,
         binary,
+        modules,
+        trust_keys,
     }))
 }
 
@@ -135,7 +165,7 @@ pub fn main(args: &[String]) -> i32 {
     let opts = match parse_args(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", groups_help());
             return 0;
         }
         Err(e) => {
@@ -157,27 +187,34 @@ pub fn main(args: &[String]) -> i32 {
 
 fn run(opts: &Options) -> Result<String, String> {
     let (kver, modules_dir) = kver_and_dir(opts)?;
-    let binary = read_static_elf(&opts.binary, "--binary")?;
+    let binary_path = opts.binary.clone().unwrap_or_else(default_binary);
+    let binary = read_static_elf(&binary_path, "--binary")?;
     let busybox = if opts.add_shell {
         Some(read_static_elf(Path::new(BUSYBOX), "--add-shell")?)
     } else {
         None
     };
-    let built = build(&kver, &modules_dir, binary, busybox).map_err(|e| {
+    let names: Vec<&str> = opts.modules.iter().map(String::as_str).collect();
+    let wanted = modules_for(&names);
+    let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
+    let built = build(&kver, &modules_dir, &wanted, binary, busybox).map_err(|e| {
         if opts.modules_dir.is_none() {
             format!("{e}; for another kernel give --kver VER or --modules-dir DIR")
         } else {
             e
         }
     })?;
+    let mut built = built;
+    add_trust_keys(&mut built.archive, &opts.trust_keys)?;
     let raw = built.archive.to_bytes()?;
     let compression = opts.compress.unwrap_or_else(default_compression);
     let data = compress(&raw, compression)?;
     write_atomically(&opts.output, &data)?;
 
     let mut s = format!(
-        "wrote {}: {} entries, {} modules for {kver}, {} KiB uncompressed, {} KiB {}\n",
+        "wrote {}: /init from {}, {} entries, {} modules for {kver}, {} KiB uncompressed, {} KiB {}\n",
         opts.output.display(),
+        binary_path.display(),
         built.archive.len(),
         built.resolution.load.len(),
         raw.len().div_ceil(1024),
@@ -200,6 +237,35 @@ fn run(opts: &Options) -> Result<String, String> {
         s += &format!("warning: soft dependency '{d}' of {m} not found\n");
     }
     Ok(s)
+}
+
+/// `--trust-key` files, checked, at `crate::verify::TRUST_DIR/<n>.pub`.
+fn add_trust_keys(a: &mut Archive, keys: &[PathBuf]) -> Result<(), String> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let dir = crate::verify::TRUST_DIR.trim_start_matches('/');
+    let mut path = String::new();
+    for part in dir.split('/') {
+        path = if path.is_empty() {
+            part.to_string()
+        } else {
+            format!("{path}/{part}")
+        };
+        a.dir(&path, 0o755);
+    }
+    for (n, key) in keys.iter().enumerate() {
+        let text = std::fs::read_to_string(key)
+            .map_err(|e| format!("--trust-key {}: {e}", key.display()))?;
+        let parsed = crate::verify::parse_public_key(&text, &key.display().to_string())?;
+        eprintln!(
+            "trusting minisign key {} from {} as /{dir}/{n}.pub",
+            parsed.id,
+            key.display()
+        );
+        a.file(&format!("{dir}/{n}.pub"), 0o644, text.into_bytes());
+    }
+    Ok(())
 }
 
 fn kver_and_dir(opts: &Options) -> Result<(String, PathBuf), String> {
@@ -234,17 +300,18 @@ pub struct Built {
     pub resolution: Resolution,
 }
 
-/// Assemble the archive: `/init` = `binary`, the modules of [`BOOT_MODULES`] from
-/// `modules_dir` at `/lib/modules/<kver>/` with a reduced index, device nodes, and
-/// busybox when given.
+/// Assemble the archive: `/init` = `binary`, the modules `wanted` (names or aliases)
+/// and what they need from `modules_dir` at `/lib/modules/<kver>/` with a reduced
+/// index, device nodes, and busybox when given.
 pub fn build(
     kver: &str,
     modules_dir: &Path,
+    wanted: &[&str],
     binary: Vec<u8>,
     busybox: Option<Vec<u8>>,
 ) -> Result<Built, String> {
     let index = ModuleIndex::load(modules_dir)?;
-    let resolution = index.resolve(BOOT_MODULES);
+    let resolution = index.resolve(wanted);
     let mut a = Archive::new();
     for d in ["dev", "proc", "sys", "run", "sysroot", "lib/modules"] {
         a.dir(d, 0o755);
@@ -415,11 +482,40 @@ fn command_exists(name: &str) -> bool {
 }
 
 fn default_compression() -> Compression {
-    if command_exists("zstd") {
+    if command_exists("xz") {
+        Compression::Xz
+    } else if command_exists("zstd") {
         Compression::Zstd
     } else {
         Compression::Gzip
     }
+}
+
+/// The `--modules` groups, one line each, for the help text.
+fn groups_help() -> String {
+    let mut s = String::from("\nmodule groups:\n");
+    for g in MODULE_GROUPS {
+        s += &format!("  {:<10} {} ({})\n", g.name, g.what, g.modules.join(" "));
+    }
+    s
+}
+
+/// The `/init` to use when `--binary` is not given: the `overboot-init` build next
+/// to this program (a cargo build, `/usr/bin`), or in `../lib/overboot/` (the Debian
+/// package), else this program itself (it boots too, only bigger).
+pub fn default_binary() -> PathBuf {
+    let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    if let Some(dir) = me.parent() {
+        for candidate in [
+            dir.join("overboot-init"),
+            dir.join("../lib/overboot/overboot-init"),
+        ] {
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    me
 }
 
 /// Compress for the kernel's initramfs unpacker. gzip in-process (flate2 on the
@@ -436,7 +532,19 @@ pub fn compress(data: &[u8], c: Compression) -> Result<Vec<u8>, String> {
                 .map_err(|e| format!("gzip: {e}"))
         }
         Compression::Zstd => pipe("zstd", &["-q", "-c", "-19", "-T1", "--no-progress"], data),
-        Compression::Xz => pipe("xz", &["-q", "-c", "-T1", "--check=crc32", "-6"], data),
+        // -9e with an 8 MiB window: the whole archive of a small initramfs fits in it,
+        // and the kernel's unxz allocates the window the header names.
+        Compression::Xz => pipe(
+            "xz",
+            &[
+                "-q",
+                "-c",
+                "-T1",
+                "--check=crc32",
+                "--lzma2=preset=9e,dict=8MiB",
+            ],
+            data,
+        ),
     }
 }
 
@@ -505,7 +613,14 @@ mod tests {
         assert_eq!(o.kver.as_deref(), Some("6.1"));
         assert_eq!(o.compress, Some(Compression::Xz));
         assert!(o.add_shell);
-        assert_eq!(o.binary, PathBuf::from("/proc/self/exe"));
+        assert_eq!(o.binary, None);
+        assert_eq!(o.modules, ["all"]);
+        let o = parse_args(&args("-o x --modules ext4,virtio, --binary b"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.modules, ["ext4", "virtio"]);
+        assert_eq!(o.binary, Some(PathBuf::from("b")));
+        assert!(parse_args(&args("-o x --modules=,")).is_err());
         assert_eq!(parse_args(&args("--help")).unwrap(), None);
         assert!(parse_args(&args("--kver 1")).unwrap_err().contains("-o"));
         assert!(

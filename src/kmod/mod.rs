@@ -13,49 +13,122 @@ use parse::{Alias, DepEntry, SoftDep};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// What a boot needs on a stock Debian kernel (checked against Debian 6.1's
-/// `modules.builtin`: none of these is built in there) to find and mount BootExt
-/// and the system image, in QEMU and on common hardware. Their dependencies and
-/// soft dependencies (e.g. `crc32c` for ext4, `sha256`/`xxhash64` for btrfs) are
-/// found by [`ModuleIndex::resolve`]; names built into another kernel are reported
-/// as built in, never as failures.
-pub const BOOT_MODULES: &[&str] = &[
-    // The system image and the overlay.
-    "loop",
-    "squashfs",
-    "overlay",
-    // BootExt file systems; vfat mounts need the default codepage (437) and
-    // iocharset (ascii), iso8859-1 and utf8 are the usual `iocharset=` values.
-    "ext4",
-    "vfat",
-    "nls_cp437",
-    "nls_ascii",
-    "nls_iso8859-1",
-    "nls_utf8",
-    "btrfs",
-    "xfs",
-    "isofs",
-    // QEMU/KVM disks.
-    "virtio_pci",
-    "virtio_blk",
-    "virtio_scsi",
-    "ata_piix",
-    // SCSI disks and CD-ROMs (SATA, USB, virtio-scsi all end up here).
-    "sd_mod",
-    "sr_mod",
-    // Common hardware: SATA, NVMe, USB sticks, SD cards.
-    "ahci",
-    "nvme",
-    "xhci_pci",
-    "ehci_pci",
-    "usb-storage",
-    "uas",
-    "sdhci_pci",
-    "mmc_block",
-    // A USB keyboard for the emergency shell.
-    "usbhid",
-    "hid_generic",
+/// A set of modules for one piece of hardware or one file system, chosen by name with
+/// `overboot mkinitramfs --modules`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModuleGroup {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub modules: &'static [&'static str],
+}
+
+/// Always in the initramfs: the system image and the overlay.
+pub const CORE_MODULES: &[&str] = &["loop", "squashfs", "overlay"];
+
+/// What `--modules` can name. The default is every group, so one initramfs boots any
+/// machine; an appliance builder who knows the hardware names fewer and gets a much
+/// smaller initramfs (bench/boot.md). None of these is built into Debian 6.1's kernel;
+/// their dependencies and soft dependencies (`crc32c` for ext4, `sha256`/`xxhash64`
+/// for btrfs) are found by [`ModuleIndex::resolve`], and names built into another
+/// kernel are reported as built in, never as failures.
+pub const MODULE_GROUPS: &[ModuleGroup] = &[
+    ModuleGroup {
+        name: "ext4",
+        what: "BootExt on ext2/3/4 (the default)",
+        modules: &["ext4"],
+    },
+    ModuleGroup {
+        name: "vfat",
+        // vfat mounts need the default codepage (437) and iocharset (ascii);
+        // iso8859-1 and utf8 are the usual `iocharset=` values.
+        what: "BootExt on FAT",
+        modules: &[
+            "vfat",
+            "nls_cp437",
+            "nls_ascii",
+            "nls_iso8859-1",
+            "nls_utf8",
+        ],
+    },
+    ModuleGroup {
+        name: "btrfs",
+        what: "BootExt on btrfs",
+        modules: &["btrfs"],
+    },
+    ModuleGroup {
+        name: "xfs",
+        what: "BootExt on XFS",
+        modules: &["xfs"],
+    },
+    ModuleGroup {
+        name: "iso9660",
+        what: "BootExt on a CD/DVD image (live media)",
+        modules: &["isofs", "sr_mod"],
+    },
+    ModuleGroup {
+        name: "virtio",
+        what: "QEMU/KVM disks (virtio-blk)",
+        modules: &["virtio_pci", "virtio_blk"],
+    },
+    ModuleGroup {
+        name: "virtio-scsi",
+        what: "QEMU/KVM disks on virtio-scsi",
+        modules: &["virtio_pci", "virtio_scsi", "sd_mod"],
+    },
+    ModuleGroup {
+        name: "sata",
+        what: "SATA and IDE disks (AHCI, PIIX)",
+        modules: &["ahci", "ata_piix", "sd_mod"],
+    },
+    ModuleGroup {
+        name: "nvme",
+        what: "NVMe disks",
+        modules: &["nvme"],
+    },
+    ModuleGroup {
+        name: "usb",
+        what: "USB sticks and disks",
+        modules: &["xhci_pci", "ehci_pci", "usb-storage", "uas", "sd_mod"],
+    },
+    ModuleGroup {
+        name: "mmc",
+        what: "SD cards and eMMC",
+        modules: &["sdhci_pci", "mmc_block"],
+    },
+    ModuleGroup {
+        name: "keyboard",
+        what: "a USB keyboard for the emergency shell",
+        modules: &["xhci_pci", "ehci_pci", "usbhid", "hid_generic"],
+    },
 ];
+
+/// The modules to put in an initramfs for `names` (group names or module names;
+/// `all` is every group): the core first, each module once, in a stable order.
+pub fn modules_for(names: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |m: &str| {
+        if !out.iter().any(|o| o == m) {
+            out.push(m.to_string());
+        }
+    };
+    CORE_MODULES.iter().for_each(|m| add(m));
+    for name in names {
+        match MODULE_GROUPS.iter().find(|g| g.name == *name) {
+            Some(g) => g.modules.iter().for_each(|m| add(m)),
+            None if *name == "all" => MODULE_GROUPS
+                .iter()
+                .flat_map(|g| g.modules)
+                .for_each(|m| add(m)),
+            None => add(name),
+        }
+    }
+    out
+}
+
+/// Every module of every group: the default initramfs.
+pub fn all_boot_modules() -> Vec<String> {
+    modules_for(&["all"])
+}
 
 /// One module to load: name, file and the modules it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,6 +446,37 @@ impl Resolver<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn module_lists_start_with_the_core_and_have_no_duplicates() {
+        let some = modules_for(&["ext4", "virtio", "sata", "e1000"]);
+        assert_eq!(
+            some,
+            [
+                "loop",
+                "squashfs",
+                "overlay",
+                "ext4",
+                "virtio_pci",
+                "virtio_blk",
+                "ahci",
+                "ata_piix",
+                "sd_mod",
+                "e1000"
+            ]
+        );
+        let all = all_boot_modules();
+        for g in MODULE_GROUPS {
+            assert!(
+                g.modules.iter().all(|m| all.iter().any(|a| a == m)),
+                "{}",
+                g.name
+            );
+        }
+        let mut seen = BTreeSet::new();
+        assert!(all.iter().all(|m| seen.insert(m)));
+        assert_eq!(modules_for(&[]), CORE_MODULES);
+    }
 
     const DEP: &str = "kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko\n\
 kernel/lib/crc16.ko:\n\

@@ -1,10 +1,12 @@
 //! The thin layer that touches the kernel: confined lookups on BootExt, targets
 //! resolved inside the new root, loop devices, and mounts. Everything else is pure.
 
+pub mod atomic;
 pub mod confined;
 pub mod loopdev;
 pub mod mounts;
 pub mod resolve;
+pub mod toram;
 
 use rustix::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;

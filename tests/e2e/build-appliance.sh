@@ -3,20 +3,24 @@
 # end-to-end tests. Its /sbin/init prints OVERBOOT-E2E markers on the console (what it
 # sees: image name, mounts, overmounted files, overboot's state), then powers off.
 #
-#   build-appliance.sh OUTDIR [--recovery] [--name NAME]
+#   build-appliance.sh OUTDIR [--recovery] [--name NAME] [--with-overboot BIN]
 #
 # Writes OUTDIR/NAME.squashfs (NAME: appliance, or recovery with --recovery) and prints
-# its path. The image is reproducible: fixed times, root-owned.
+# its path. The image is reproducible: fixed times, root-owned. --with-overboot puts
+# BIN (a static build) in as /usr/bin/overboot: init then prints `overboot status`,
+# and runs `overboot bless` when the kernel command line has e2e.bless.
 set -eu
 
 usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ "$#" -ge 1 ] || usage
 out=$1; shift
 name=appliance
+overboot=""
 while [ "$#" -gt 0 ]; do
     case "$1" in
         --recovery) name=recovery; shift ;;
         --name) [ "$#" -ge 2 ] || usage; name=$2; shift 2 ;;
+        --with-overboot) [ "$#" -ge 2 ] || usage; overboot=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "build-appliance: unknown argument '$1'" >&2; usage ;;
     esac
@@ -54,6 +58,11 @@ chmod 755 "$tree/bin/busybox"
     ln -s "$rel" "$tree/$applet"
 done
 rm -f "$tree/sbin/init"
+if [ -n "$overboot" ]; then
+    [ -f "$overboot" ] || { echo "build-appliance: '$overboot' does not exist" >&2; exit 1; }
+    cp "$overboot" "$tree/usr/bin/overboot"
+    chmod 755 "$tree/usr/bin/overboot"
+fi
 
 echo "$name" >"$tree/etc/appliance-release"
 echo "image-$name" >"$tree/etc/hostname"
@@ -83,6 +92,19 @@ if [ -f /run/overboot/state.json ]; then
     m "state end"
 else
     m "no state.json"
+fi
+if [ -x /usr/bin/overboot ]; then
+    m "status begin"
+    /usr/bin/overboot status 2>&1
+    m "status end"
+    case " $(cat /proc/cmdline) " in
+        *" e2e.bless "*)
+            m "bless begin"
+            /usr/bin/overboot bless 2>&1
+            echo "bless-exit=$?"
+            m "bless end"
+            ;;
+    esac
 fi
 m "done"
 sync

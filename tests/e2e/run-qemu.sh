@@ -5,16 +5,18 @@
 #
 #   run-qemu.sh --initrd FILE --append "ARGS" [--disk IMG]... [--late-disk IMG]
 #               [--late-delay S] [--late-after TEXT] [--timeout S] [--log FILE]
-#               [--kernel FILE] [--mem MB]
+#               [--kernel FILE] [--mem MB] [--type-after TEXT --type LINE]
 #
 # The late disk is added --late-delay seconds (default 5) after QEMU starts, or after
 # TEXT appeared on the serial console when --late-after is given.
+# --type LINE is typed on the serial console once --type-after TEXT appeared on it.
 # Exit status: QEMU's (0 after a guest power-off or reboot, as -no-reboot makes a
 # reboot end QEMU), 124 when the timeout killed it, 2 for bad usage.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 initrd="" append="" late="" late_after="" late_delay=5 timeout=120 log="" kernel="" mem=512
+type_after="" type_line="" typist=""
 disks=()
 
 usage() {
@@ -35,6 +37,8 @@ while [ "$#" -gt 0 ]; do
         --log) need "$@"; log=$2; shift 2 ;;
         --kernel) need "$@"; kernel=$2; shift 2 ;;
         --mem) need "$@"; mem=$2; shift 2 ;;
+        --type-after) need "$@"; type_after=$2; shift 2 ;;
+        --type) need "$@"; type_line=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run-qemu: unknown argument '$1'" >&2; usage ;;
     esac
@@ -62,6 +66,7 @@ feeder=""
 # shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
     if [ -n "$feeder" ]; then kill "$feeder" 2>/dev/null || true; fi
+    if [ -n "$typist" ]; then kill "$typist" 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -87,6 +92,15 @@ hot_add() {
         echo "run-qemu: hot-adding $late failed" >&2
 }
 
+# Types one line on the serial console (QEMU's stdin) once TEXT was printed, then
+# keeps the pipe open so QEMU does not see the end of its input.
+type_in() {
+    until grep -qF -- "$type_after" "$log" 2>/dev/null; do sleep 0.2; done
+    sleep 1
+    printf '%s\n' "$type_line"
+    exec sleep "$timeout"
+}
+
 run() {
     local k=$1 args=()
     args=(-accel tcg -nographic -no-reboot -m "$mem" -smp 1 -nic none
@@ -100,7 +114,15 @@ run() {
     rm -f "$mon"
     if [ -n "$late" ]; then hot_add & feeder=$!; fi
     local rc=0
-    timeout -k 5 "$timeout" qemu-system-x86_64 "${args[@]}" 2>&1 | tee -a "$log" || rc=$?
+    if [ -n "$type_line" ]; then
+        exec 3< <(type_in)
+        typist=$!
+    else
+        exec 3</dev/null
+    fi
+    timeout -k 5 "$timeout" qemu-system-x86_64 "${args[@]}" <&3 2>&1 | tee -a "$log" || rc=$?
+    exec 3<&-
+    if [ -n "$typist" ]; then kill "$typist" 2>/dev/null || true; typist=""; fi
     if [ -n "$feeder" ]; then kill "$feeder" 2>/dev/null || true; wait "$feeder" 2>/dev/null || true; feeder=""; fi
     return "$rc"
 }

@@ -126,20 +126,54 @@ impl Boot {
 
 /// Boot the fixture's initramfs with `append` and the given disks.
 pub fn boot(f: &Fixture, append: &str, disks: &[&Path], late: Option<&Path>) -> Boot {
+    let mut extra = vec![];
+    if let Some(l) = late {
+        extra.push("--late-disk".into());
+        extra.push(l.display().to_string());
+    }
+    boot_with(f, &f.initrd, append, disks, &extra)
+}
+
+/// Boot `initrd` with `append`, the given disks and more `run-qemu.sh` arguments.
+pub fn boot_with(
+    f: &Fixture,
+    initrd: &Path,
+    append: &str,
+    disks: &[&Path],
+    extra: &[String],
+) -> Boot {
     let mut cmd = Command::new(f.top.join("tests/e2e/run-qemu.sh"));
     cmd.arg("--initrd")
-        .arg(&f.initrd)
+        .arg(initrd)
         .args(["--append", append, "--timeout", "120"]);
     for d in disks {
         cmd.arg("--disk").arg(d);
     }
-    if let Some(l) = late {
-        cmd.arg("--late-disk").arg(l);
-    }
+    cmd.args(extra);
     let out = cmd.output().expect("run-qemu.sh");
     let log = String::from_utf8_lossy(&out.stdout).replace('\r', "");
     Boot {
         log,
         code: out.status.code(),
     }
+}
+
+/// An initramfs like the fixture's, built with more `mkinitramfs` arguments.
+pub fn initramfs_with(f: &Fixture, name: &str, args: &[&str]) -> PathBuf {
+    let kdir = f.top.join("work/kernel/current");
+    let kver = std::fs::read_dir(kdir.join("root/lib/modules"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a kernel under work/kernel/current/root/lib/modules");
+    let out = f.dir.join(format!("initramfs-{name}.img"));
+    run(Command::new(musl_binary(&f.top))
+        .arg("mkinitramfs")
+        .arg("-o")
+        .arg(&out)
+        .args(["--kver", &kver, "--modules-dir"])
+        .arg(kdir.join("root/lib/modules").join(&kver))
+        .args(args));
+    out
 }

@@ -1,0 +1,38 @@
+//! The build of overboot that goes into the initramfs as `/init`: the boot (as PID 1)
+//! and `assemble`, nothing else. The commands an operator runs on a build host or in
+//! the booted system (`plan`, `check`, `status`, `mkinitramfs`, …) live in `overboot`;
+//! leaving them out here lets link-time optimisation drop their code (the offline
+//! squashfs reader among it), which keeps the initramfs small (bench/boot.md).
+
+use overboot::cli;
+
+const USAGE: &str = "\
+overboot-init: overboot's initramfs build. Run by the kernel as /init (PID 1), it boots
+the appliance (DESIGN section 2). By hand it only knows:
+  overboot-init assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE]
+Every other command is in `overboot`.";
+
+fn main() {
+    if overboot::pid1::is_pid1() {
+        overboot::boot::main();
+    }
+    cli::init_stderr_logger();
+    let args: Vec<String> = std::env::args().collect();
+    let rest = args.get(2..).unwrap_or(&[]);
+    let code = match args.get(1).map(String::as_str) {
+        Some("assemble") => cli::assemble_main(rest),
+        Some("--version") => {
+            println!("overboot-init {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            0
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            2
+        }
+    };
+    std::process::exit(code);
+}

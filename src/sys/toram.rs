@@ -1,0 +1,598 @@
+//! toram (DESIGN section 2 step 5): copy the system image into RAM before it is
+//! attached, and the single read pass that also feeds verification.
+//!
+//! The copy goes into a tmpfs of its own, sized to the image, created with the new
+//! mount API and never attached anywhere: the file is created through the detached
+//! mount's descriptor, reopened read-only, and handed to the loop device. The loop
+//! device then holds the only reference; when it goes (autoclear, at unmount) the
+//! tmpfs and its memory go with it. BootExt is no longer needed by the image.
+//!
+//! Holes of a sparse image are found with `SEEK_DATA`/`SEEK_HOLE` and stay holes in
+//! RAM (they are hashed as zeros). Progress goes to `/dev/console` in PID-1 mode and
+//! to standard error in `assemble` mode when it is a terminal, updated in place with
+//! `\r` at most four times a second; the summary is a log line.
+//!
+//! The pure parts ([`parse_meminfo`], [`ram_budget`], [`progress_line`]) are
+//! unit-tested; the rest is tested in `tests/toram.rs` and `tests/e2e_verify.rs`.
+
+use super::errno_text;
+use crate::verify::Digester;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{Advice, Mode, OFlags, SeekFrom};
+use rustix::io::Errno;
+use rustix::mount::MountAttrFlags;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1 << 20;
+/// Read size of one step of the pass.
+const CHUNK: usize = 4 << 20;
+/// How far ahead of the pass the disk is asked to read.
+const AHEAD: u64 = 32 << 20;
+/// Kept free besides the copy: the larger of this and [`MARGIN_PERCENT`] of RAM.
+pub const MARGIN_MIN: u64 = 64 * MIB;
+pub const MARGIN_PERCENT: u64 = 5;
+
+/// `MemAvailable` and `MemTotal` (bytes) from `/proc/meminfo` text.
+pub fn parse_meminfo(text: &str) -> Result<(u64, u64), String> {
+    let field = |name: &str| -> Result<u64, String> {
+        let line = text
+            .lines()
+            .find(|l| l.split(':').next() == Some(name))
+            .ok_or_else(|| format!("/proc/meminfo has no {name} line"))?;
+        let mut words = line.split_whitespace().skip(1);
+        let n: u64 = words
+            .next()
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| format!("/proc/meminfo: cannot read '{line}'"))?;
+        let unit = match words.next() {
+            Some("kB") => 1024,
+            None => 1,
+            Some(u) => return Err(format!("/proc/meminfo: unknown unit {u} in '{line}'")),
+        };
+        n.checked_mul(unit)
+            .ok_or_else(|| format!("/proc/meminfo: '{line}' overflows"))
+    };
+    Ok((field("MemAvailable")?, field("MemTotal")?))
+}
+
+/// How much the copy may take: available memory minus the margin.
+pub fn ram_budget(available: u64, total: u64) -> u64 {
+    let margin = MARGIN_MIN.max(total / 100 * MARGIN_PERCENT);
+    available.saturating_sub(margin)
+}
+
+fn mib(n: u64) -> String {
+    format!("{:.1} MiB", n as f64 / MIB as f64)
+}
+
+/// Refusal when `need` bytes do not fit in the budget from `meminfo`.
+pub fn check_fits(need: u64, meminfo: &str, image: &str) -> Result<(), String> {
+    let (avail, total) = parse_meminfo(meminfo)?;
+    let budget = ram_budget(avail, total);
+    if need > budget {
+        return Err(format!(
+            "{image} needs {} in RAM, only {} can be spared ({} available of {}, keeping {} free); give the machine more memory or boot without overboot.toram",
+            mib(need),
+            mib(budget),
+            mib(avail),
+            mib(total),
+            mib(avail - budget),
+        ));
+    }
+    Ok(())
+}
+
+/// One progress line (no line end): `overboot: toram NAME  42% 420.0/1000.0 MiB 85 MB/s ETA 7s`.
+pub fn progress_line(verb: &str, name: &str, done: u64, total: u64, elapsed: Duration) -> String {
+    let pct = if total == 0 {
+        100
+    } else {
+        (u128::from(done) * 100 / u128::from(total)) as u64
+    };
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    let eta = if rate > 0.0 && done < total {
+        format!("ETA {:.0}s", (total - done) as f64 / rate)
+    } else {
+        "ETA -".to_string()
+    };
+    format!(
+        "overboot: {verb} {name} {pct:3}% {:.1}/{:.1} MiB {:.0} MB/s {eta}",
+        done as f64 / MIB as f64,
+        total as f64 / MIB as f64,
+        rate / 1e6
+    )
+}
+
+/// The in-place progress display.
+pub struct Progress {
+    out: Option<Box<dyn Write>>,
+    verb: &'static str,
+    name: String,
+    total: u64,
+    start: Instant,
+    last: Option<Instant>,
+    width: usize,
+}
+
+impl Progress {
+    /// `boot`: PID-1 mode, progress on `/dev/console`; otherwise standard error when it
+    /// is a terminal, else nothing.
+    pub fn new(boot: bool, verb: &'static str, name: &str, total: u64) -> Progress {
+        let out: Option<Box<dyn Write>> = if boot {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags_noctty()
+                .open("/dev/console")
+                .ok()
+                .map(|f| Box::new(f) as Box<dyn Write>)
+        } else if rustix::termios::isatty(std::io::stderr()) {
+            Some(Box::new(std::io::stderr()))
+        } else {
+            None
+        };
+        Progress::with_output(out, verb, name, total)
+    }
+
+    pub fn with_output(
+        out: Option<Box<dyn Write>>,
+        verb: &'static str,
+        name: &str,
+        total: u64,
+    ) -> Progress {
+        Progress {
+            out,
+            verb,
+            name: name.to_string(),
+            total,
+            start: Instant::now(),
+            last: None,
+            width: 0,
+        }
+    }
+
+    fn show(&mut self, done: u64) {
+        let line = progress_line(
+            self.verb,
+            &self.name,
+            done,
+            self.total,
+            self.start.elapsed(),
+        );
+        let pad = self.width.saturating_sub(line.len());
+        self.width = line.len();
+        if let Some(out) = self.out.as_mut() {
+            let _ = write!(out, "\r{line}{:pad$}", "");
+            let _ = out.flush();
+        }
+    }
+
+    /// At most four updates a second (the first one always).
+    pub fn update(&mut self, done: u64) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_millis(250))
+        {
+            return;
+        }
+        self.last = Some(now);
+        self.show(done);
+    }
+
+    /// Show 100%, then blank the line: the summary follows as a log line.
+    pub fn finish(&mut self) {
+        if self.out.is_none() {
+            return;
+        }
+        self.show(self.total);
+        let width = self.width;
+        if let Some(out) = self.out.as_mut() {
+            let _ = write!(out, "\r{:width$}\r", "");
+            let _ = out.flush();
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+}
+
+trait NoCtty {
+    fn custom_flags_noctty(&mut self) -> &mut Self;
+}
+
+impl NoCtty for std::fs::OpenOptions {
+    fn custom_flags_noctty(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.custom_flags(OFlags::NOCTTY.bits() as i32)
+    }
+}
+
+/// A failure of the pass: the source (the image is unusable: next candidate) or the
+/// destination (RAM: boot from BootExt instead).
+#[derive(Debug)]
+pub enum PassError {
+    Source(String),
+    Ram(String),
+}
+
+/// Next data extent at or after `pos`: `(start, end)`; `None` when only a hole is left.
+fn next_extent(src: &OwnedFd, pos: u64, size: u64) -> Result<Option<(u64, u64)>, Errno> {
+    let start = match rustix::fs::seek(src, SeekFrom::Data(pos)) {
+        Ok(s) => s,
+        Err(Errno::NXIO) => return Ok(None),
+        // No SEEK_DATA support: everything is data.
+        Err(Errno::INVAL) | Err(Errno::OPNOTSUPP) => return Ok(Some((pos, size))),
+        Err(e) => return Err(e),
+    };
+    if start >= size {
+        return Ok(None);
+    }
+    let end = match rustix::fs::seek(src, SeekFrom::Hole(start)) {
+        Ok(e) => e.min(size),
+        Err(Errno::INVAL) | Err(Errno::OPNOTSUPP) => size,
+        Err(e) => return Err(e),
+    };
+    Ok(Some((start, end.max(start))))
+}
+
+fn pread_full(src: &OwnedFd, buf: &mut [u8], mut off: u64) -> Result<usize, Errno> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let rest = buf.get_mut(filled..).unwrap_or_default();
+        match rustix::io::pread(src, rest, off) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                off += n as u64;
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn pwrite_all(dst: &OwnedFd, mut data: &[u8], mut off: u64) -> Result<(), Errno> {
+    while !data.is_empty() {
+        match rustix::io::pwrite(dst, data, off) {
+            Ok(0) => return Err(Errno::NOSPC),
+            Ok(n) => {
+                data = data.get(n..).unwrap_or_default();
+                off += n as u64;
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One pass over `src` (`size` bytes): every byte to `digest` (holes as zeros), data
+/// to `dst` at the same offsets when given.
+pub fn pass(
+    src: &OwnedFd,
+    size: u64,
+    name: &str,
+    dst: Option<&OwnedFd>,
+    mut digest: Option<&mut Digester<'_>>,
+    progress: &mut Progress,
+) -> Result<(), PassError> {
+    let src_err =
+        |what: &str, e: Errno| PassError::Source(format!("{name}: {what}: {}", errno_text(e)));
+    let _ = rustix::fs::fadvise(src, 0, None, Advice::Sequential);
+    let mut buf = vec![0u8; CHUNK];
+    let mut pos = 0u64;
+    progress.update(0);
+    while pos < size {
+        let (start, end) = match next_extent(src, pos, size).map_err(|e| src_err("seek", e))? {
+            Some(x) => x,
+            None => (size, size),
+        };
+        if start > pos {
+            if let Some(d) = digest.as_deref_mut() {
+                d.update_zeros(start - pos);
+            }
+            pos = start;
+        }
+        while pos < end {
+            // Keep the disk busy while this chunk is hashed and copied: ask for
+            // the next chunks now (asynchronous readahead, no thread needed).
+            if pos % (AHEAD / 2) < CHUNK as u64 {
+                let from = pos + CHUNK as u64;
+                let len = std::num::NonZeroU64::new(AHEAD.min(end.saturating_sub(from)));
+                if len.is_some() {
+                    let _ = rustix::fs::fadvise(src, from, len, Advice::WillNeed);
+                }
+            }
+            let want = ((end - pos).min(CHUNK as u64)) as usize;
+            let slot = buf.get_mut(..want).unwrap_or_default();
+            let n = pread_full(src, slot, pos).map_err(|e| src_err("read error", e))?;
+            if n == 0 {
+                return Err(PassError::Source(format!(
+                    "{name}: ends at {pos} bytes, {size} expected (the file shrank while read)"
+                )));
+            }
+            let data = slot.get(..n).unwrap_or_default();
+            if let Some(d) = digest.as_deref_mut() {
+                d.update(data);
+            }
+            if let Some(dst) = dst {
+                pwrite_all(dst, data, pos).map_err(|e| {
+                    PassError::Ram(format!(
+                        "writing the RAM copy of {name} at {}: {}",
+                        mib(pos),
+                        errno_text(e)
+                    ))
+                })?;
+            }
+            pos += n as u64;
+            progress.update(pos);
+        }
+    }
+    progress.finish();
+    Ok(())
+}
+
+/// The image in RAM: a read-only descriptor of the copy.
+pub struct InRam {
+    pub file: OwnedFd,
+    /// Bytes the copy occupies in RAM (holes excluded).
+    pub allocated: u64,
+}
+
+/// Bytes `fd` occupies on its filesystem.
+pub fn allocated(fd: &impl AsFd) -> Result<u64, Errno> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_blocks as u64).saturating_mul(512))
+}
+
+/// Copy `src` (`size` bytes, named `name` in messages) into a fresh tmpfs, feeding
+/// `digest` in the same pass.
+pub fn copy_to_ram(
+    src: &OwnedFd,
+    size: u64,
+    name: &str,
+    digest: Option<&mut Digester<'_>>,
+    progress: &mut Progress,
+) -> Result<InRam, PassError> {
+    let ram = |what: String| PassError::Ram(what);
+    // Sized to the image (whole MiBs, plus one for the inode): holes cost nothing.
+    let limit = size.div_ceil(MIB).saturating_add(1).saturating_mul(MIB);
+    let mnt = super::mounts::new_mount(
+        "tmpfs",
+        "overboot-toram",
+        &[
+            ("size", Some(&limit.to_string())),
+            ("mode", Some("0700")),
+            ("nr_inodes", Some("8")),
+        ],
+        MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+    )
+    .map_err(|e| ram(format!("cannot create the tmpfs for the copy: {e}")))?;
+    let rw = rustix::fs::openat(
+        &mnt,
+        "image",
+        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
+        Mode::RUSR,
+    )
+    .map_err(|e| ram(format!("cannot create the RAM copy: {}", errno_text(e))))?;
+    rustix::fs::ftruncate(&rw, size)
+        .map_err(|e| ram(format!("cannot size the RAM copy: {}", errno_text(e))))?;
+    pass(src, size, name, Some(&rw), digest, progress)?;
+    let file = rustix::fs::openat(
+        &mnt,
+        "image",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ram(format!("cannot reopen the RAM copy: {}", errno_text(e))))?;
+    let allocated = allocated(&file).unwrap_or(0);
+    // `mnt` and `rw` close here: the read-only descriptor keeps the tmpfs alive.
+    Ok(InRam { file, allocated })
+}
+
+/// What [`prepare`] needs besides the image.
+pub struct Options<'a> {
+    pub mode: crate::verify::Mode,
+    pub trust: &'a crate::verify::TrustStore,
+    pub toram: bool,
+    pub meminfo: &'a std::path::Path,
+    /// PID-1 mode: progress on `/dev/console`.
+    pub boot: bool,
+}
+
+/// A verified image, maybe in RAM.
+pub struct Prepared {
+    /// The RAM copy to attach instead of the file on BootExt.
+    pub ram: Option<OwnedFd>,
+    pub verified: crate::verify::Verification,
+    pub toram: Option<crate::state::Toram>,
+}
+
+/// Steps 4 (verification) and 5 (toram) for one checked image: `image` is its path
+/// relative to BootExt, `file` the open image. `Err` means this candidate is unusable
+/// (verification refused or failed, read error). When the copy cannot be made (not
+/// enough RAM, tmpfs failure) the image is verified and booted from BootExt instead,
+/// with a loud warning and the reason in `toram.reason`: an operator who asked for
+/// toram would rather boot from disk than not boot.
+pub fn prepare(
+    be: &super::confined::Confined,
+    image: &str,
+    file: &OwnedFd,
+    opts: &Options<'_>,
+) -> Result<Prepared, String> {
+    let expected =
+        crate::verify::prepare(image, opts.mode, opts.trust, &|p| be.read_small(p, 1 << 20))?;
+    let st = rustix::fs::fstat(file).map_err(|e| format!("{image}: {}", errno_text(e)))?;
+    let size = st.st_size as u64;
+    let mut toram = None;
+    if opts.toram {
+        let start = Instant::now();
+        let need = allocated(file)
+            .unwrap_or(size)
+            .min(size.div_ceil(4096) * 4096);
+        let fits = std::fs::read_to_string(opts.meminfo)
+            .map_err(|e| format!("cannot read {}: {e}", opts.meminfo.display()))
+            .and_then(|text| check_fits(need, &text, image));
+        let outcome = match fits {
+            Ok(()) => {
+                let mut digest = if expected.anything() {
+                    Some(expected.digester()?)
+                } else {
+                    None
+                };
+                let mut progress = Progress::new(opts.boot, "toram", image, size);
+                match copy_to_ram(file, size, image, digest.as_mut(), &mut progress) {
+                    Ok(ram) => {
+                        let verified = match digest {
+                            Some(d) => d.finish(image)?,
+                            None => crate::verify::Verification {
+                                note: expected.note.clone(),
+                                ..Default::default()
+                            },
+                        };
+                        let ms = start.elapsed().as_secs_f64() * 1e3;
+                        log::info!(
+                            "toram: {image} copied to RAM, {} in {:.1} s ({:.0} MB/s), {} of RAM",
+                            mib(size),
+                            ms / 1e3,
+                            size as f64 / (ms.max(0.001) * 1e3),
+                            mib(ram.allocated)
+                        );
+                        return Ok(Prepared {
+                            ram: Some(ram.file),
+                            verified,
+                            toram: Some(crate::state::Toram {
+                                done: true,
+                                size,
+                                allocated: ram.allocated,
+                                ms: (ms * 1e3).round() / 1e3,
+                                reason: None,
+                            }),
+                        });
+                    }
+                    Err(PassError::Source(e)) => return Err(e),
+                    Err(PassError::Ram(e)) => e,
+                }
+            }
+            Err(e) => e,
+        };
+        log::warn!(
+            "toram refused: {outcome}\n*** {image} runs from BootExt directly, NOT from RAM: BootExt must stay attached ***"
+        );
+        toram = Some(crate::state::Toram {
+            done: false,
+            size,
+            reason: Some(outcome),
+            ..Default::default()
+        });
+    }
+    let verified = if expected.anything() {
+        let mut digest = expected.digester()?;
+        let mut progress = Progress::new(opts.boot, "verifying", image, size);
+        pass(file, size, image, None, Some(&mut digest), &mut progress).map_err(|e| match e {
+            PassError::Source(e) | PassError::Ram(e) => e,
+        })?;
+        digest.finish(image)?
+    } else {
+        crate::verify::Verification {
+            note: expected.note.clone(),
+            ..Default::default()
+        }
+    };
+    Ok(Prepared {
+        ram: None,
+        verified,
+        toram,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MEMINFO: &str =
+        "MemTotal:        2000000 kB\nMemFree:          100 kB\nMemAvailable:    1000000 kB\n";
+
+    #[test]
+    fn meminfo() {
+        assert_eq!(
+            parse_meminfo(MEMINFO).unwrap(),
+            (1_000_000 * 1024, 2_000_000 * 1024)
+        );
+        assert!(
+            parse_meminfo("MemTotal: 1 kB\n")
+                .unwrap_err()
+                .contains("MemAvailable")
+        );
+        assert!(parse_meminfo("MemTotal: x kB\nMemAvailable: 1 kB").is_err());
+    }
+
+    #[test]
+    fn budget_keeps_the_larger_margin() {
+        // 5% of 100 GiB is 5 GiB, more than 64 MiB.
+        assert_eq!(ram_budget(50 << 30, 100 << 30), (50 << 30) - (5 << 30));
+        // 5% of 512 MiB is 25.6 MiB: the 64 MiB floor applies.
+        assert_eq!(ram_budget(400 * MIB, 512 * MIB), 336 * MIB);
+        assert_eq!(ram_budget(10 * MIB, 512 * MIB), 0);
+    }
+
+    #[test]
+    fn fits_or_refuses_clearly() {
+        let avail = 1_000_000 * 1024u64;
+        let budget = ram_budget(avail, 2_000_000 * 1024);
+        assert!(check_fits(budget, MEMINFO, "System/a").is_ok());
+        let err = check_fits(budget + 1, MEMINFO, "System/a").unwrap_err();
+        assert!(
+            err.contains("System/a needs") && err.contains("overboot.toram"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn progress_text() {
+        let l = progress_line(
+            "toram",
+            "System/a",
+            50 * MIB,
+            100 * MIB,
+            Duration::from_secs(1),
+        );
+        assert!(l.contains(" 50%"), "{l}");
+        assert!(l.contains("50.0/100.0 MiB"), "{l}");
+        assert!(l.contains("52 MB/s"), "{l}");
+        assert!(l.contains("ETA 1s"), "{l}");
+        let l = progress_line("toram", "x", 0, 0, Duration::ZERO);
+        assert!(l.contains("100%") && l.contains("ETA -"), "{l}");
+    }
+
+    #[test]
+    fn progress_is_rate_limited_and_in_place() {
+        #[derive(Clone, Default)]
+        struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let mut p = Progress::with_output(Some(Box::new(buf.clone())), "toram", "a", 1000);
+        for i in 0..1000 {
+            p.update(i);
+        }
+        p.finish();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains('\n'), "{text:?}");
+        assert_eq!(text.matches("overboot: toram").count(), 2, "{text:?}");
+        assert!(text.contains("100%") && text.ends_with('\r'), "{text:?}");
+    }
+}

@@ -1,0 +1,476 @@
+//! Trial updates, the side that touches BootExt: `overboot set-active`, `bless`,
+//! `rollback`, and the countdown a boot runs before the image is selected
+//! ([`at_boot`]). The decisions are made by the pure [`crate::trial`]; this module
+//! reads `System/` through [`Confined`] (openat2 beneath BootExt) and carries out the
+//! steps with [`crate::sys::atomic`] on the `System/` directory descriptor.
+//!
+//! Commands default to `--bootext /mnt/cdrom`, where the booted system sees BootExt.
+
+use crate::cmdline::{BootConfig, SystemChoice};
+use crate::select::{self, Candidate};
+use crate::state::{self, Fallback, State, TrialState};
+use crate::sys::atomic;
+use crate::sys::confined::Confined;
+use crate::sys::errno_text;
+use crate::trial::{self, Disk, First, Slot, Step};
+use rustix::fd::OwnedFd;
+use rustix::fs::FileType;
+use rustix::io::Errno;
+use std::path::{Path, PathBuf};
+
+/// Where the booted system sees BootExt (see `assemble::BOOTEXT_AT`).
+pub const DEFAULT_BOOTEXT: &str = crate::assemble::BOOTEXT_AT;
+
+fn rel(name: &str) -> String {
+    format!("{}/{name}", trial::SYSTEM_DIR)
+}
+
+/// Read what the trial logic needs from BootExt. Never fails: what cannot be read
+/// is absent or `Unreadable`.
+pub fn read_disk(be: &Confined) -> Disk {
+    let link = |name: &str| be.readlink(&rel(name)).ok();
+    let previous = link(trial::PREVIOUS);
+    let previous_ok = previous.is_some()
+        && select::check(
+            be,
+            &Candidate {
+                choice: "previous",
+                path: select::PREVIOUS_LINK.into(),
+            },
+        )
+        .is_ok();
+    let trial = match be.read_small(&rel(trial::TRIAL), trial::MAX_TRIAL_BYTES + 1) {
+        Ok(None) => Slot::Absent,
+        Ok(Some(text)) if text.len() as u64 > trial::MAX_TRIAL_BYTES => {
+            Slot::Unreadable(format!("larger than {} bytes", trial::MAX_TRIAL_BYTES))
+        }
+        Ok(Some(text)) => match trial::parse(&text) {
+            Ok(t) => Slot::Present(t),
+            Err(e) => Slot::Unreadable(e),
+        },
+        Err(e) => Slot::Unreadable(e),
+    };
+    Disk {
+        active: link(trial::ACTIVE),
+        previous,
+        previous_ok,
+        trial,
+    }
+}
+
+/// `System/` opened for `*at` changes and fsync, confined to BootExt.
+fn system_dir(be: &Confined) -> Result<OwnedFd, String> {
+    let dir = be.open_read(trial::SYSTEM_DIR).map_err(|e| {
+        format!(
+            "cannot open {}/{}: {}",
+            be.path.display(),
+            trial::SYSTEM_DIR,
+            errno_text(e)
+        )
+    })?;
+    atomic::check_dir(&dir).map_err(|e| format!("{}: {e}", trial::SYSTEM_DIR))?;
+    Ok(dir)
+}
+
+/// Carry out `steps` in order; stops at the first failure (every step is atomic, and
+/// every prefix is a state that boots, see `crate::trial`).
+pub fn apply_steps(be: &Confined, steps: &[Step]) -> Result<(), String> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let dir = system_dir(be)?;
+    for step in steps {
+        let done = match step {
+            Step::WriteTrial(t) => atomic::write_file(
+                &dir,
+                trial::TRIAL,
+                &trial::temp_name(trial::TRIAL),
+                trial::render(t).as_bytes(),
+            ),
+            Step::RemoveTrial => atomic::remove(&dir, trial::TRIAL),
+            Step::LinkActive(img) => {
+                atomic::replace_symlink(&dir, trial::ACTIVE, &trial::temp_name(trial::ACTIVE), img)
+            }
+            Step::LinkPrevious(img) => atomic::replace_symlink(
+                &dir,
+                trial::PREVIOUS,
+                &trial::temp_name(trial::PREVIOUS),
+                img,
+            ),
+        };
+        done.map_err(|e| format!("{step}: {e}"))?;
+        log::debug!("BootExt: {step}");
+    }
+    Ok(())
+}
+
+/// The boot's part, before the image is selected (called by `assemble`): count a
+/// trial boot down, or roll a trial that ran out back, and return the candidates in
+/// the order to try them, and the reason when the previous image is chosen on
+/// purpose (for [`note_fallback`]). Only `overboot.system=active` boots take part.
+pub fn at_boot(
+    be: &Confined,
+    config: &BootConfig,
+    state: &mut State,
+) -> (Vec<Candidate>, Option<String>) {
+    if config.system != SystemChoice::Active {
+        return (select::candidates(&config.system), None);
+    }
+    let disk = read_disk(be);
+    let mut plan = trial::boot(&disk);
+    if let Err(e) = apply_steps(be, &plan.steps) {
+        plan = trial::boot_write_failed(plan, &e);
+    }
+    for w in &plan.warnings {
+        log::warn!("{w}");
+        state.warnings.push(w.clone());
+    }
+    if let Some(r) = &plan.record {
+        log::info!("trial: {} ({}): {}", r.image, r.outcome, r.detail);
+        state.trial = Some(TrialState {
+            image: r.image.clone(),
+            tries: r.tries,
+            boots_left: r.boots_left,
+            outcome: r.outcome.into(),
+            detail: r.detail.clone(),
+        });
+    }
+    let candidates = if disk.previous.is_some() {
+        select::candidates_with_previous(&config.system, plan.first == First::Previous)
+    } else if plan.first == First::Previous {
+        // No image to return to: recovery first, the active image last.
+        select::candidates(&SystemChoice::Recovery)
+    } else {
+        select::candidates(&config.system)
+    };
+    (candidates, plan.reason)
+}
+
+/// After the image is selected: when the trial logic chose the previous image on
+/// purpose, the state's fallback says so (with any further failure appended).
+pub fn note_fallback(state: &mut State, reason: Option<String>) {
+    let Some(reason) = reason else { return };
+    if state.booted.as_ref().is_some_and(|b| b.choice == "active") {
+        return;
+    }
+    let failed: Vec<String> = state
+        .attempts
+        .iter()
+        .filter(|a| !a.ok)
+        .map(|a| format!("{}: {}", a.choice, a.reason.as_deref().unwrap_or("?")))
+        .collect();
+    let reason = if failed.is_empty() {
+        reason
+    } else {
+        format!("{reason}; then {}", failed.join("; "))
+    };
+    state.fallback = Some(Fallback {
+        from: "active".into(),
+        reason,
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------------
+
+pub const SET_ACTIVE_USAGE: &str = "\
+usage: overboot set-active IMAGE [--tries N] [--bootext DIR]
+
+Make IMAGE (a squashfs file in System/ on BootExt: NAME, System/NAME or a path) the
+active image, atomically. The image active before is kept as System/previous-system
+(the image to return to). With --tries N the switch is a trial: each boot counts
+down System/trial; `overboot bless` in the booted system makes it permanent; a trial
+that runs out boots the previous image again and makes it active.
+  --bootext DIR   the mounted BootExt (default: /mnt/cdrom)";
+
+pub const BLESS_USAGE: &str = "\
+usage: overboot bless [--bootext DIR] [--state FILE]
+
+In the booted system, once it is healthy: end the trial of the image that booted;
+it stays active for good. Without a trial in progress, nothing to do (exit 0).
+  --bootext DIR   the mounted BootExt (default: /mnt/cdrom)
+  --state FILE    the boot record, to check this boot is the trial image
+                  (default: /run/overboot/state.json)";
+
+pub const ROLLBACK_USAGE: &str = "\
+usage: overboot rollback [--bootext DIR]
+
+Make System/previous-system active again, atomically, ending any trial. Takes
+effect at the next boot.
+  --bootext DIR   the mounted BootExt (default: /mnt/cdrom)";
+
+struct Opts {
+    bootext: PathBuf,
+    tries: Option<u32>,
+    state: Option<String>,
+    positional: Vec<String>,
+}
+
+fn parse(args: &[String], allowed: &[&str]) -> Result<Opts, String> {
+    let mut o = Opts {
+        bootext: PathBuf::from(DEFAULT_BOOTEXT),
+        tries: None,
+        state: None,
+        positional: vec![],
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (key, inline) = match a.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        if key.starts_with('-') && key.len() > 1 {
+            if !allowed.contains(&key) {
+                return Err(format!("unknown option {key}"));
+            }
+            let value = match inline {
+                Some(v) => v,
+                None => it.next().cloned().ok_or(format!("{key} needs a value"))?,
+            };
+            match key {
+                "--bootext" => o.bootext = PathBuf::from(value),
+                "--state" => o.state = Some(value),
+                "--tries" => {
+                    o.tries = Some(
+                        value
+                            .parse()
+                            .map_err(|_| format!("--tries {value}: not a number"))?,
+                    )
+                }
+                _ => return Err(format!("unknown option {key}")),
+            }
+        } else {
+            o.positional.push(a.clone());
+        }
+    }
+    Ok(o)
+}
+
+fn usage(msg: &str, text: &str) -> i32 {
+    eprintln!("overboot: {msg}\n\n{text}");
+    2
+}
+
+fn fail(msg: &str) -> i32 {
+    eprintln!("overboot: {msg}");
+    1
+}
+
+fn help(args: &[String], text: &str) -> bool {
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{text}");
+        return true;
+    }
+    false
+}
+
+fn open(dir: &Path) -> Result<Confined, String> {
+    Confined::open(dir)
+        .map_err(|e| format!("BootExt: {e} (give the mounted BootExt with --bootext DIR)"))
+}
+
+/// The file name in `System/` that IMAGE designates: `NAME`, `System/NAME`
+/// (relative to BootExt), or a path whose directory is BootExt's `System/`.
+pub fn image_name(be: &Confined, image: &str) -> Result<String, String> {
+    let outside = || {
+        format!(
+            "{image} is not in System/ on BootExt ({}/{}): copy the image there first, then give its name",
+            be.path.display(),
+            trial::SYSTEM_DIR
+        )
+    };
+    let name = if !image.contains('/') {
+        image.to_string()
+    } else if let Some(n) = image
+        .strip_prefix("System/")
+        .filter(|n| !n.contains('/') && !image.starts_with('/'))
+    {
+        n.to_string()
+    } else {
+        let p = Path::new(image);
+        let (Some(parent), Some(file)) = (p.parent(), p.file_name()) else {
+            return Err(outside());
+        };
+        let system = be.path.join(trial::SYSTEM_DIR);
+        let same = match (
+            std::fs::canonicalize(parent),
+            std::fs::canonicalize(&system),
+        ) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            return Err(outside());
+        }
+        file.to_string_lossy().into_owned()
+    };
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+        return Err(outside());
+    }
+    if trial::reserved_name(&name) {
+        return Err(format!(
+            "{name} is one of overboot's own names in System/ (links, trial file, temporaries); give the image file itself"
+        ));
+    }
+    Ok(name)
+}
+
+fn check_image(be: &Confined, name: &str) -> Result<(), String> {
+    let path = rel(name);
+    match be.lstat_type(&path) {
+        Ok(FileType::RegularFile) => {}
+        Ok(FileType::Symlink) => {
+            return Err(format!(
+                "{path} is a symlink; give the image file itself (the link targets overboot writes are plain names in System/)"
+            ));
+        }
+        Ok(_) => return Err(format!("{path} is not a regular file")),
+        Err(Errno::NOENT) => {
+            return Err(format!(
+                "{path} does not exist on BootExt ({}): copy the image there first",
+                be.path.display()
+            ));
+        }
+        Err(e) => return Err(format!("{path}: {}", errno_text(e))),
+    }
+    select::check(
+        be,
+        &Candidate {
+            choice: "named",
+            path,
+        },
+    )
+    .map(|_| ())
+}
+
+pub fn set_active_main(args: &[String]) -> i32 {
+    if help(args, SET_ACTIVE_USAGE) {
+        return 0;
+    }
+    let o = match parse(args, &["--bootext", "--tries"]) {
+        Ok(o) => o,
+        Err(e) => return usage(&e, SET_ACTIVE_USAGE),
+    };
+    let [image] = o.positional.as_slice() else {
+        return usage("set-active takes one IMAGE", SET_ACTIVE_USAGE);
+    };
+    let be = match open(&o.bootext) {
+        Ok(be) => be,
+        Err(e) => return fail(&e),
+    };
+    let name = match image_name(&be, image).and_then(|n| check_image(&be, &n).map(|()| n)) {
+        Ok(n) => n,
+        Err(e) => return fail(&format!("set-active: {e}; nothing changed")),
+    };
+    let disk = read_disk(&be);
+    let active_ok = select::check(
+        &be,
+        &Candidate {
+            choice: "active",
+            path: select::ACTIVE_LINK.into(),
+        },
+    )
+    .is_ok();
+    run(
+        &be,
+        trial::set_active(&disk, &name, o.tries, active_ok),
+        "set-active",
+    )
+}
+
+fn run(be: &Confined, decided: Result<(Vec<Step>, String), String>, cmd: &str) -> i32 {
+    let (steps, msg) = match decided {
+        Ok(x) => x,
+        Err(e) => return fail(&format!("{cmd}: {e}; nothing changed")),
+    };
+    match apply_steps(be, &steps) {
+        Ok(()) => {
+            println!("overboot: {msg}");
+            0
+        }
+        Err(e) => fail(&format!(
+            "{cmd}: cannot update BootExt ({}): {e}{}",
+            be.path.display(),
+            if e.contains("Read-only") {
+                " (remount it read-write: mount -o remount,rw)"
+            } else {
+                ""
+            }
+        )),
+    }
+}
+
+/// The image this system booted, as a file name in `System/`, from the state file.
+fn booted_image(path: &str) -> Result<Option<String>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {path}: {e}")),
+    };
+    let s: State = serde_json::from_str(&text)
+        .map_err(|e| format!("{path} is not a state file this version understands: {e}"))?;
+    Ok(s.booted.map(|b| {
+        b.image
+            .strip_prefix("System/")
+            .unwrap_or(&b.image)
+            .to_string()
+    }))
+}
+
+pub fn bless_main(args: &[String]) -> i32 {
+    if help(args, BLESS_USAGE) {
+        return 0;
+    }
+    let o = match parse(args, &["--bootext", "--state"]) {
+        Ok(o) if o.positional.is_empty() => o,
+        Ok(o) => {
+            return usage(
+                &format!("unexpected argument {}", o.positional[0]),
+                BLESS_USAGE,
+            );
+        }
+        Err(e) => return usage(&e, BLESS_USAGE),
+    };
+    let be = match open(&o.bootext) {
+        Ok(be) => be,
+        Err(e) => return fail(&e),
+    };
+    let state_path = o.state.as_deref().unwrap_or(state::STATE_PATH);
+    let booted = match booted_image(state_path) {
+        Ok(Some(b)) => Some(b),
+        Ok(None) => {
+            eprintln!(
+                "overboot: warning: no boot record at {state_path}: cannot check that this boot is the trial image"
+            );
+            None
+        }
+        Err(e) => return fail(&format!("bless: {e}")),
+    };
+    run(
+        &be,
+        trial::bless(&read_disk(&be), booted.as_deref()),
+        "bless",
+    )
+}
+
+pub fn rollback_main(args: &[String]) -> i32 {
+    if help(args, ROLLBACK_USAGE) {
+        return 0;
+    }
+    let o = match parse(args, &["--bootext"]) {
+        Ok(o) if o.positional.is_empty() => o,
+        Ok(o) => {
+            return usage(
+                &format!("unexpected argument {}", o.positional[0]),
+                ROLLBACK_USAGE,
+            );
+        }
+        Err(e) => return usage(&e, ROLLBACK_USAGE),
+    };
+    let be = match open(&o.bootext) {
+        Ok(be) => be,
+        Err(e) => return fail(&e),
+    };
+    run(&be, trial::rollback(&read_disk(&be)), "rollback")
+}
