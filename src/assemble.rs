@@ -7,6 +7,7 @@
 
 use crate::bootext;
 use crate::cmdline::{self, BootConfig};
+use crate::layers;
 use crate::names::TargetPath;
 pub use crate::pid1::Fatal;
 use crate::plan::{self, MountKind, PlannedMount, Skipped};
@@ -15,6 +16,7 @@ use crate::state::{self, Attempt, Booted, Clock, Fallback, MountRecord, State};
 use crate::sys::confined::Confined;
 use crate::sys::resolve::{self, RootTree, Want};
 use crate::sys::{errno_text, loopdev, mounts};
+use crate::units;
 use rustix::fd::OwnedFd;
 use rustix::mount::MountAttrFlags;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,9 @@ pub struct Request {
     pub root: PathBuf,
     pub cmdline: String,
     pub state_path: PathBuf,
+    /// Where `Units/` go (`<run_dir>/systemd/system/`): `/run` at boot; tests give a
+    /// scratch directory.
+    pub run_dir: PathBuf,
     /// `assemble` or `boot`.
     pub mode: String,
     pub bootext_info: state::BootExtInfo,
@@ -85,7 +90,7 @@ pub fn plan_overmounts(
 }
 
 fn reserved() -> Vec<TargetPath> {
-    [BOOTEXT_AT, IMAGE_AT, OVERLAY_AT]
+    [BOOTEXT_AT, IMAGE_AT, OVERLAY_AT, crate::apps::APPS_AT]
         .iter()
         .filter_map(|p| TargetPath::parse_absolute(p).ok())
         .collect()
@@ -162,10 +167,23 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     crate::trial_cli::note_fallback(&mut state, trial_reason);
     clock.lap(&mut state, "system-image");
 
+    // Step 7 (first half): Overlay/ layers, staged read-only.
+    let layer_dirs = mount_layers(&be, &staging, &image_dir, &mut state);
+    clock.lap(&mut state, "layers");
+
     // Step 6: the writable layer and the overlay root.
     let overlay_dir = staging.join("overlay");
-    mount_overlay(&image_dir, &overlay_dir, &config, &root_fd).map_err(|e| Fatal {
-        what: "the overlay root (tmpfs upper layer over the system image)".into(),
+    let upper = mount_overlay(
+        &be,
+        &image_dir,
+        &layer_dirs,
+        &overlay_dir,
+        &config,
+        &root_fd,
+        &mut state,
+    )
+    .map_err(|e| Fatal {
+        what: "the overlay root (writable layer over the system image)".into(),
         found: e,
         fix: "check that the kernel has overlayfs and tmpfs, and that overboot.overlay= is valid"
             .into(),
@@ -186,7 +204,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     ));
     state.mounts.push(record(
         "overlay",
-        Some(format!("tmpfs size={}", config.overlay.tmpfs_option())),
+        Some(upper.describe(&config)),
         "/",
         "/",
         "overlay",
@@ -196,6 +214,15 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
 
     // Step 8, before DIRS so that no entry can hide or land in these.
     publish(&root, &image_dir, &overlay_dir, &be, &mut state);
+    if upper == Upper::Persist
+        && let Some(m) = state
+            .mounts
+            .iter_mut()
+            .find(|m| m.origin == "overlay-upper")
+    {
+        m.source = Some(format!("{}/{}", be.path.display(), layers::PERSIST_DIR));
+        m.kind = "bind".into();
+    }
     clock.lap(&mut state, "mountpoints");
 
     // Step 7: overmounts.
@@ -235,10 +262,23 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
             }),
         }
     }
+    clock.lap(&mut state, "overmounts");
+
+    // Apps/ and Units/, after the overmounts so that no entry hides them.
+    mount_apps(&be, &root, &mut state);
+    clock.lap(&mut state, "apps");
+    let units = units::scan(&be, &RootTree(&root));
+    state.skipped.extend(units.skipped.iter().cloned());
+    let (installed, failed) = units::install(&units, &req.run_dir);
+    for u in &installed {
+        log::info!("unit {} ({})", u.path, u.source);
+    }
+    state.units = installed;
+    state.skipped.extend(failed);
+    clock.lap(&mut state, "units");
     for s in &state.skipped {
         log::warn!("skipped {}: {}", s.entry, s.reason);
     }
-    clock.lap(&mut state, "overmounts");
 
     // Step 9.
     undo.root = None;
@@ -304,14 +344,14 @@ fn setup_staging(staging: &Path) -> Result<(), String> {
             errno_text(e)
         )
     })?;
-    for sub in ["image", "overlay"] {
+    for sub in ["image", "overlay", "l"] {
         std::fs::create_dir(staging.join(sub)).map_err(|e| format!("cannot create {sub}: {e}"))?;
     }
     Ok(())
 }
 
 /// Attach and mount an image read-only; returns the detached mount.
-fn mount_image(file: &OwnedFd, name: &str) -> Result<(OwnedFd, String), String> {
+pub(crate) fn mount_image(file: &OwnedFd, name: &str) -> Result<(OwnedFd, String), String> {
     let dev = loopdev::attach(file, name)?;
     // "ro" makes the superblock read-only, so the kernel opens the device read-only.
     let mnt = mounts::new_mount(
@@ -433,12 +473,102 @@ fn mount_system_image(
     })
 }
 
-fn mount_overlay(
-    image_dir: &Path,
+/// What holds the writable layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upper {
+    Tmpfs,
+    /// `BootExt/Persist/` (`overboot.overlay=persist`).
+    Persist,
+}
+
+impl Upper {
+    fn describe(self, config: &BootConfig) -> String {
+        match self {
+            Upper::Tmpfs => format!("tmpfs size={}", config.overlay.tmpfs_option()),
+            Upper::Persist => format!("BootExt {}/upper", layers::PERSIST_DIR),
+        }
+    }
+}
+
+/// `Overlay/` layers, in name order, each mounted read-only at `<staging>/l/<n>`;
+/// returns their directories (bottom first). Bad layers are skipped.
+fn mount_layers(be: &Confined, staging: &Path, image_dir: &Path, state: &mut State) -> Vec<String> {
+    let (found, mut skipped) = layers::scan(be);
+    let mut dirs = Vec::new();
+    if found.is_empty() {
+        state.skipped.extend(skipped);
+        return dirs;
+    }
+    let (Ok(staging_s), Ok(image_s)) = (path_str(staging), path_str(image_dir)) else {
+        state.warnings.push(format!(
+            "Overlay/ layers not used: the staging path {} cannot be given to overlayfs",
+            staging.display()
+        ));
+        return dirs;
+    };
+    let (fit, more) = layers::order_and_fit(found, staging_s, image_s);
+    skipped.extend(more);
+    for layer in fit {
+        let dir = layers::layer_dir(staging_s, dirs.len());
+        match mount_layer(be, &layer, Path::new(&dir)) {
+            Ok(()) => {
+                log::info!("layer {} ({:?}) at {dir}", layer.source, layer.kind);
+                dirs.push(dir);
+                state.layers.push(layer);
+            }
+            Err(reason) => {
+                let _ = std::fs::remove_dir(&dir);
+                skipped.push(Skipped {
+                    entry: layer.source,
+                    reason,
+                });
+            }
+        }
+    }
+    state.skipped.extend(skipped);
+    dirs
+}
+
+fn mount_layer(be: &Confined, layer: &layers::Layer, at: &Path) -> Result<(), String> {
+    let src = &layer.source;
+    let mnt = match layer.kind {
+        layers::LayerKind::Dir => {
+            let fd = be
+                .open_path(src)
+                .map_err(|e| format!("{src}: {}", errno_text(e)))?;
+            mounts::clone_tree(&fd).map_err(|e| format!("cannot bind {src}: {}", errno_text(e)))?
+        }
+        layers::LayerKind::Image => {
+            let file = be
+                .open_read(src)
+                .map_err(|e| format!("{src}: {}", errno_text(e)))?;
+            mount_image(&file, src)?.0
+        }
+    };
+    std::fs::create_dir(at).map_err(|e| format!("cannot create {}: {e}", at.display()))?;
+    let target = mounts::open_dir(at).map_err(errno_text)?;
+    mounts::attach(&mnt, &target)
+        .map_err(|e| format!("cannot mount on {}: {}", at.display(), errno_text(e)))
+}
+
+/// The writable layer at `overlay_dir` (with `upper/` and `work/` in it): BootExt
+/// `Persist/` when asked for and possible, else tmpfs.
+fn writable_layer(
+    be: &Confined,
     overlay_dir: &Path,
     config: &BootConfig,
-    root_fd: &OwnedFd,
-) -> Result<(), String> {
+    try_persist: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Upper, String> {
+    let at = mounts::open_dir(overlay_dir).map_err(errno_text)?;
+    if try_persist {
+        match layers::prepare_persist(be).and_then(|mnt| {
+            mounts::attach(&mnt, &at).map_err(|e| format!("cannot bind Persist: {}", errno_text(e)))
+        }) {
+            Ok(()) => return Ok(Upper::Persist),
+            Err(e) => persist_fallback(warnings, &e),
+        }
+    }
     let size = config.overlay.tmpfs_option();
     let tmpfs = mounts::new_mount(
         "tmpfs",
@@ -446,16 +576,87 @@ fn mount_overlay(
         &[("size", Some(&size)), ("mode", Some("0755"))],
         MountAttrFlags::MOUNT_ATTR_NODEV | MountAttrFlags::MOUNT_ATTR_NOSUID,
     )?;
-    let at = mounts::open_dir(overlay_dir).map_err(errno_text)?;
     mounts::attach(&tmpfs, &at)
         .map_err(|e| format!("cannot mount the tmpfs: {}", errno_text(e)))?;
+    for d in [overlay_dir.join("upper"), overlay_dir.join("work")] {
+        std::fs::create_dir(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    Ok(Upper::Tmpfs)
+}
+
+fn persist_fallback(warnings: &mut Vec<String>, why: &str) {
+    let w = format!(
+        "overboot.overlay=persist not possible: {why}; the writable layer is tmpfs instead and changes are LOST at shutdown"
+    );
+    log::error!("{w}");
+    warnings.push(w);
+}
+
+/// The overlay root: the writable layer (persist when asked, else tmpfs) over the
+/// layers and the image. When overlayfs refuses, it is tried again without the
+/// `Overlay/` layers (then skipped), and then with tmpfs instead of `Persist/`, so
+/// that neither can stop a boot that the image alone would make.
+fn mount_overlay(
+    be: &Confined,
+    image_dir: &Path,
+    layer_dirs: &[String],
+    overlay_dir: &Path,
+    config: &BootConfig,
+    root_fd: &OwnedFd,
+    state: &mut State,
+) -> Result<Upper, String> {
+    let image = path_str(image_dir)?;
+    let full = layers::lowerdir(layer_dirs, image);
+    let mut lowers = vec![full.as_str()];
+    if !layer_dirs.is_empty() {
+        lowers.push(image);
+    }
+    let mut upper = writable_layer(be, overlay_dir, config, config.persist, &mut state.warnings)?;
+    let mut first_error = None;
+    loop {
+        for lower in &lowers {
+            match overlay_root(lower, overlay_dir, root_fd) {
+                Ok(()) => {
+                    if *lower != full {
+                        let why = format!(
+                            "overlayfs refused the Overlay/ layers: {}",
+                            first_error.clone().unwrap_or_default()
+                        );
+                        for l in std::mem::take(&mut state.layers) {
+                            state.skipped.push(Skipped {
+                                entry: l.source,
+                                reason: why.clone(),
+                            });
+                        }
+                    }
+                    return Ok(upper);
+                }
+                Err(e) => {
+                    log::warn!("overlay with lowerdir={lower}: {e}");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if upper != Upper::Persist {
+            return Err(first_error.unwrap_or_default());
+        }
+        let _ = mounts::detach(overlay_dir);
+        persist_fallback(
+            &mut state.warnings,
+            &format!(
+                "overlayfs refused Persist/upper: {}",
+                first_error.take().unwrap_or_default()
+            ),
+        );
+        upper = writable_layer(be, overlay_dir, config, false, &mut state.warnings)?;
+    }
+}
+
+fn overlay_root(lower: &str, overlay_dir: &Path, root_fd: &OwnedFd) -> Result<(), String> {
     let upper = overlay_dir.join("upper");
     let work = overlay_dir.join("work");
-    for d in [&upper, &work] {
-        std::fs::create_dir(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
-    }
     let opts = [
-        ("lowerdir", Some(path_str(image_dir)?)),
+        ("lowerdir", Some(lower)),
         ("upperdir", Some(path_str(&upper)?)),
         ("workdir", Some(path_str(&work)?)),
     ];
@@ -466,6 +667,41 @@ fn mount_overlay(
             errno_text(e)
         )
     })
+}
+
+/// `Apps/` images, read-only at `/mnt/apps/<name>`; bad ones skipped.
+fn mount_apps(be: &Confined, root: &OwnedFd, state: &mut State) {
+    let (found, skipped) = crate::apps::scan(be);
+    state.skipped.extend(skipped);
+    for app in found {
+        let result = (|| {
+            let file = be
+                .open_read(&app.source)
+                .map_err(|e| format!("{}: {}", app.source, errno_text(e)))?;
+            let (mnt, _dev) = mount_image(&file, &app.source)?;
+            let target = resolve::resolve_target(root, &app.target, Want::Dir)?;
+            mounts::attach(&mnt, &target.fd)
+                .map_err(|e| format!("cannot mount on {}: {}", target.real, errno_text(e)))?;
+            Ok::<_, String>(target.real)
+        })();
+        match result {
+            Ok(real) => {
+                log::info!("app {} -> {real}", app.source);
+                state.mounts.push(record(
+                    &app.source,
+                    Some(app.source.clone()),
+                    &app.target.to_string(),
+                    &real.to_string(),
+                    "image",
+                    true,
+                ));
+            }
+            Err(reason) => state.skipped.push(Skipped {
+                entry: app.source,
+                reason,
+            }),
+        }
+    }
 }
 
 fn path_str(p: &Path) -> Result<&str, String> {

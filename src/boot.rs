@@ -58,6 +58,7 @@ fn run() -> Result<(), Fatal> {
         root: NEW_ROOT.into(),
         cmdline: cmdline_text,
         state_path: crate::state::STATE_PATH.into(),
+        run_dir: "/run".into(),
         mode: "boot".into(),
         bootext_info: info,
         verify: Default::default(),

@@ -16,7 +16,7 @@ pub const USAGE: &str = "\
 overboot: early-boot overlay assembler for read-only appliance systems
 
 usage:
-  overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE]
+  overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE] [--run-dir DIR]
   overboot plan --bootext DIR [--cmdline STR] [--json]
   overboot check DIR
   overboot status [--json] [--state FILE]
@@ -63,7 +63,7 @@ pub fn init_stderr_logger() {
 }
 
 const ASSEMBLE_USAGE: &str = "\
-usage: overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE] [--trust-keys DIR]
+usage: overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE] [--trust-keys DIR] [--run-dir DIR]
 
 Select the system image on BootExt (DIR), mount it read-only with a tmpfs overlay on
 ROOT, make the DIRS/ and manifest overmounts, publish BootExt, image and overlay at
@@ -71,7 +71,8 @@ ROOT, make the DIRS/ and manifest overmounts, publish BootExt, image and overlay
   --cmdline STR   kernel command line to obey (default: /proc/cmdline)
   --state FILE    where to write the record (default: /run/overboot/state.json)
   --trust-keys DIR  trusted minisign keys (*.pub; default: /etc/overboot/trusted-keys)
-  --meminfo FILE  read MemAvailable for overboot.toram from FILE (tests; default /proc/meminfo)";
+  --meminfo FILE  read MemAvailable for overboot.toram from FILE (tests; default /proc/meminfo)
+  --run-dir DIR   where Units/ are installed, as DIR/systemd/system/ (default: /run)";
 
 const PLAN_USAGE: &str = "\
 usage: overboot plan --bootext DIR [--cmdline STR] [--json]
@@ -159,6 +160,7 @@ pub fn assemble_main(args: &[String]) -> i32 {
             "--state",
             "--trust-keys",
             "--meminfo",
+            "--run-dir",
         ],
         &[],
     ) {
@@ -179,6 +181,7 @@ pub fn assemble_main(args: &[String]) -> i32 {
         root: PathBuf::from(root),
         cmdline: cmdline_or_proc(&a),
         state_path: PathBuf::from(a.value("--state").unwrap_or(state::STATE_PATH)),
+        run_dir: PathBuf::from(a.value("--run-dir").unwrap_or("/run")),
         mode: "assemble".into(),
         bootext_info: BootExtInfo {
             path: bootext.into(),
@@ -230,10 +233,20 @@ struct PlanOutput {
     /// Where a trial update stands (`crate::trial::describe`).
     trial: Option<String>,
     attempts: Vec<state::Attempt>,
+    /// The writable layer: `tmpfs` or `persist`.
+    upper: String,
+    /// `Overlay/` layers, bottom first (the last is on top).
+    layers: Vec<crate::layers::Layer>,
     mounts: Vec<PlannedMount>,
+    apps: Vec<crate::apps::App>,
+    units: crate::units::UnitsPlan,
     skipped: Vec<Skipped>,
     warnings: Vec<String>,
 }
+
+/// A staging path as long as the boot's (`/run/overboot/.staging-<pid>`), so the
+/// layer limits are judged as at boot.
+const PLAN_STAGING: &str = "/run/overboot/.staging-4194304";
 
 #[derive(Serialize)]
 struct SystemOutput {
@@ -290,15 +303,28 @@ fn compute_plan(be: &Confined, cmdline_text: &str) -> PlanOutput {
             }),
         }
     }
-    let (mounts, skipped) =
+    let (found, mut layer_skips) = crate::layers::scan(be);
+    let (layers, more) =
+        crate::layers::order_and_fit(found, PLAN_STAGING, &format!("{PLAN_STAGING}/image"));
+    layer_skips.extend(more);
+    let (mounts, mut skipped) =
         assemble::plan_overmounts(be, &manifest, &config, tree.as_ref(), &mut warnings);
     let trial = crate::trial::describe(&crate::trial::status(&crate::trial_cli::read_disk(be)))
         .map(|(line, _)| line);
+    skipped.splice(0..0, layer_skips);
+    let (apps, app_skips) = crate::apps::scan(be);
+    skipped.extend(app_skips);
+    let mut units = crate::units::scan(be, tree.as_ref());
+    skipped.append(&mut units.skipped);
     PlanOutput {
         system,
         trial,
         attempts,
+        upper: if config.persist { "persist" } else { "tmpfs" }.into(),
+        layers,
         mounts,
+        apps,
+        units,
         skipped,
         warnings,
     }
@@ -324,6 +350,40 @@ fn describe(m: &PlannedMount) -> String {
         m.source.as_deref().unwrap_or(&m.origin),
         m.target
     )
+}
+
+fn describe_layer(l: &crate::layers::Layer) -> String {
+    let kind = match l.kind {
+        crate::layers::LayerKind::Dir => "directory",
+        crate::layers::LayerKind::Image => "image",
+    };
+    format!("layer {} ({kind}, read-only)", l.source)
+}
+
+fn describe_app(a: &crate::apps::App) -> String {
+    format!("{} -> {} (app image, read-only)", a.source, a.target)
+}
+
+fn describe_units(u: &crate::units::UnitsPlan) -> Vec<String> {
+    let mut lines: Vec<String> = u
+        .files
+        .iter()
+        .map(|f| {
+            format!(
+                "unit {}/{} -> /run/systemd/system/{} ({} bytes)",
+                crate::units::UNITS_DIR,
+                f.path,
+                f.path,
+                f.bytes
+            )
+        })
+        .collect();
+    lines.extend(
+        u.links
+            .iter()
+            .map(|l| format!("unit link /run/systemd/system/{} -> {}", l.path, l.target)),
+    );
+    lines
 }
 
 pub fn plan_main(args: &[String]) -> i32 {
@@ -377,10 +437,28 @@ pub fn plan_main(args: &[String]) -> i32 {
             }
             None => println!("1. system image: NONE usable, the boot would fail"),
         }
+        let upper = if out.upper == "persist" {
+            "BootExt Persist/upper, tmpfs if BootExt cannot hold it"
+        } else {
+            "tmpfs"
+        };
+        let lower = if out.layers.is_empty() {
+            "image".to_string()
+        } else {
+            format!("image + {} Overlay/ layer(s)", out.layers.len())
+        };
         println!(
-            "2. tmpfs -> {} ; overlay (lower: image, upper: tmpfs) -> /",
+            "2. {} -> {} ; overlay (lower: {lower}, upper: {upper}) -> /",
+            if out.upper == "persist" {
+                "Persist"
+            } else {
+                "tmpfs"
+            },
             assemble::OVERLAY_AT
         );
+        for l in &out.layers {
+            println!("   {}", describe_layer(l));
+        }
         println!(
             "3. BootExt {} -> {}",
             be.path.display(),
@@ -388,6 +466,12 @@ pub fn plan_main(args: &[String]) -> i32 {
         );
         for (i, m) in out.mounts.iter().enumerate() {
             println!("{}. {}", i + 4, describe(m));
+        }
+        for (i, app) in out.apps.iter().enumerate() {
+            println!("{}. {}", i + 4 + out.mounts.len(), describe_app(app));
+        }
+        for line in describe_units(&out.units) {
+            println!("{line}");
         }
         for s in &out.skipped {
             println!("skip: {}: {}", s.entry, s.reason);
@@ -479,6 +563,9 @@ pub fn check_main(args: &[String]) -> i32 {
         }
     }
     let out = compute_plan(&be, "");
+    for l in &out.layers {
+        println!("{}", describe_layer(l));
+    }
     for w in out
         .warnings
         .iter()
@@ -494,6 +581,12 @@ pub fn check_main(args: &[String]) -> i32 {
                 m.origin
             ));
         }
+    }
+    for app in &out.apps {
+        println!("{}", describe_app(app));
+    }
+    for line in describe_units(&out.units) {
+        println!("{line}");
     }
     for s in &out.skipped {
         errors.push(format!("{}: {}", s.entry, s.reason));
@@ -596,6 +689,18 @@ pub fn render_status(s: &state::State) -> String {
             "Trial:     {} {} ({} of {} boots left): {}",
             t.image, t.outcome, t.boots_left, t.tries, t.detail
         );
+    }
+    if !s.layers.is_empty() {
+        let _ = writeln!(o, "\nOverlay/ layers, bottom first ({}):", s.layers.len());
+        for l in &s.layers {
+            let _ = writeln!(o, "  {}", describe_layer(l));
+        }
+    }
+    if !s.units.is_empty() {
+        let _ = writeln!(o, "\nUnits ({}):", s.units.len());
+        for u in &s.units {
+            let _ = writeln!(o, "  {} {} ({})", u.kind, u.path, u.source);
+        }
     }
     let _ = writeln!(o, "\nMounts ({}):", s.mounts.len());
     for m in &s.mounts {

@@ -112,9 +112,9 @@ impl OverlaySize {
 
 /// `overboot.overlay=tmpfs[:size=N%|NM|NG]`.
 pub fn parse_overlay(text: &str) -> Result<OverlaySize, String> {
-    let rest = text
-        .strip_prefix("tmpfs")
-        .ok_or_else(|| format!("'{text}': only 'tmpfs[:size=N%|NM|NG]' is supported"))?;
+    let rest = text.strip_prefix("tmpfs").ok_or_else(|| {
+        format!("'{text}': only 'tmpfs[:size=N%|NM|NG]' or 'persist' is supported")
+    })?;
     if rest.is_empty() {
         return Ok(DEFAULT_OVERLAY_SIZE);
     }
@@ -177,6 +177,8 @@ pub struct Settings {
     pub system: Option<SystemChoice>,
     pub toram: Option<bool>,
     pub overlay: Option<OverlaySize>,
+    /// `overboot.overlay=persist`: the writable layer on BootExt (`Persist/`).
+    pub persist: Option<bool>,
     pub dirs: Option<bool>,
     pub timeout_secs: Option<u32>,
     pub verify: Option<bool>,
@@ -195,6 +197,9 @@ pub struct BootConfig {
     pub system: SystemChoice,
     pub toram: bool,
     pub overlay: OverlaySize,
+    /// Upper layer on BootExt (`Persist/`) instead of tmpfs; tmpfs of `overlay`'s
+    /// size stays the fallback.
+    pub persist: bool,
     pub dirs: bool,
     pub timeout_secs: u32,
     /// `None`: verify where a checksum exists.
@@ -219,6 +224,7 @@ impl Settings {
             system: self.system.or(lower.system),
             toram: self.toram.or(lower.toram),
             overlay: self.overlay.or(lower.overlay),
+            persist: self.persist.or(lower.persist),
             dirs: self.dirs.or(lower.dirs),
             timeout_secs: self.timeout_secs.or(lower.timeout_secs),
             verify: self.verify.or(lower.verify),
@@ -236,6 +242,7 @@ impl Settings {
             system: self.system.unwrap_or(SystemChoice::Active),
             toram: self.toram.unwrap_or(false),
             overlay: self.overlay.unwrap_or(DEFAULT_OVERLAY_SIZE),
+            persist: self.persist.unwrap_or(false),
             dirs: self.dirs.unwrap_or(true),
             timeout_secs: self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS),
             verify: self.verify,
@@ -254,7 +261,15 @@ impl Settings {
             "bootext" => self.bootext = Some(DeviceSpec::parse(need(value)?)?),
             "system" => self.system = Some(SystemChoice::parse(need(value)?)?),
             "toram" => self.toram = Some(parse_bool(value.unwrap_or("1"))?),
-            "overlay" => self.overlay = Some(parse_overlay(need(value)?)?),
+            "overlay" => {
+                let v = need(value)?;
+                if v == "persist" {
+                    self.persist = Some(true);
+                } else {
+                    self.overlay = Some(parse_overlay(v)?);
+                    self.persist = Some(false);
+                }
+            }
             "dirs" => self.dirs = Some(parse_bool(need(value)?)?),
             "timeout" => {
                 let v = need(value)?;
@@ -413,6 +428,13 @@ mod tests {
             ("overboot.overlay=tmpfs:size=2G", |c| {
                 c.overlay == OverlaySize::Bytes(2 << 30)
             }),
+            ("overboot.overlay=persist", |c| {
+                c.persist && c.overlay == OverlaySize::Percent(50)
+            }),
+            (
+                "overboot.overlay=persist overboot.overlay=tmpfs:size=1G",
+                |c| !c.persist && c.overlay == OverlaySize::Bytes(1 << 30),
+            ),
             ("overboot.dirs=0", |c| !c.dirs),
             ("overboot.timeout=5", |c| c.timeout_secs == 5),
             ("overboot.verify=0", |c| c.verify == Some(false)),
@@ -491,6 +513,16 @@ mod tests {
         let c = cmd.over(manifest).resolve();
         assert!(c.dirs);
         assert_eq!(c.timeout_secs, 9);
+    }
+
+    #[test]
+    fn persist_layers_command_line_over_manifest() {
+        let manifest = parse("overboot.overlay=persist").settings;
+        assert!(manifest.clone().resolve().persist);
+        let cmd = parse("overboot.overlay=tmpfs").settings;
+        assert!(!cmd.over(manifest.clone()).resolve().persist);
+        let cmd = parse("quiet").settings;
+        assert!(cmd.over(manifest).resolve().persist);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! the kernel lives in `sys`. `select` and `bootext` read BootExt through it;
 //! `assemble` runs a plan with it; `cli` is the command-line front end.
 
+pub mod apps;
 pub mod assemble;
 pub mod boot;
 pub mod bootext;
@@ -13,6 +14,7 @@ pub mod cmdline;
 pub mod imagetree;
 pub mod initramfs;
 pub mod kmod;
+pub mod layers;
 pub mod manifest;
 pub mod names;
 pub mod pid1;
@@ -24,4 +26,5 @@ pub mod superblock;
 pub mod sys;
 pub mod trial;
 pub mod trial_cli;
+pub mod units;
 pub mod verify;

@@ -119,6 +119,12 @@ pub struct State {
     pub trial: Option<TrialState>,
     pub attempts: Vec<Attempt>,
     pub mounts: Vec<MountRecord>,
+    /// `Overlay/` layers stacked, bottom first (the last is on top).
+    #[serde(default)]
+    pub layers: Vec<crate::layers::Layer>,
+    /// `Units/` files and links installed for systemd.
+    #[serde(default)]
+    pub units: Vec<crate::units::UnitRecord>,
     pub skipped: Vec<Skipped>,
     pub warnings: Vec<String>,
     pub timings: Vec<Timing>,

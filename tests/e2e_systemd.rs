@@ -1,10 +1,12 @@
 //! Real systemd on the assembled root: a Debian minbase system image (debootstrap with
 //! systemd-sysv) booted from BootExt by overboot's initramfs under QEMU; systemd must
-//! reach multi-user.target, where a unit prints a marker and powers off.
+//! reach multi-user.target, where a unit prints a marker and powers off. A unit from
+//! BootExt `Units/` (wanted by multi-user.target) must have run before that.
 
 mod e2e_common;
 
 use e2e_common::{boot, fixture};
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 #[test]
@@ -16,11 +18,14 @@ fn systemd_reaches_multi_user_on_the_assembled_root() {
         .status()
         .expect("build-image.sh");
     assert!(built.success(), "building the systemd image failed");
+    let units = units_dir(&f.dir);
     let disk = f.dir.join("bootext-systemd.img");
     let out = Command::new(f.top.join("tests/e2e/build-bootext.sh"))
         .arg(&disk)
         .arg(&image)
         .arg(&f.recovery)
+        .arg("--file")
+        .arg(format!("{}=Units", units.display()))
         .output()
         .expect("build-bootext.sh");
     assert!(
@@ -30,6 +35,7 @@ fn systemd_reaches_multi_user_on_the_assembled_root() {
     );
     let log = boot(f, "overboot.onfail=poweroff", &[&disk], None);
     log.assert_has("OVERBOOT-E2E: systemd reached multi-user.target");
+    log.assert_has("OVERBOOT-E2E: unit from BootExt Units/ ran");
     log.assert_has("OVERBOOT-E2E: hostname=bootext-host");
     log.assert_has("OVERBOOT-E2E: done");
     log.assert_lacks("Kernel panic");
@@ -49,8 +55,34 @@ fn systemd_reaches_multi_user_on_the_assembled_root() {
     let state = log.section("state");
     assert!(state.contains("\"mode\": \"boot\""), "{state}");
     assert!(
+        state.contains("/run/systemd/system/multi-user.target.wants/overboot-units-e2e.service"),
+        "{state}"
+    );
+    assert!(
         log.powered_off(),
         "QEMU did not end by power-off:\n{}",
         log.tail()
     );
+}
+
+/// `Units/` for the BootExt: a oneshot unit that prints a marker on the console,
+/// ordered before multi-user.target (so it has run when the final marker prints),
+/// and its `multi-user.target.wants/` link.
+fn units_dir(dir: &Path) -> PathBuf {
+    let units = dir.join("units-systemd/Units");
+    let _ = std::fs::remove_dir_all(&units);
+    std::fs::create_dir_all(units.join("multi-user.target.wants")).unwrap();
+    std::fs::write(
+        units.join("overboot-units-e2e.service"),
+        "[Unit]\nDescription=overboot Units/ marker\nDefaultDependencies=no\nBefore=multi-user.target\n\n\
+         [Service]\nType=oneshot\nStandardOutput=tty\nTTYPath=/dev/console\n\
+         ExecStart=/bin/echo \"OVERBOOT-E2E: unit from BootExt Units/ ran\"\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "../overboot-units-e2e.service",
+        units.join("multi-user.target.wants/overboot-units-e2e.service"),
+    )
+    .unwrap();
+    units
 }

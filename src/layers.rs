@@ -1,0 +1,381 @@
+//! `BootExt/Overlay/` layers and the persistent upper layer (DESIGN section 1,
+//! section 2 step 7).
+//!
+//! Each entry of `Overlay/` is a directory or a squashfs image (`.squashfs`,
+//! `.squashfs.xz`, `.sqfs`), stacked read-only above the system image and below the
+//! writable layer, in byte order of the names: **the last in order is on top**, so
+//! with `10-base` and `20-site` a file in both comes from `20-site`. A bad entry is
+//! skipped with its reason, never fatal.
+//!
+//! overlayfs limits: the options of a mount go in one page (4096 bytes), so the
+//! lowerdir list is kept under [`LOWERDIR_MAX`] bytes and at most [`MAX_LAYERS`]
+//! layers are stacked (each staged at a short path `<staging>/l/<n>`); layers beyond
+//! either limit are skipped with the reason.
+//!
+//! With `overboot.overlay=persist` the writable layer is `BootExt/Persist/upper`
+//! (work directory `Persist/work`), created if missing: the one place where a boot
+//! writes to BootExt by design. When the BootExt filesystem cannot carry an overlay
+//! upper layer (mounted read-only, no extended attributes as on vfat) the boot falls
+//! back to tmpfs with a warning. `DIRS/` overmounts still go over the overlay root.
+//!
+//! The pure part (classification, order, limits, the lowerdir option) is apart from
+//! the part that reads BootExt ([`scan`], [`prepare_persist`]).
+
+use crate::bootext;
+use crate::names::IMAGE_EXTENSIONS;
+use crate::plan::{Skipped, SourceNode};
+use crate::sys::confined::Confined;
+use crate::sys::errno_text;
+use rustix::fd::OwnedFd;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatVfsMountFlags, XattrFlags};
+use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+
+/// The directory of layers on BootExt.
+pub const OVERLAY_DIR: &str = "Overlay";
+/// The persistent writable layer on BootExt (`upper/`, `work/` inside).
+pub const PERSIST_DIR: &str = "Persist";
+/// At most this many `Overlay/` layers are stacked.
+pub const MAX_LAYERS: usize = 64;
+/// Budget for the `lowerdir=` value (the page of mount options is 4096 bytes and
+/// also carries `upperdir=`, `workdir=`).
+pub const LOWERDIR_MAX: usize = 3000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerKind {
+    Dir,
+    Image,
+}
+
+/// One usable `Overlay/` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    /// The entry name in `Overlay/`.
+    pub name: String,
+    /// Path relative to BootExt (`Overlay/<name>`).
+    pub source: String,
+    pub kind: LayerKind,
+}
+
+/// Turn one `Overlay/` entry into a layer, or say why it cannot be one.
+pub fn classify(name: &str, node: &SourceNode) -> Result<Layer, String> {
+    let source = format!("{OVERLAY_DIR}/{name}");
+    let named_image = IMAGE_EXTENSIONS.iter().any(|e| name.ends_with(e));
+    let kind = match node {
+        SourceNode::Dir => LayerKind::Dir,
+        SourceNode::File {
+            image_problem: None,
+        } if named_image => LayerKind::Image,
+        SourceNode::File {
+            image_problem: Some(p),
+        } if named_image => return Err(format!("bad image: {p}")),
+        SourceNode::File { .. } => {
+            return Err(
+                "a plain file: a layer is a directory or a squashfs image named .squashfs, .squashfs.xz or .sqfs"
+                    .into(),
+            );
+        }
+        SourceNode::Other(what) => {
+            return Err(format!(
+                "{what}: a layer is a directory or a squashfs image"
+            ));
+        }
+    };
+    Ok(Layer {
+        name: name.to_string(),
+        source,
+        kind,
+    })
+}
+
+/// Why a directory layer found at `real` (its path relative to BootExt, links
+/// resolved; empty for BootExt itself) cannot be used: a layer holding or inside
+/// `Persist/` would overlap the persistent writable layer.
+pub fn overlap_problem(real: &str) -> Option<String> {
+    let overlaps = real.is_empty()
+        || real == PERSIST_DIR
+        || real
+            .strip_prefix(PERSIST_DIR)
+            .is_some_and(|r| r.starts_with('/'));
+    overlaps.then(|| {
+        format!(
+            "resolves to '{}', which holds or lies in {PERSIST_DIR}/ (the persistent writable layer)",
+            if real.is_empty() { "." } else { real }
+        )
+    })
+}
+
+/// Path of layer number `index` under the staging directory.
+pub fn layer_dir(staging: &str, index: usize) -> String {
+    format!("{staging}/l/{index}")
+}
+
+/// Sort layers by name (byte order, bottom first) and keep what overlayfs can take:
+/// at most [`MAX_LAYERS`], and a lowerdir value (layers staged under `staging`, then
+/// `image_dir`) within [`LOWERDIR_MAX`] bytes. The rest is skipped with the reason.
+pub fn order_and_fit(
+    mut layers: Vec<Layer>,
+    staging: &str,
+    image_dir: &str,
+) -> (Vec<Layer>, Vec<Skipped>) {
+    layers.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+    let mut kept = Vec::new();
+    let mut skipped = Vec::new();
+    let mut len = image_dir.len();
+    for layer in layers {
+        let add = layer_dir(staging, kept.len()).len() + 1;
+        if kept.len() >= MAX_LAYERS {
+            skipped.push(Skipped {
+                entry: layer.source,
+                reason: format!("more than {MAX_LAYERS} Overlay/ layers; merge some"),
+            });
+        } else if len + add > LOWERDIR_MAX {
+            skipped.push(Skipped {
+                entry: layer.source,
+                reason: format!(
+                    "the overlayfs lowerdir option would exceed {LOWERDIR_MAX} bytes; merge some layers"
+                ),
+            });
+        } else {
+            len += add;
+            kept.push(layer);
+        }
+    }
+    (kept, skipped)
+}
+
+/// The `lowerdir=` value: overlayfs lists the top layer first, so the last layer in
+/// name order comes first and the system image last.
+pub fn lowerdir(layer_dirs: &[String], image_dir: &str) -> String {
+    let mut parts: Vec<&str> = layer_dirs.iter().rev().map(String::as_str).collect();
+    parts.push(image_dir);
+    parts.join(":")
+}
+
+/// Every `Overlay/` entry of BootExt, classified (symlinks followed inside BootExt
+/// only; image superblocks checked). Not yet ordered or fitted.
+pub fn scan(be: &Confined) -> (Vec<Layer>, Vec<Skipped>) {
+    let mut layers = Vec::new();
+    let mut skipped = Vec::new();
+    let names = match be.list(OVERLAY_DIR) {
+        Ok(n) => n,
+        Err(e) => {
+            skipped.push(Skipped {
+                entry: OVERLAY_DIR.into(),
+                reason: format!("cannot list: {}", errno_text(e)),
+            });
+            return (layers, skipped);
+        }
+    };
+    for name in names {
+        let rel = format!("{OVERLAY_DIR}/{name}");
+        let layer = bootext::source_node(be, &rel, false)
+            .and_then(|node| classify(&name, &node))
+            .and_then(|l| {
+                if l.kind != LayerKind::Dir {
+                    return Ok(l);
+                }
+                let fd = be.open_path(&rel).map_err(errno_text)?;
+                let real = be.relative_of(&fd).unwrap_or_else(|| rel.clone());
+                match overlap_problem(&real) {
+                    Some(p) => Err(p),
+                    None => Ok(l),
+                }
+            });
+        match layer {
+            Ok(l) => layers.push(l),
+            Err(reason) => skipped.push(Skipped { entry: rel, reason }),
+        }
+    }
+    (layers, skipped)
+}
+
+/// What is wrong with a BootExt filesystem as an overlay upper layer, from
+/// `statvfs` flags and whether a `trusted.*` extended attribute could be set.
+pub fn persist_problem(read_only: bool, xattr: Result<(), Errno>) -> Option<String> {
+    if read_only {
+        return Some("BootExt is mounted read-only".into());
+    }
+    match xattr {
+        Ok(()) => None,
+        Err(Errno::NOTSUP) => Some(
+            "the BootExt filesystem has no extended attributes (vfat, exfat?), which an overlay upper layer needs"
+                .into(),
+        ),
+        Err(Errno::ROFS) => Some("BootExt is mounted read-only".into()),
+        Err(e) => Some(format!(
+            "cannot set an extended attribute on {PERSIST_DIR}/work: {}",
+            errno_text(e)
+        )),
+    }
+}
+
+fn mkdir_in(dir: &impl rustix::fd::AsFd, name: &str, shown: &str) -> Result<(), String> {
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
+        Ok(()) | Err(Errno::EXIST) => Ok(()),
+        Err(Errno::ROFS) => Err("BootExt is mounted read-only".into()),
+        Err(e) => Err(format!("cannot create {shown}: {}", errno_text(e))),
+    }
+}
+
+/// Make `Persist/upper` and `Persist/work` on BootExt (if missing), check that the
+/// filesystem can be an overlay upper layer, and return a detached bind mount of
+/// `Persist` (upper and work must be on one mount for overlayfs). `upper` and
+/// `work` must be real directories, not links.
+pub fn prepare_persist(be: &Confined) -> Result<OwnedFd, String> {
+    let root = be
+        .open_path(".")
+        .map_err(|e| format!("BootExt: {}", errno_text(e)))?;
+    let vfs = rustix::fs::fstatvfs(&root).map_err(|e| format!("statvfs: {}", errno_text(e)))?;
+    if vfs.f_flag.contains(StatVfsMountFlags::RDONLY) {
+        return Err(persist_problem(true, Ok(())).unwrap_or_default());
+    }
+    mkdir_in(&root, PERSIST_DIR, PERSIST_DIR)?;
+    let persist = be.open_path(PERSIST_DIR).map_err(|e| match e {
+        Errno::XDEV => format!("{PERSIST_DIR} leads outside BootExt"),
+        e => format!("{PERSIST_DIR}: {}", errno_text(e)),
+    })?;
+    for sub in ["upper", "work"] {
+        let shown = format!("{PERSIST_DIR}/{sub}");
+        mkdir_in(&persist, sub, &shown)?;
+        let st = rustix::fs::statat(&persist, sub, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| format!("{shown}: {}", errno_text(e)))?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+            return Err(format!("{shown} is not a directory (a link?)"));
+        }
+    }
+    let work = rustix::fs::openat(
+        &persist,
+        "work",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("{PERSIST_DIR}/work: {}", errno_text(e)))?;
+    let name = "trusted.overboot.probe";
+    let xattr = rustix::fs::fsetxattr(&work, name, b"1", XattrFlags::empty());
+    if xattr.is_ok() {
+        let _ = rustix::fs::fremovexattr(&work, name);
+    }
+    if let Some(problem) = persist_problem(false, xattr) {
+        return Err(problem);
+    }
+    crate::sys::mounts::clone_tree(&persist)
+        .map_err(|e| format!("cannot bind {PERSIST_DIR}: {}", errno_text(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(problem: Option<&str>) -> SourceNode {
+        SourceNode::File {
+            image_problem: problem.map(String::from),
+        }
+    }
+
+    fn layer(name: &str) -> Layer {
+        classify(name, &SourceNode::Dir).unwrap()
+    }
+
+    #[test]
+    fn classify_table() {
+        assert_eq!(
+            classify("10-base", &SourceNode::Dir).unwrap().kind,
+            LayerKind::Dir
+        );
+        for name in ["20-site.squashfs", "x.squashfs.xz", "y.sqfs"] {
+            let l = classify(name, &file(None)).unwrap();
+            assert_eq!(l.kind, LayerKind::Image, "{name}");
+            assert_eq!(l.source, format!("Overlay/{name}"));
+        }
+        let bad = [
+            (
+                "a.squashfs",
+                file(Some("truncated")),
+                "bad image: truncated",
+            ),
+            ("notes.txt", file(None), "a plain file"),
+            ("sock", SourceNode::Other("a socket".into()), "a socket"),
+        ];
+        for (name, node, want) in bad {
+            let e = classify(name, &node).unwrap_err();
+            assert!(e.contains(want), "{name}: {e}");
+        }
+    }
+
+    #[test]
+    fn byte_order_and_last_on_top() {
+        let layers = vec![layer("b"), layer("B"), layer("20-site"), layer("10-base")];
+        let (kept, skipped) = order_and_fit(layers, "/s", "/s/image");
+        assert!(skipped.is_empty());
+        let names: Vec<&str> = kept.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["10-base", "20-site", "B", "b"]);
+        let dirs: Vec<String> = (0..kept.len()).map(|i| layer_dir("/s", i)).collect();
+        assert_eq!(
+            lowerdir(&dirs, "/s/image"),
+            "/s/l/3:/s/l/2:/s/l/1:/s/l/0:/s/image"
+        );
+        assert_eq!(lowerdir(&[], "/s/image"), "/s/image");
+    }
+
+    #[test]
+    fn limits_skip_the_excess() {
+        let many: Vec<Layer> = (0..MAX_LAYERS + 3)
+            .map(|i| layer(&format!("{i:03}")))
+            .collect();
+        let (kept, skipped) = order_and_fit(many, "/s", "/s/image");
+        assert_eq!(kept.len(), MAX_LAYERS);
+        assert_eq!(skipped.len(), 3);
+        assert!(
+            skipped[0].reason.contains("more than"),
+            "{}",
+            skipped[0].reason
+        );
+        assert_eq!(kept.last().unwrap().name, format!("{:03}", MAX_LAYERS - 1));
+
+        let long = "/".to_string() + &"x".repeat(200);
+        let layers: Vec<Layer> = (0..20).map(|i| layer(&format!("{i:02}"))).collect();
+        let (kept, skipped) = order_and_fit(layers, &long, "/image");
+        let dirs: Vec<String> = (0..kept.len()).map(|i| layer_dir(&long, i)).collect();
+        assert!(lowerdir(&dirs, "/image").len() <= LOWERDIR_MAX);
+        assert!(!skipped.is_empty());
+        assert_eq!(kept.len() + skipped.len(), 20);
+        assert!(
+            skipped[0].reason.contains("lowerdir"),
+            "{}",
+            skipped[0].reason
+        );
+    }
+
+    #[test]
+    fn overlaps_with_persist() {
+        for bad in ["", "Persist", "Persist/upper", "Persist/x/y"] {
+            assert!(overlap_problem(bad).is_some(), "{bad}");
+        }
+        for ok in ["Overlay/10-base", "Persisted", "Data/Persist"] {
+            assert_eq!(overlap_problem(ok), None, "{ok}");
+        }
+    }
+
+    #[test]
+    fn persist_problems() {
+        assert_eq!(persist_problem(false, Ok(())), None);
+        assert!(persist_problem(true, Ok(())).unwrap().contains("read-only"));
+        assert!(
+            persist_problem(false, Err(Errno::NOTSUP))
+                .unwrap()
+                .contains("extended attributes")
+        );
+        assert!(
+            persist_problem(false, Err(Errno::ROFS))
+                .unwrap()
+                .contains("read-only")
+        );
+        assert!(
+            persist_problem(false, Err(Errno::PERM))
+                .unwrap()
+                .contains("cannot set")
+        );
+    }
+}
