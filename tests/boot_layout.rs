@@ -146,7 +146,12 @@ fn skeleton_example_manifest_is_valid_once_uncommented() {
             .arg(top().join("boot-layout/skeleton"))
             .arg(&tree),
     );
-    for f in ["DIRS/README", "Overlay/README"] {
+    for f in [
+        "DIRS/README",
+        "Overlay/README",
+        "Units/README",
+        "Apps/README",
+    ] {
         fs::remove_file(tree.join(f)).unwrap();
     }
     let toml = fs::read_to_string(tree.join("overboot.toml")).unwrap();
