@@ -79,8 +79,41 @@ fn decompress(file: &Path, compress: &str) -> Vec<u8> {
     out.stdout
 }
 
-/// `cpio -itv` of an uncompressed archive: one line per entry.
-fn cpio_list(archive: &[u8]) -> Vec<String> {
+/// `cpio -itv` of the uncompressed initramfs: one line per entry, over every archive
+/// of it (the kernel unpacks concatenated archives one after the other; `cpio` stops
+/// at the first trailer). Each archive is padded to 512 bytes after its trailer.
+fn cpio_list(initramfs: &[u8]) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut rest = initramfs;
+    while rest.iter().any(|b| *b != 0) {
+        let end = archive_end(rest);
+        lines.extend(cpio_list_one(&rest[..end]));
+        rest = &rest[end..];
+    }
+    lines
+}
+
+/// Where the newc archive at the start of `data` ends: after its trailer entry,
+/// rounded up to 512 bytes (walking the headers: a program may hold the trailer's
+/// name as a string).
+fn archive_end(data: &[u8]) -> usize {
+    let hex = |at: usize| {
+        usize::from_str_radix(std::str::from_utf8(&data[at..at + 8]).unwrap(), 16).unwrap()
+    };
+    let mut at = 0;
+    loop {
+        assert_eq!(&data[at..at + 6], b"070701", "newc magic at {at}");
+        let (filesize, namesize) = (hex(at + 54), hex(at + 94));
+        let name = &data[at + 110..at + 110 + namesize - 1];
+        let data_at = (at + 110 + namesize).div_ceil(4) * 4;
+        at = (data_at + filesize).div_ceil(4) * 4;
+        if name == b"TRAILER!!!" {
+            return at.div_ceil(512) * 512;
+        }
+    }
+}
+
+fn cpio_list_one(archive: &[u8]) -> Vec<String> {
     let mut child = Command::new("cpio")
         .args(["-itv", "--quiet"])
         .stdin(Stdio::piped())

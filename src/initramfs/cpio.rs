@@ -65,6 +65,19 @@ impl Archive {
         self.add(path, perm, Kind::File(data));
     }
 
+    /// Move the entries at `paths` (those present) into an archive of their own,
+    /// with their parent directories.
+    pub fn take(&mut self, paths: &[&str]) -> Archive {
+        let mut out = Archive::new();
+        for p in paths {
+            let path = clean(p);
+            if let Some(e) = self.entries.remove(&path) {
+                out.add(&path, e.perm, e.kind);
+            }
+        }
+        out
+    }
+
     pub fn entries(&self) -> impl Iterator<Item = (&String, &Entry)> {
         self.entries.iter()
     }

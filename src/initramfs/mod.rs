@@ -206,18 +206,18 @@ fn run(opts: &Options) -> Result<String, String> {
     })?;
     let mut built = built;
     add_trust_keys(&mut built.archive, &opts.trust_keys)?;
-    let raw = built.archive.to_bytes()?;
     let compression = opts.compress.unwrap_or_else(default_compression);
-    let data = compress(&raw, compression)?;
+    let entries = built.archive.len();
+    let (raw_len, data) = archive_bytes(built.archive, compression)?;
     write_atomically(&opts.output, &data)?;
 
     let mut s = format!(
         "wrote {}: /init from {}, {} entries, {} modules for {kver}, {} KiB uncompressed, {} KiB {}\n",
         opts.output.display(),
         binary_path.display(),
-        built.archive.len(),
+        entries,
         built.resolution.load.len(),
-        raw.len().div_ceil(1024),
+        raw_len.div_ceil(1024),
         data.len().div_ceil(1024),
         compression.name(),
     );
@@ -518,6 +518,46 @@ pub fn default_binary() -> PathBuf {
     me
 }
 
+/// The programs of an initramfs: compressed apart with xz, see [`archive_bytes`].
+const EXECUTABLES: &[&str] = &["init", "bin/busybox"];
+
+/// The initramfs bytes and the uncompressed size. With xz, two concatenated archives
+/// (the kernel unpacks one after the other): the programs through xz's x86 filter,
+/// which makes machine code about 4% smaller, and the rest (kernel modules, which are
+/// relocatable objects the filter makes larger) without it.
+pub fn archive_bytes(mut archive: Archive, c: Compression) -> Result<(usize, Vec<u8>), String> {
+    if c != Compression::Xz {
+        let raw = archive.to_bytes()?;
+        return Ok((raw.len(), compress(&raw, c)?));
+    }
+    let programs = archive.take(EXECUTABLES).to_bytes()?;
+    let rest = archive.to_bytes()?;
+    let mut data = compress(&rest, c)?;
+    // Streams start on a 4-byte boundary (xz stream padding is zeros).
+    data.resize(data.len().div_ceil(4) * 4, 0);
+    data.extend(pipe("xz", &XZ_X86_ARGS, &programs)?);
+    Ok((rest.len() + programs.len(), data))
+}
+
+/// xz for the kernel: CRC32 check (the kernel's unxz checks no other), single-threaded
+/// (reproducible), -9e with an 8 MiB window (a small initramfs fits in it whole; the
+/// kernel allocates the window the header names).
+const XZ_ARGS: [&str; 5] = [
+    "-q",
+    "-c",
+    "-T1",
+    "--check=crc32",
+    "--lzma2=preset=9e,dict=8MiB",
+];
+const XZ_X86_ARGS: [&str; 6] = [
+    "-q",
+    "-c",
+    "-T1",
+    "--check=crc32",
+    "--x86",
+    "--lzma2=preset=9e,dict=8MiB",
+];
+
 /// Compress for the kernel's initramfs unpacker. gzip in-process (flate2 on the
 /// pure-Rust zlib-rs backend); zstd and xz through their commands, with settings
 /// the kernel decompressor accepts (xz: CRC32 check) and that are reproducible
@@ -532,19 +572,7 @@ pub fn compress(data: &[u8], c: Compression) -> Result<Vec<u8>, String> {
                 .map_err(|e| format!("gzip: {e}"))
         }
         Compression::Zstd => pipe("zstd", &["-q", "-c", "-19", "-T1", "--no-progress"], data),
-        // -9e with an 8 MiB window: the whole archive of a small initramfs fits in it,
-        // and the kernel's unxz allocates the window the header names.
-        Compression::Xz => pipe(
-            "xz",
-            &[
-                "-q",
-                "-c",
-                "-T1",
-                "--check=crc32",
-                "--lzma2=preset=9e,dict=8MiB",
-            ],
-            data,
-        ),
+        Compression::Xz => pipe("xz", &XZ_ARGS, data),
     }
 }
 
