@@ -82,7 +82,8 @@ pub fn plan_overmounts(
         entries.candidates.extend(dirs.candidates);
         entries.skipped.extend(dirs.skipped);
     } else {
-        warnings.push("overboot.dirs=0: DIRS/ entries are not mounted (safe mode)".into());
+        warnings
+            .push("overboot.dirs=0 (safe mode): DIRS/, Overlay/ and Units/ are not applied".into());
     }
     let (mounts, skipped) = plan::build(entries.candidates, tree, &reserved());
     entries.skipped.extend(skipped);
@@ -168,7 +169,12 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     clock.lap(&mut state, "system-image");
 
     // Step 7 (first half): Overlay/ layers, staged read-only.
-    let layer_dirs = mount_layers(&be, &staging, &image_dir, &mut state);
+    // Safe mode (overboot.dirs=0) boots the image as built: no Overlay/, no Units/.
+    let layer_dirs = if config.dirs {
+        mount_layers(&be, &staging, &image_dir, &mut state)
+    } else {
+        Vec::new()
+    };
     clock.lap(&mut state, "layers");
 
     // Step 6: the writable layer and the overlay root.
@@ -267,7 +273,11 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     // Apps/ and Units/, after the overmounts so that no entry hides them.
     mount_apps(&be, &root, &mut state);
     clock.lap(&mut state, "apps");
-    let units = units::scan(&be, &RootTree(&root));
+    let units = if config.dirs {
+        units::scan(&be, &RootTree(&root))
+    } else {
+        units::UnitsPlan::default()
+    };
     state.skipped.extend(units.skipped.iter().cloned());
     let (installed, failed) = units::install(&units, &req.run_dir);
     for u in &installed {

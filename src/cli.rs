@@ -303,7 +303,12 @@ fn compute_plan(be: &Confined, cmdline_text: &str) -> PlanOutput {
             }),
         }
     }
-    let (found, mut layer_skips) = crate::layers::scan(be);
+    // Safe mode (overboot.dirs=0): no Overlay/, no Units/, as the boot does.
+    let (found, mut layer_skips) = if config.dirs {
+        crate::layers::scan(be)
+    } else {
+        Default::default()
+    };
     let (layers, more) =
         crate::layers::order_and_fit(found, PLAN_STAGING, &format!("{PLAN_STAGING}/image"));
     layer_skips.extend(more);
@@ -314,7 +319,11 @@ fn compute_plan(be: &Confined, cmdline_text: &str) -> PlanOutput {
     skipped.splice(0..0, layer_skips);
     let (apps, app_skips) = crate::apps::scan(be);
     skipped.extend(app_skips);
-    let mut units = crate::units::scan(be, tree.as_ref());
+    let mut units = if config.dirs {
+        crate::units::scan(be, tree.as_ref())
+    } else {
+        Default::default()
+    };
     skipped.append(&mut units.skipped);
     PlanOutput {
         system,

@@ -712,7 +712,19 @@ fn dirs_zero_skips_all_entries() {
         b.dir_entry("DIR_etc_ssh", &[("ssh_host_key", "KEY")]);
         b.file_entry("FILE_etc_hostname", "unit-42\n");
         b.image_entry("DIR_opt_tools.squashfs", &[("bin/tool", "TOOL")]);
+        // Safe mode leaves out Overlay/ layers and Units/ too.
+        write(&b.path, "Overlay/10-site/etc/site", "SITE");
+        write(
+            &b.path,
+            "Units/site.service",
+            "[Service]\nExecStart=/bin/true\n",
+        );
         let a = assemble_ok(ns, &b.path, "overboot.dirs=0");
+        assert!(!a.at("etc/site").exists(), "Overlay/ applied in safe mode");
+        assert!(
+            !ns.dir("run").join("systemd/system/site.service").exists(),
+            "Units/ installed in safe mode"
+        );
         assert!(a.at("etc/ssh/sshd_config").exists());
         assert!(!a.at("etc/ssh/ssh_host_key").exists());
         assert_eq!(

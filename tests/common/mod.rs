@@ -565,6 +565,11 @@ pub fn assemble_args(ns: &Ns, bootext: &Path, cmdline: &str, extra: &[&str]) -> 
         OsStr::new("--state"),
         state_path.as_os_str(),
     ];
+    // Units/ go to a scratch run directory, never the host's /run/systemd/system.
+    let run_dir = ns.dir("run");
+    if !extra.contains(&"--run-dir") {
+        args.extend([OsStr::new("--run-dir"), run_dir.as_os_str()]);
+    }
     args.extend(extra.iter().map(OsStr::new));
     let run = overboot(args);
     Assembly {
