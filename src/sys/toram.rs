@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 const MIB: u64 = 1 << 20;
 /// Read size of one step of the pass.
 const CHUNK: usize = 4 << 20;
+/// Buffers in flight between the reader thread and the hashing one.
+const RING: usize = 3;
 /// How far ahead of the pass the disk is asked to read.
 const AHEAD: u64 = 32 << 20;
 /// Kept free besides the copy: the larger of this and [`MARGIN_PERCENT`] of RAM.
@@ -270,8 +272,148 @@ fn pwrite_all(dst: &OwnedFd, mut data: &[u8], mut off: u64) -> Result<(), Errno>
     Ok(())
 }
 
+/// One piece of the image, in order, from the reader thread to the hashing one.
+enum Piece {
+    /// `len` bytes of `buf` are the image at `pos` (already in the copy).
+    Data { pos: u64, buf: Vec<u8>, len: usize },
+    /// A hole of this many bytes (zeros) follows.
+    Hole(u64),
+    /// The pass cannot go on.
+    Failed(PassError),
+}
+
+/// Read the `want` bytes at `pos` into `buf` and copy them to `dst` at the same place.
+fn read_piece(
+    src: &OwnedFd,
+    dst: Option<&OwnedFd>,
+    name: &str,
+    size: u64,
+    mut buf: Vec<u8>,
+    pos: u64,
+    want: usize,
+) -> Piece {
+    let slot = buf.get_mut(..want).unwrap_or_default();
+    let len = match pread_full(src, slot, pos) {
+        Ok(0) => {
+            return Piece::Failed(PassError::Source(format!(
+                "{name}: ends at {pos} bytes, {size} expected (the file shrank while read)"
+            )));
+        }
+        Ok(len) => len,
+        Err(e) => {
+            return Piece::Failed(PassError::Source(format!(
+                "{name}: read error: {}",
+                errno_text(e)
+            )));
+        }
+    };
+    if let Some(dst) = dst {
+        let data = buf.get(..len).unwrap_or_default();
+        if let Err(e) = pwrite_all(dst, data, pos) {
+            return Piece::Failed(PassError::Ram(format!(
+                "writing the RAM copy of {name} at {}: {}",
+                mib(pos),
+                errno_text(e)
+            )));
+        }
+    }
+    Piece::Data { pos, buf, len }
+}
+
+/// Where the data is: the extents of `src` in order, then holes, as
+/// `(start, end)` of the next data from `pos` (`(size, size)` when only a hole is left).
+fn extent_from(src: &OwnedFd, name: &str, pos: u64, size: u64) -> Result<(u64, u64), PassError> {
+    next_extent(src, pos, size)
+        .map(|x| x.unwrap_or((size, size)))
+        .map_err(|e| PassError::Source(format!("{name}: seek: {}", errno_text(e))))
+}
+
+/// The reader thread: reads `src` in order into buffers taken from `free`, copies
+/// each to `dst`, and sends it (and each hole) to `out` to be hashed. Stops quietly
+/// when the other side hangs up.
+fn reader(
+    src: &OwnedFd,
+    dst: Option<&OwnedFd>,
+    size: u64,
+    name: &str,
+    free: &std::sync::mpsc::Receiver<Vec<u8>>,
+    out: &std::sync::mpsc::SyncSender<Piece>,
+) {
+    let mut pos = 0u64;
+    while pos < size {
+        let (start, end) = match extent_from(src, name, pos, size) {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = out.send(Piece::Failed(e));
+                return;
+            }
+        };
+        if start > pos {
+            if out.send(Piece::Hole(start - pos)).is_err() {
+                return;
+            }
+            pos = start;
+        }
+        while pos < end {
+            // Ask for the next window now: the disk reads it while this thread
+            // copies and waits for a free buffer.
+            if pos % (AHEAD / 2) < CHUNK as u64 {
+                let from = pos + CHUNK as u64;
+                let len = std::num::NonZeroU64::new(AHEAD.min(end.saturating_sub(from)));
+                if len.is_some() {
+                    let _ = rustix::fs::fadvise(src, from, len, Advice::WillNeed);
+                }
+            }
+            let Ok(buf) = free.recv() else { return };
+            let want = ((end - pos).min(buf.len() as u64)) as usize;
+            let piece = read_piece(src, dst, name, size, buf, pos, want);
+            let stop = match &piece {
+                Piece::Data { len, .. } => {
+                    pos += *len as u64;
+                    false
+                }
+                _ => true,
+            };
+            if out.send(piece).is_err() || stop {
+                return;
+            }
+        }
+    }
+}
+
+/// Hash one piece; `pos` is where the pass stands. Gives the buffer back.
+fn consume(
+    piece: Piece,
+    pos: &mut u64,
+    digest: &mut Option<&mut Digester<'_>>,
+) -> Result<Option<Vec<u8>>, PassError> {
+    match piece {
+        Piece::Hole(n) => {
+            if let Some(d) = digest.as_deref_mut() {
+                d.update_zeros(n);
+            }
+            *pos += n;
+            Ok(None)
+        }
+        Piece::Data { pos: at, buf, len } => {
+            if let Some(d) = digest.as_deref_mut() {
+                d.update(buf.get(..len).unwrap_or_default());
+            }
+            *pos = at + len as u64;
+            Ok(Some(buf))
+        }
+        Piece::Failed(e) => Err(e),
+    }
+}
+
 /// One pass over `src` (`size` bytes): every byte to `digest` (holes as zeros), data
 /// to `dst` at the same offsets when given.
+///
+/// Two threads share the work: a reader thread reads a chunk, copies it to `dst` and
+/// hands it over, while this thread hashes the previous one ([`RING`] buffers of
+/// [`CHUNK`] bytes in flight). Disk, copy and hash overlap, and the CPU work is split
+/// about evenly (SHA-256 here; read and write, both memory copies, there). Should the
+/// thread not start, the same work is done here, one step after the other.
 pub fn pass(
     src: &OwnedFd,
     size: u64,
@@ -280,59 +422,73 @@ pub fn pass(
     mut digest: Option<&mut Digester<'_>>,
     progress: &mut Progress,
 ) -> Result<(), PassError> {
-    let src_err =
-        |what: &str, e: Errno| PassError::Source(format!("{name}: {what}: {}", errno_text(e)));
+    use std::sync::mpsc;
     let _ = rustix::fs::fadvise(src, 0, None, Advice::Sequential);
-    let mut buf = vec![0u8; CHUNK];
-    let mut pos = 0u64;
     progress.update(0);
-    while pos < size {
-        let (start, end) = match next_extent(src, pos, size).map_err(|e| src_err("seek", e))? {
-            Some(x) => x,
-            None => (size, size),
-        };
-        if start > pos {
-            if let Some(d) = digest.as_deref_mut() {
-                d.update_zeros(start - pos);
-            }
-            pos = start;
+    let mut pos = 0u64;
+    let threaded = std::thread::scope(|s| -> Option<Result<(), PassError>> {
+        let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(RING);
+        let (out_tx, out_rx) = mpsc::sync_channel::<Piece>(RING);
+        let spawned = std::thread::Builder::new()
+            .name("toram-read".into())
+            .spawn_scoped(s, move || reader(src, dst, size, name, &free_rx, &out_tx));
+        if spawned.is_err() {
+            return None;
         }
-        while pos < end {
-            // Keep the disk busy while this chunk is hashed and copied: ask for
-            // the next chunks now (asynchronous readahead, no thread needed).
-            if pos % (AHEAD / 2) < CHUNK as u64 {
-                let from = pos + CHUNK as u64;
-                let len = std::num::NonZeroU64::new(AHEAD.min(end.saturating_sub(from)));
-                if len.is_some() {
-                    let _ = rustix::fs::fadvise(src, from, len, Advice::WillNeed);
+        for _ in 0..RING {
+            let _ = free_tx.send(vec![0u8; CHUNK]);
+        }
+        // Returning drops `out_rx` and `free_tx`: a reader still running sees the
+        // hang-up and ends, and the scope joins it.
+        Some((|| {
+            for piece in out_rx.iter() {
+                if let Some(buf) = consume(piece, &mut pos, &mut digest)? {
+                    let _ = free_tx.send(buf);
                 }
+                progress.update(pos);
             }
-            let want = ((end - pos).min(CHUNK as u64)) as usize;
-            let slot = buf.get_mut(..want).unwrap_or_default();
-            let n = pread_full(src, slot, pos).map_err(|e| src_err("read error", e))?;
-            if n == 0 {
-                return Err(PassError::Source(format!(
-                    "{name}: ends at {pos} bytes, {size} expected (the file shrank while read)"
-                )));
-            }
-            let data = slot.get(..n).unwrap_or_default();
-            if let Some(d) = digest.as_deref_mut() {
-                d.update(data);
-            }
-            if let Some(dst) = dst {
-                pwrite_all(dst, data, pos).map_err(|e| {
-                    PassError::Ram(format!(
-                        "writing the RAM copy of {name} at {}: {}",
-                        mib(pos),
-                        errno_text(e)
-                    ))
-                })?;
-            }
-            pos += n as u64;
-            progress.update(pos);
+            Ok(())
+        })())
+    });
+    match threaded {
+        Some(r) => r?,
+        None => {
+            log::warn!("toram: no reader thread, reading {name} in one thread");
+            serial(src, size, name, &mut pos, dst, &mut digest, progress)?;
         }
     }
+    if pos != size {
+        return Err(PassError::Source(format!(
+            "{name}: the read stopped at {pos} bytes, {size} expected"
+        )));
+    }
     progress.finish();
+    Ok(())
+}
+
+/// [`pass`] without the reader thread.
+fn serial(
+    src: &OwnedFd,
+    size: u64,
+    name: &str,
+    pos: &mut u64,
+    dst: Option<&OwnedFd>,
+    digest: &mut Option<&mut Digester<'_>>,
+    progress: &mut Progress,
+) -> Result<(), PassError> {
+    let mut buf = vec![0u8; CHUNK];
+    while *pos < size {
+        let (start, end) = extent_from(src, name, *pos, size)?;
+        if start > *pos {
+            consume(Piece::Hole(start - *pos), pos, digest)?;
+        }
+        while *pos < end {
+            let want = ((end - *pos).min(CHUNK as u64)) as usize;
+            let piece = read_piece(src, dst, name, size, buf, *pos, want);
+            buf = consume(piece, pos, digest)?.unwrap_or_default();
+            progress.update(*pos);
+        }
+    }
     Ok(())
 }
 
@@ -569,6 +725,97 @@ mod tests {
         assert!(l.contains("ETA 1s"), "{l}");
         let l = progress_line("toram", "x", 0, 0, Duration::ZERO);
         assert!(l.contains("100%") && l.contains("ETA -"), "{l}");
+    }
+
+    /// A sparse file: data, a hole, data not on a chunk boundary, a trailing hole.
+    fn sparse_source(path: &std::path::Path) -> (OwnedFd, u64, Vec<u8>) {
+        use std::os::unix::fs::FileExt;
+        let size = 3 * CHUNK as u64 + 5 * MIB + 4096;
+        let mut whole = vec![0u8; size as usize];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut fill = |from: usize, len: usize, whole: &mut Vec<u8>| {
+            for b in &mut whole[from..from + len] {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+        };
+        // More than RING chunks of data, so buffers are reused.
+        let a = (RING + 1) * CHUNK / 2 + 123;
+        fill(0, a, &mut whole);
+        let b = 2 * CHUNK + 3 * MIB as usize;
+        fill(b, 777, &mut whole);
+        let f = std::fs::File::create(path).unwrap();
+        f.write_all_at(&whole[..a], 0).unwrap();
+        f.write_all_at(&whole[b..b + 777], b as u64).unwrap();
+        f.set_len(size).unwrap();
+        drop(f);
+        let fd = rustix::fs::open(path, OFlags::RDONLY, Mode::empty()).unwrap();
+        (fd, size, whole)
+    }
+
+    fn expected_sha(data: &[u8]) -> crate::verify::Expected {
+        use sha2::Digest;
+        crate::verify::Expected {
+            sha256: Some((
+                crate::verify::Sha256Digest(sha2::Sha256::digest(data).into()),
+                "test".into(),
+            )),
+            signature: None,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn pass_copies_and_hashes_a_sparse_file_keeping_holes() {
+        let dir = std::env::temp_dir().join(format!("overboot-toram-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (src, size, whole) = sparse_source(&dir.join("src"));
+        let dst_path = dir.join("dst");
+        let dst = rustix::fs::open(
+            &dst_path,
+            OFlags::CREATE | OFlags::RDWR,
+            Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        rustix::fs::ftruncate(&dst, size).unwrap();
+        let expected = expected_sha(&whole);
+        let mut d = expected.digester().unwrap();
+        let mut p = Progress::with_output(None, "toram", "src", size);
+        if pass(&src, size, "src", Some(&dst), Some(&mut d), &mut p).is_err() {
+            panic!("pass failed");
+        }
+        d.finish("src").unwrap();
+        assert!(std::fs::read(&dst_path).unwrap() == whole, "copy differs");
+        let (src_alloc, dst_alloc) = (allocated(&src).unwrap(), allocated(&dst).unwrap());
+        assert!(src_alloc < size / 2, "source not sparse: {src_alloc}");
+        assert!(dst_alloc <= src_alloc + MIB, "{dst_alloc} > {src_alloc}");
+
+        // A digest over other bytes is refused: the pass really hashes what it read.
+        let mut other = whole.clone();
+        other[CHUNK + 1] ^= 1;
+        let expected = expected_sha(&other);
+        let mut d = expected.digester().unwrap();
+        assert!(pass(&src, size, "src", None, Some(&mut d), &mut p).is_ok());
+        assert!(d.finish("src").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pass_reports_a_failed_write_and_stops_the_reader() {
+        let dir = std::env::temp_dir().join(format!("overboot-toram-w-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (src, size, _) = sparse_source(&dir.join("src"));
+        // Read-only: every write fails with EBADF.
+        let dst = rustix::fs::open(dir.join("src"), OFlags::RDONLY, Mode::empty()).unwrap();
+        let mut p = Progress::with_output(None, "toram", "src", size);
+        match pass(&src, size, "src", Some(&dst), None, &mut p) {
+            Err(PassError::Ram(e)) => assert!(e.contains("writing the RAM copy of src"), "{e}"),
+            Err(PassError::Source(e)) => panic!("source error {e}"),
+            Ok(()) => panic!("a read-only destination was written"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
