@@ -240,9 +240,11 @@ fn next_extent(src: &OwnedFd, pos: u64, size: u64) -> Result<Option<(u64, u64)>,
     Ok(Some((start, end.max(start))))
 }
 
-fn pread_full(src: &OwnedFd, buf: &mut [u8], mut off: u64) -> Result<usize, Errno> {
+/// Read at `off` until `need` bytes (at most `buf.len()`) are in `buf` or the file
+/// ends. With `O_DIRECT`, `buf` is whole blocks and `need` what is wanted of it.
+fn pread_full(src: &OwnedFd, buf: &mut [u8], mut off: u64, need: usize) -> Result<usize, Errno> {
     let mut filled = 0;
-    while filled < buf.len() {
+    while filled < need.min(buf.len()) {
         let rest = buf.get_mut(filled..).unwrap_or_default();
         match rustix::io::pread(src, rest, off) {
             Ok(0) => break,
@@ -272,10 +274,71 @@ fn pwrite_all(dst: &OwnedFd, mut data: &[u8], mut off: u64) -> Result<(), Errno>
     Ok(())
 }
 
+/// Alignment of `O_DIRECT` reads: buffer address, offset and length (a page; the
+/// logical block size of any disk is at most this).
+const ALIGN: usize = 4096;
+
+/// A read buffer of [`CHUNK`] bytes starting at an [`ALIGN`]ed address.
+struct Buf {
+    mem: Vec<u8>,
+    at: usize,
+}
+
+impl Buf {
+    fn new() -> Buf {
+        let mem = vec![0u8; CHUNK + ALIGN];
+        let at = mem.as_ptr().align_offset(ALIGN).min(ALIGN);
+        Buf { mem, at }
+    }
+
+    /// `len` bytes from the aligned start (empty if out of range, never a panic).
+    fn get(&self, len: usize) -> &[u8] {
+        self.mem.get(self.at..self.at + len).unwrap_or_default()
+    }
+
+    fn get_mut(&mut self, len: usize) -> &mut [u8] {
+        self.mem.get_mut(self.at..self.at + len).unwrap_or_default()
+    }
+}
+
+/// The source's `O_DIRECT` flag, set for the pass and put back as it was after it.
+///
+/// Direct reads go from the disk into the pass's buffers: no page cache to fill,
+/// no copy out of it, which halves the CPU time of the read (`dd iflag=direct`: 0.04 s
+/// of system time for 512 MiB against 0.1-0.9 s buffered on the development machine),
+/// and the RAM copy is not doubled by a cached copy of the file. Filesystems without
+/// direct I/O refuse the flag: the pass reads through the page cache then.
+struct Direct<'a> {
+    fd: &'a OwnedFd,
+    old: Option<OFlags>,
+}
+
+impl<'a> Direct<'a> {
+    fn set(fd: &'a OwnedFd) -> Direct<'a> {
+        let old = rustix::fs::fcntl_getfl(fd).ok().filter(|old| {
+            !old.contains(OFlags::DIRECT)
+                && rustix::fs::fcntl_setfl(fd, *old | OFlags::DIRECT).is_ok()
+        });
+        Direct { fd, old }
+    }
+
+    fn on(&self) -> bool {
+        self.old.is_some()
+    }
+}
+
+impl Drop for Direct<'_> {
+    fn drop(&mut self) {
+        if let Some(old) = self.old {
+            let _ = rustix::fs::fcntl_setfl(self.fd, old);
+        }
+    }
+}
+
 /// One piece of the image, in order, from the reader thread to the hashing one.
 enum Piece {
     /// `len` bytes of `buf` are the image at `pos` (already in the copy).
-    Data { pos: u64, buf: Vec<u8>, len: usize },
+    Data { pos: u64, buf: Buf, len: usize },
     /// A hole of this many bytes (zeros) follows.
     Hole(u64),
     /// The pass cannot go on.
@@ -283,17 +346,34 @@ enum Piece {
 }
 
 /// Read the `want` bytes at `pos` into `buf` and copy them to `dst` at the same place.
+/// `direct`: the source has `O_DIRECT`; cleared (for the rest of the pass) when a
+/// direct read is refused, and the piece is read again through the page cache.
+#[allow(clippy::too_many_arguments)]
 fn read_piece(
     src: &OwnedFd,
+    direct: &mut bool,
     dst: Option<&OwnedFd>,
     name: &str,
     size: u64,
-    mut buf: Vec<u8>,
+    mut buf: Buf,
     pos: u64,
     want: usize,
 ) -> Piece {
-    let slot = buf.get_mut(..want).unwrap_or_default();
-    let len = match pread_full(src, slot, pos) {
+    let mut got = Err(Errno::INVAL);
+    if *direct {
+        // Whole blocks; past the end of the file the read is short.
+        let blocks = want.div_ceil(ALIGN) * ALIGN;
+        got = pread_full(src, buf.get_mut(blocks), pos, want).map(|n| n.min(want));
+        if got == Err(Errno::INVAL) {
+            *direct = false;
+            let _ = rustix::fs::fcntl_getfl(src)
+                .and_then(|fl| rustix::fs::fcntl_setfl(src, fl - OFlags::DIRECT));
+        }
+    }
+    if !*direct {
+        got = pread_full(src, buf.get_mut(want), pos, want);
+    }
+    let len = match got {
         Ok(0) => {
             return Piece::Failed(PassError::Source(format!(
                 "{name}: ends at {pos} bytes, {size} expected (the file shrank while read)"
@@ -308,8 +388,7 @@ fn read_piece(
         }
     };
     if let Some(dst) = dst {
-        let data = buf.get(..len).unwrap_or_default();
-        if let Err(e) = pwrite_all(dst, data, pos) {
+        if let Err(e) = pwrite_all(dst, buf.get(len), pos) {
             return Piece::Failed(PassError::Ram(format!(
                 "writing the RAM copy of {name} at {}: {}",
                 mib(pos),
@@ -333,10 +412,11 @@ fn extent_from(src: &OwnedFd, name: &str, pos: u64, size: u64) -> Result<(u64, u
 /// when the other side hangs up.
 fn reader(
     src: &OwnedFd,
+    mut direct: bool,
     dst: Option<&OwnedFd>,
     size: u64,
     name: &str,
-    free: &std::sync::mpsc::Receiver<Vec<u8>>,
+    free: &std::sync::mpsc::Receiver<Buf>,
     out: &std::sync::mpsc::SyncSender<Piece>,
 ) {
     let mut pos = 0u64;
@@ -355,9 +435,9 @@ fn reader(
             pos = start;
         }
         while pos < end {
-            // Ask for the next window now: the disk reads it while this thread
-            // copies and waits for a free buffer.
-            if pos % (AHEAD / 2) < CHUNK as u64 {
+            // Buffered: ask for the next window now, the disk reads it while this
+            // thread copies and waits for a free buffer.
+            if !direct && pos % (AHEAD / 2) < CHUNK as u64 {
                 let from = pos + CHUNK as u64;
                 let len = std::num::NonZeroU64::new(AHEAD.min(end.saturating_sub(from)));
                 if len.is_some() {
@@ -365,8 +445,8 @@ fn reader(
                 }
             }
             let Ok(buf) = free.recv() else { return };
-            let want = ((end - pos).min(buf.len() as u64)) as usize;
-            let piece = read_piece(src, dst, name, size, buf, pos, want);
+            let want = ((end - pos).min(CHUNK as u64)) as usize;
+            let piece = read_piece(src, &mut direct, dst, name, size, buf, pos, want);
             let stop = match &piece {
                 Piece::Data { len, .. } => {
                     pos += *len as u64;
@@ -386,7 +466,7 @@ fn consume(
     piece: Piece,
     pos: &mut u64,
     digest: &mut Option<&mut Digester<'_>>,
-) -> Result<Option<Vec<u8>>, PassError> {
+) -> Result<Option<Buf>, PassError> {
     match piece {
         Piece::Hole(n) => {
             if let Some(d) = digest.as_deref_mut() {
@@ -397,7 +477,7 @@ fn consume(
         }
         Piece::Data { pos: at, buf, len } => {
             if let Some(d) = digest.as_deref_mut() {
-                d.update(buf.get(..len).unwrap_or_default());
+                d.update(buf.get(len));
             }
             *pos = at + len as u64;
             Ok(Some(buf))
@@ -423,20 +503,26 @@ pub fn pass(
     progress: &mut Progress,
 ) -> Result<(), PassError> {
     use std::sync::mpsc;
-    let _ = rustix::fs::fadvise(src, 0, None, Advice::Sequential);
+    let direct = Direct::set(src);
+    if !direct.on() {
+        let _ = rustix::fs::fadvise(src, 0, None, Advice::Sequential);
+    }
+    let on = direct.on();
     progress.update(0);
     let mut pos = 0u64;
     let threaded = std::thread::scope(|s| -> Option<Result<(), PassError>> {
-        let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(RING);
+        let (free_tx, free_rx) = mpsc::sync_channel::<Buf>(RING);
         let (out_tx, out_rx) = mpsc::sync_channel::<Piece>(RING);
         let spawned = std::thread::Builder::new()
             .name("toram-read".into())
-            .spawn_scoped(s, move || reader(src, dst, size, name, &free_rx, &out_tx));
+            .spawn_scoped(s, move || {
+                reader(src, on, dst, size, name, &free_rx, &out_tx)
+            });
         if spawned.is_err() {
             return None;
         }
         for _ in 0..RING {
-            let _ = free_tx.send(vec![0u8; CHUNK]);
+            let _ = free_tx.send(Buf::new());
         }
         // Returning drops `out_rx` and `free_tx`: a reader still running sees the
         // hang-up and ends, and the scope joins it.
@@ -454,9 +540,10 @@ pub fn pass(
         Some(r) => r?,
         None => {
             log::warn!("toram: no reader thread, reading {name} in one thread");
-            serial(src, size, name, &mut pos, dst, &mut digest, progress)?;
+            serial(src, on, size, name, &mut pos, dst, &mut digest, progress)?;
         }
     }
+    drop(direct);
     if pos != size {
         return Err(PassError::Source(format!(
             "{name}: the read stopped at {pos} bytes, {size} expected"
@@ -467,8 +554,10 @@ pub fn pass(
 }
 
 /// [`pass`] without the reader thread.
+#[allow(clippy::too_many_arguments)]
 fn serial(
     src: &OwnedFd,
+    mut direct: bool,
     size: u64,
     name: &str,
     pos: &mut u64,
@@ -476,7 +565,7 @@ fn serial(
     digest: &mut Option<&mut Digester<'_>>,
     progress: &mut Progress,
 ) -> Result<(), PassError> {
-    let mut buf = vec![0u8; CHUNK];
+    let mut buf = Buf::new();
     while *pos < size {
         let (start, end) = extent_from(src, name, *pos, size)?;
         if start > *pos {
@@ -484,8 +573,8 @@ fn serial(
         }
         while *pos < end {
             let want = ((end - *pos).min(CHUNK as u64)) as usize;
-            let piece = read_piece(src, dst, name, size, buf, *pos, want);
-            buf = consume(piece, pos, digest)?.unwrap_or_default();
+            let piece = read_piece(src, &mut direct, dst, name, size, buf, *pos, want);
+            buf = consume(piece, pos, digest)?.unwrap_or_else(Buf::new);
             progress.update(*pos);
         }
     }
@@ -727,10 +816,11 @@ mod tests {
         assert!(l.contains("100%") && l.contains("ETA -"), "{l}");
     }
 
-    /// A sparse file: data, a hole, data not on a chunk boundary, a trailing hole.
+    /// A sparse file: data, a hole, data not on a chunk boundary, a hole, data up to
+    /// an end that is not on a block boundary.
     fn sparse_source(path: &std::path::Path) -> (OwnedFd, u64, Vec<u8>) {
         use std::os::unix::fs::FileExt;
-        let size = 3 * CHUNK as u64 + 5 * MIB + 4096;
+        let size = 3 * CHUNK as u64 + 5 * MIB + 4096 + 100;
         let mut whole = vec![0u8; size as usize];
         let mut x = 0x2545_f491_4f6c_dd1du64;
         let mut fill = |from: usize, len: usize, whole: &mut Vec<u8>| {
@@ -746,10 +836,13 @@ mod tests {
         fill(0, a, &mut whole);
         let b = 2 * CHUNK + 3 * MIB as usize;
         fill(b, 777, &mut whole);
+        let c = size as usize - 3000;
+        fill(c, 3000, &mut whole);
         let f = std::fs::File::create(path).unwrap();
         f.write_all_at(&whole[..a], 0).unwrap();
         f.write_all_at(&whole[b..b + 777], b as u64).unwrap();
-        f.set_len(size).unwrap();
+        f.write_all_at(&whole[c..], c as u64).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), size);
         drop(f);
         let fd = rustix::fs::open(path, OFlags::RDONLY, Mode::empty()).unwrap();
         (fd, size, whole)
@@ -788,6 +881,9 @@ mod tests {
         }
         d.finish("src").unwrap();
         assert!(std::fs::read(&dst_path).unwrap() == whole, "copy differs");
+        // O_DIRECT (set for the pass where the filesystem has it) is put back.
+        let flags = rustix::fs::fcntl_getfl(&src).unwrap();
+        assert!(!flags.contains(OFlags::DIRECT), "{flags:?}");
         let (src_alloc, dst_alloc) = (allocated(&src).unwrap(), allocated(&dst).unwrap());
         assert!(src_alloc < size / 2, "source not sparse: {src_alloc}");
         assert!(dst_alloc <= src_alloc + MIB, "{dst_alloc} > {src_alloc}");
