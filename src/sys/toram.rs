@@ -29,7 +29,7 @@ const MIB: u64 = 1 << 20;
 const CHUNK: usize = 4 << 20;
 /// Buffers in flight between the reader, writer and hashing threads.
 const RING: usize = 4;
-/// How far ahead of the pass the disk is asked to read.
+/// How far ahead of the pass the disk is asked to read (reads through the page cache).
 const AHEAD: u64 = 32 << 20;
 /// Kept free besides the copy: the larger of this and [`MARGIN_PERCENT`] of RAM.
 pub const MARGIN_MIN: u64 = 64 * MIB;
