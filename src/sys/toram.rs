@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 const MIB: u64 = 1 << 20;
 /// Read size of one step of the pass.
 const CHUNK: usize = 4 << 20;
-/// How far ahead of the pass the disk is asked to read.
+/// Buffers in flight between the reader, writer and hashing threads.
+const RING: usize = 4;
+/// How far ahead of the pass the disk is asked to read (reads through the page cache).
 const AHEAD: u64 = 32 << 20;
 /// Kept free besides the copy: the larger of this and [`MARGIN_PERCENT`] of RAM.
 pub const MARGIN_MIN: u64 = 64 * MIB;
@@ -238,9 +240,11 @@ fn next_extent(src: &OwnedFd, pos: u64, size: u64) -> Result<Option<(u64, u64)>,
     Ok(Some((start, end.max(start))))
 }
 
-fn pread_full(src: &OwnedFd, buf: &mut [u8], mut off: u64) -> Result<usize, Errno> {
+/// Read at `off` until `need` bytes (at most `buf.len()`) are in `buf` or the file
+/// ends. With `O_DIRECT`, `buf` is whole blocks and `need` what is wanted of it.
+fn pread_full(src: &OwnedFd, buf: &mut [u8], mut off: u64, need: usize) -> Result<usize, Errno> {
     let mut filled = 0;
-    while filled < buf.len() {
+    while filled < need.min(buf.len()) {
         let rest = buf.get_mut(filled..).unwrap_or_default();
         match rustix::io::pread(src, rest, off) {
             Ok(0) => break,
@@ -270,8 +274,243 @@ fn pwrite_all(dst: &OwnedFd, mut data: &[u8], mut off: u64) -> Result<(), Errno>
     Ok(())
 }
 
+/// Alignment of `O_DIRECT` reads: buffer address, offset and length (a page; the
+/// logical block size of any disk is at most this).
+const ALIGN: usize = 4096;
+
+/// A read buffer of [`CHUNK`] bytes starting at an [`ALIGN`]ed address.
+struct Buf {
+    mem: Vec<u8>,
+    at: usize,
+}
+
+impl Buf {
+    fn new() -> Buf {
+        let mem = vec![0u8; CHUNK + ALIGN];
+        let at = mem.as_ptr().align_offset(ALIGN).min(ALIGN);
+        Buf { mem, at }
+    }
+
+    /// `len` bytes from the aligned start (empty if out of range, never a panic).
+    fn get(&self, len: usize) -> &[u8] {
+        self.mem.get(self.at..self.at + len).unwrap_or_default()
+    }
+
+    fn get_mut(&mut self, len: usize) -> &mut [u8] {
+        self.mem.get_mut(self.at..self.at + len).unwrap_or_default()
+    }
+}
+
+/// The source's `O_DIRECT` flag, set for the pass and put back as it was after it.
+///
+/// Direct reads go from the disk into the pass's buffers: no page cache to fill,
+/// no copy out of it, which halves the CPU time of the read (`dd iflag=direct`: 0.04 s
+/// of system time for 512 MiB against 0.1-0.9 s buffered on the development machine),
+/// and the RAM copy is not doubled by a cached copy of the file. Filesystems without
+/// direct I/O refuse the flag: the pass reads through the page cache then.
+struct Direct<'a> {
+    fd: &'a OwnedFd,
+    old: Option<OFlags>,
+}
+
+impl<'a> Direct<'a> {
+    fn set(fd: &'a OwnedFd) -> Direct<'a> {
+        let old = rustix::fs::fcntl_getfl(fd).ok().filter(|old| {
+            !old.contains(OFlags::DIRECT)
+                && rustix::fs::fcntl_setfl(fd, *old | OFlags::DIRECT).is_ok()
+        });
+        Direct { fd, old }
+    }
+
+    fn on(&self) -> bool {
+        self.old.is_some()
+    }
+}
+
+impl Drop for Direct<'_> {
+    fn drop(&mut self) {
+        if let Some(old) = self.old {
+            let _ = rustix::fs::fcntl_setfl(self.fd, old);
+        }
+    }
+}
+
+/// One piece of the image, in order, from the reader thread to the hashing one.
+enum Piece {
+    /// `len` bytes of `buf` are the image at `pos` (already in the copy).
+    Data { pos: u64, buf: Buf, len: usize },
+    /// A hole of this many bytes (zeros) follows.
+    Hole(u64),
+    /// The pass cannot go on.
+    Failed(PassError),
+}
+
+/// Read the `want` bytes at `pos` into `buf`. `direct`: the source has `O_DIRECT`;
+/// cleared (for the rest of the pass) when a direct read is refused, and the piece is
+/// read again through the page cache.
+fn read_piece(
+    src: &OwnedFd,
+    direct: &mut bool,
+    name: &str,
+    size: u64,
+    mut buf: Buf,
+    pos: u64,
+    want: usize,
+) -> Piece {
+    let mut got = Err(Errno::INVAL);
+    if *direct {
+        // Whole blocks; past the end of the file the read is short.
+        let blocks = want.div_ceil(ALIGN) * ALIGN;
+        got = pread_full(src, buf.get_mut(blocks), pos, want).map(|n| n.min(want));
+        if got == Err(Errno::INVAL) {
+            *direct = false;
+            let _ = rustix::fs::fcntl_getfl(src)
+                .and_then(|fl| rustix::fs::fcntl_setfl(src, fl - OFlags::DIRECT));
+        }
+    }
+    if !*direct {
+        got = pread_full(src, buf.get_mut(want), pos, want);
+    }
+    let len = match got {
+        Ok(0) => {
+            return Piece::Failed(PassError::Source(format!(
+                "{name}: ends at {pos} bytes, {size} expected (the file shrank while read)"
+            )));
+        }
+        Ok(len) => len,
+        Err(e) => {
+            return Piece::Failed(PassError::Source(format!(
+                "{name}: read error: {}",
+                errno_text(e)
+            )));
+        }
+    };
+    Piece::Data { pos, buf, len }
+}
+
+/// Copy the data of `piece` to `dst` at the same place.
+fn write_piece(piece: Piece, dst: Option<&OwnedFd>, name: &str) -> Piece {
+    if let (Piece::Data { pos, buf, len }, Some(dst)) = (&piece, dst) {
+        if let Err(e) = pwrite_all(dst, buf.get(*len), *pos) {
+            return Piece::Failed(PassError::Ram(format!(
+                "writing the RAM copy of {name} at {}: {}",
+                mib(*pos),
+                errno_text(e)
+            )));
+        }
+    }
+    piece
+}
+
+/// The writer thread: copies each piece from `input` to `dst`, then passes it on.
+fn writer(
+    dst: Option<&OwnedFd>,
+    name: &str,
+    input: &std::sync::mpsc::Receiver<Piece>,
+    out: &std::sync::mpsc::SyncSender<Piece>,
+) {
+    for piece in input.iter() {
+        let piece = write_piece(piece, dst, name);
+        let stop = matches!(piece, Piece::Failed(_));
+        if out.send(piece).is_err() || stop {
+            return;
+        }
+    }
+}
+
+/// Where the data is: the extents of `src` in order, then holes, as
+/// `(start, end)` of the next data from `pos` (`(size, size)` when only a hole is left).
+fn extent_from(src: &OwnedFd, name: &str, pos: u64, size: u64) -> Result<(u64, u64), PassError> {
+    next_extent(src, pos, size)
+        .map(|x| x.unwrap_or((size, size)))
+        .map_err(|e| PassError::Source(format!("{name}: seek: {}", errno_text(e))))
+}
+
+/// The reader thread: reads `src` in order into buffers taken from `free`, and sends
+/// each (and each hole) to `out`. Stops quietly when the other side hangs up.
+fn reader(
+    src: &OwnedFd,
+    mut direct: bool,
+    size: u64,
+    name: &str,
+    free: &std::sync::mpsc::Receiver<Buf>,
+    out: &std::sync::mpsc::SyncSender<Piece>,
+) {
+    let mut pos = 0u64;
+    while pos < size {
+        let (start, end) = match extent_from(src, name, pos, size) {
+            Ok(x) => x,
+            Err(e) => {
+                let _ = out.send(Piece::Failed(e));
+                return;
+            }
+        };
+        if start > pos {
+            if out.send(Piece::Hole(start - pos)).is_err() {
+                return;
+            }
+            pos = start;
+        }
+        while pos < end {
+            // Buffered: ask for the next window now, the disk reads it while this
+            // thread copies and waits for a free buffer.
+            if !direct && pos % (AHEAD / 2) < CHUNK as u64 {
+                let from = pos + CHUNK as u64;
+                let len = std::num::NonZeroU64::new(AHEAD.min(end.saturating_sub(from)));
+                if len.is_some() {
+                    let _ = rustix::fs::fadvise(src, from, len, Advice::WillNeed);
+                }
+            }
+            let Ok(buf) = free.recv() else { return };
+            let want = ((end - pos).min(CHUNK as u64)) as usize;
+            let piece = read_piece(src, &mut direct, name, size, buf, pos, want);
+            let stop = match &piece {
+                Piece::Data { len, .. } => {
+                    pos += *len as u64;
+                    false
+                }
+                _ => true,
+            };
+            if out.send(piece).is_err() || stop {
+                return;
+            }
+        }
+    }
+}
+
+/// Hash one piece; `pos` is where the pass stands. Gives the buffer back.
+fn consume(
+    piece: Piece,
+    pos: &mut u64,
+    digest: &mut Option<&mut Digester<'_>>,
+) -> Result<Option<Buf>, PassError> {
+    match piece {
+        Piece::Hole(n) => {
+            if let Some(d) = digest.as_deref_mut() {
+                d.update_zeros(n);
+            }
+            *pos += n;
+            Ok(None)
+        }
+        Piece::Data { pos: at, buf, len } => {
+            if let Some(d) = digest.as_deref_mut() {
+                d.update(buf.get(len));
+            }
+            *pos = at + len as u64;
+            Ok(Some(buf))
+        }
+        Piece::Failed(e) => Err(e),
+    }
+}
+
 /// One pass over `src` (`size` bytes): every byte to `digest` (holes as zeros), data
 /// to `dst` at the same offsets when given.
+///
+/// A pipeline of three threads and [`RING`] buffers of [`CHUNK`] bytes: a reader
+/// thread reads (with `O_DIRECT` where it can, see [`Direct`]), a writer thread copies
+/// into `dst`, and this thread hashes, each on a different chunk, so the disk, the
+/// copy and the hash overlap. Should a thread not start, the same work is done here,
+/// one step after the other.
 pub fn pass(
     src: &OwnedFd,
     size: u64,
@@ -280,59 +519,84 @@ pub fn pass(
     mut digest: Option<&mut Digester<'_>>,
     progress: &mut Progress,
 ) -> Result<(), PassError> {
-    let src_err =
-        |what: &str, e: Errno| PassError::Source(format!("{name}: {what}: {}", errno_text(e)));
-    let _ = rustix::fs::fadvise(src, 0, None, Advice::Sequential);
-    let mut buf = vec![0u8; CHUNK];
-    let mut pos = 0u64;
+    use std::sync::mpsc;
+    let direct = Direct::set(src);
+    if !direct.on() {
+        let _ = rustix::fs::fadvise(src, 0, None, Advice::Sequential);
+    }
+    let on = direct.on();
     progress.update(0);
-    while pos < size {
-        let (start, end) = match next_extent(src, pos, size).map_err(|e| src_err("seek", e))? {
-            Some(x) => x,
-            None => (size, size),
-        };
-        if start > pos {
-            if let Some(d) = digest.as_deref_mut() {
-                d.update_zeros(start - pos);
-            }
-            pos = start;
+    let mut pos = 0u64;
+    let threaded = std::thread::scope(|s| -> Option<Result<(), PassError>> {
+        let (free_tx, free_rx) = mpsc::sync_channel::<Buf>(RING);
+        let (read_tx, read_rx) = mpsc::sync_channel::<Piece>(RING);
+        let (out_tx, out_rx) = mpsc::sync_channel::<Piece>(RING);
+        std::thread::Builder::new()
+            .name("toram-write".into())
+            .spawn_scoped(s, move || writer(dst, name, &read_rx, &out_tx))
+            .ok()?;
+        std::thread::Builder::new()
+            .name("toram-read".into())
+            .spawn_scoped(s, move || reader(src, on, size, name, &free_rx, &read_tx))
+            .ok()?;
+        for _ in 0..RING {
+            let _ = free_tx.send(Buf::new());
         }
-        while pos < end {
-            // Keep the disk busy while this chunk is hashed and copied: ask for
-            // the next chunks now (asynchronous readahead, no thread needed).
-            if pos % (AHEAD / 2) < CHUNK as u64 {
-                let from = pos + CHUNK as u64;
-                let len = std::num::NonZeroU64::new(AHEAD.min(end.saturating_sub(from)));
-                if len.is_some() {
-                    let _ = rustix::fs::fadvise(src, from, len, Advice::WillNeed);
+        // Returning drops `out_rx` and `free_tx`: the writer and the reader, if
+        // still running, see the hang-up and end, and the scope joins them.
+        Some((|| {
+            for piece in out_rx.iter() {
+                if let Some(buf) = consume(piece, &mut pos, &mut digest)? {
+                    let _ = free_tx.send(buf);
                 }
+                progress.update(pos);
             }
-            let want = ((end - pos).min(CHUNK as u64)) as usize;
-            let slot = buf.get_mut(..want).unwrap_or_default();
-            let n = pread_full(src, slot, pos).map_err(|e| src_err("read error", e))?;
-            if n == 0 {
-                return Err(PassError::Source(format!(
-                    "{name}: ends at {pos} bytes, {size} expected (the file shrank while read)"
-                )));
-            }
-            let data = slot.get(..n).unwrap_or_default();
-            if let Some(d) = digest.as_deref_mut() {
-                d.update(data);
-            }
-            if let Some(dst) = dst {
-                pwrite_all(dst, data, pos).map_err(|e| {
-                    PassError::Ram(format!(
-                        "writing the RAM copy of {name} at {}: {}",
-                        mib(pos),
-                        errno_text(e)
-                    ))
-                })?;
-            }
-            pos += n as u64;
-            progress.update(pos);
+            Ok(())
+        })())
+    });
+    match threaded {
+        Some(r) => r?,
+        None => {
+            log::warn!("toram: no reader thread, reading {name} in one thread");
+            serial(src, on, size, name, &mut pos, dst, &mut digest, progress)?;
         }
     }
+    drop(direct);
+    if pos != size {
+        return Err(PassError::Source(format!(
+            "{name}: the read stopped at {pos} bytes, {size} expected"
+        )));
+    }
     progress.finish();
+    Ok(())
+}
+
+/// [`pass`] without the reader thread.
+#[allow(clippy::too_many_arguments)]
+fn serial(
+    src: &OwnedFd,
+    mut direct: bool,
+    size: u64,
+    name: &str,
+    pos: &mut u64,
+    dst: Option<&OwnedFd>,
+    digest: &mut Option<&mut Digester<'_>>,
+    progress: &mut Progress,
+) -> Result<(), PassError> {
+    let mut buf = Buf::new();
+    while *pos < size {
+        let (start, end) = extent_from(src, name, *pos, size)?;
+        if start > *pos {
+            consume(Piece::Hole(start - *pos), pos, digest)?;
+        }
+        while *pos < end {
+            let want = ((end - *pos).min(CHUNK as u64)) as usize;
+            let piece = read_piece(src, &mut direct, name, size, buf, *pos, want);
+            let piece = write_piece(piece, dst, name);
+            buf = consume(piece, pos, digest)?.unwrap_or_else(Buf::new);
+            progress.update(*pos);
+        }
+    }
     Ok(())
 }
 
@@ -569,6 +833,104 @@ mod tests {
         assert!(l.contains("ETA 1s"), "{l}");
         let l = progress_line("toram", "x", 0, 0, Duration::ZERO);
         assert!(l.contains("100%") && l.contains("ETA -"), "{l}");
+    }
+
+    /// A sparse file: data, a hole, data not on a chunk boundary, a hole, data up to
+    /// an end that is not on a block boundary.
+    fn sparse_source(path: &std::path::Path) -> (OwnedFd, u64, Vec<u8>) {
+        use std::os::unix::fs::FileExt;
+        let size = 3 * CHUNK as u64 + 5 * MIB + 4096 + 100;
+        let mut whole = vec![0u8; size as usize];
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut fill = |from: usize, len: usize, whole: &mut Vec<u8>| {
+            for b in &mut whole[from..from + len] {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+        };
+        // More than RING chunks of data, so buffers are reused.
+        let a = (RING + 1) * CHUNK / 2 + 123;
+        fill(0, a, &mut whole);
+        let b = 2 * CHUNK + 3 * MIB as usize;
+        fill(b, 777, &mut whole);
+        let c = size as usize - 3000;
+        fill(c, 3000, &mut whole);
+        let f = std::fs::File::create(path).unwrap();
+        f.write_all_at(&whole[..a], 0).unwrap();
+        f.write_all_at(&whole[b..b + 777], b as u64).unwrap();
+        f.write_all_at(&whole[c..], c as u64).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), size);
+        drop(f);
+        let fd = rustix::fs::open(path, OFlags::RDONLY, Mode::empty()).unwrap();
+        (fd, size, whole)
+    }
+
+    fn expected_sha(data: &[u8]) -> crate::verify::Expected {
+        use sha2::Digest;
+        crate::verify::Expected {
+            sha256: Some((
+                crate::verify::Sha256Digest(sha2::Sha256::digest(data).into()),
+                "test".into(),
+            )),
+            signature: None,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn pass_copies_and_hashes_a_sparse_file_keeping_holes() {
+        let dir = std::env::temp_dir().join(format!("overboot-toram-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (src, size, whole) = sparse_source(&dir.join("src"));
+        let dst_path = dir.join("dst");
+        let dst = rustix::fs::open(
+            &dst_path,
+            OFlags::CREATE | OFlags::RDWR,
+            Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        rustix::fs::ftruncate(&dst, size).unwrap();
+        let expected = expected_sha(&whole);
+        let mut d = expected.digester().unwrap();
+        let mut p = Progress::with_output(None, "toram", "src", size);
+        if pass(&src, size, "src", Some(&dst), Some(&mut d), &mut p).is_err() {
+            panic!("pass failed");
+        }
+        d.finish("src").unwrap();
+        assert!(std::fs::read(&dst_path).unwrap() == whole, "copy differs");
+        // O_DIRECT (set for the pass where the filesystem has it) is put back.
+        let flags = rustix::fs::fcntl_getfl(&src).unwrap();
+        assert!(!flags.contains(OFlags::DIRECT), "{flags:?}");
+        let (src_alloc, dst_alloc) = (allocated(&src).unwrap(), allocated(&dst).unwrap());
+        assert!(src_alloc < size - 6 * MIB, "source not sparse: {src_alloc}");
+        assert!(dst_alloc <= src_alloc + MIB, "{dst_alloc} > {src_alloc}");
+
+        // A digest over other bytes is refused: the pass really hashes what it read.
+        let mut other = whole.clone();
+        other[CHUNK + 1] ^= 1;
+        let expected = expected_sha(&other);
+        let mut d = expected.digester().unwrap();
+        assert!(pass(&src, size, "src", None, Some(&mut d), &mut p).is_ok());
+        assert!(d.finish("src").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pass_reports_a_failed_write_and_stops_the_reader() {
+        let dir = std::env::temp_dir().join(format!("overboot-toram-w-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (src, size, _) = sparse_source(&dir.join("src"));
+        // Read-only: every write fails with EBADF.
+        let dst = rustix::fs::open(dir.join("src"), OFlags::RDONLY, Mode::empty()).unwrap();
+        let mut p = Progress::with_output(None, "toram", "src", size);
+        match pass(&src, size, "src", Some(&dst), None, &mut p) {
+            Err(PassError::Ram(e)) => assert!(e.contains("writing the RAM copy of src"), "{e}"),
+            Err(PassError::Source(e)) => panic!("source error {e}"),
+            Ok(()) => panic!("a read-only destination was written"),
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
