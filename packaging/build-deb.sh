@@ -82,6 +82,7 @@ install -D -m 0755 "$init_binary" "$root/usr/lib/overboot/overboot-init"
 install_tree "$top/dracut-module/90overboot" "$root/usr/lib/dracut/modules.d/90overboot"
 install_tree "$top/mkinitcpio-hook/install" "$root/usr/lib/initcpio/install"
 install_tree "$top/mkinitcpio-hook/hooks" "$root/usr/lib/initcpio/hooks"
+install_tree "$top/mkinitcpio-hook/sd-overboot" "$root/usr/lib/initcpio/sd-overboot"
 install -D -m 0644 "$top/systemd/overboot-bless.service" \
     "$root/lib/systemd/system/overboot-bless.service"
 mkdir -p "$root/usr/share/man/man8"

@@ -127,7 +127,7 @@ fn expected_files(src: &Path) -> BTreeSet<String> {
     for f in files_under(&src.join("dracut-module/90overboot")) {
         want.insert(format!("/usr/lib/dracut/modules.d/90overboot/{f}"));
     }
-    for sub in ["install", "hooks"] {
+    for sub in ["install", "hooks", "sd-overboot"] {
         for f in files_under(&src.join("mkinitcpio-hook").join(sub)) {
             want.insert(format!("/usr/lib/initcpio/{sub}/{f}"));
         }
