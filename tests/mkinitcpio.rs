@@ -342,10 +342,15 @@ fn hook_scripts_are_shellcheck_clean() {
         ("mkinitcpio-hook/hooks/overboot", "sh"),
         ("mkinitcpio-hook/install/overboot", "bash"),
         ("tests/mkinitcpio/init-standin.sh", "sh"),
+        ("mkinitcpio-hook/install/sd-overboot", "bash"),
+        ("mkinitcpio-hook/sd-overboot/overboot-generator", "sh"),
+        ("mkinitcpio-hook/sd-overboot/overboot-assemble", "sh"),
+        ("mkinitcpio-hook/sd-overboot/overboot-cmdline.sh", "sh"),
+        ("mkinitcpio-hook/sd-overboot/overboot-lib.sh", "sh"),
     ] {
         let out = Command::new("shellcheck")
             .current_dir(top())
-            .args(["-s", shell, file])
+            .args(["-x", "-s", shell, file])
             .output()
             .expect("shellcheck (apt-get install shellcheck)");
         assert!(
@@ -354,4 +359,433 @@ fn hook_scripts_are_shellcheck_clean() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// sd-overboot: the build hook for systemd-based images, its generator and units
+// ---------------------------------------------------------------------------
+
+const SD_DIR: &str = "mkinitcpio-hook/sd-overboot";
+
+/// Source install/sd-overboot in bash with stand-ins for mkinitcpio's add_*
+/// functions that record each call and do what mkinitcpio does to `buildroot`
+/// (files copied with their mode, symlinks made, directories created; a binary
+/// named without a path becomes an empty executable under /usr/bin). Returns the
+/// recorded calls; the build must succeed.
+fn run_sd_build(buildroot: &Path, env: &[(&str, &str)]) -> Vec<String> {
+    let script = r#"
+set -eu
+calls=()
+put() { install -D -m "${3:-755}" "$1" "$BUILDROOT$2"; }
+add_binary() {
+    calls+=("add_binary $*")
+    if [[ $1 == /* ]]; then
+        [[ -f $1 ]] || { echo "add_binary: no $1" >&2; exit 1; }
+        put "$1" "${2:-$1}" "${3:-755}"
+    else
+        put /dev/null "/usr/bin/$1" 755
+    fi
+}
+add_file() {
+    calls+=("add_file $*")
+    [[ -f $1 ]] || { echo "add_file: no $1" >&2; exit 1; }
+    put "$1" "${2:-$1}" "${3:-644}"
+}
+add_symlink() {
+    calls+=("add_symlink $*")
+    mkdir -p "$BUILDROOT${1%/*}"
+    ln -sfn "${2:-$1}" "$BUILDROOT$1"
+}
+add_dir() { calls+=("add_dir $*"); mkdir -p "$BUILDROOT$1"; }
+add_module() { calls+=("add_module $*"); }
+add_systemd_unit() { calls+=("add_systemd_unit $*"); }
+add_runscript() { echo "a systemd image runs no runscript" >&2; exit 1; }
+error() { echo "ERROR: $*" >&2; }
+warning() { echo "WARNING: $*" >&2; }
+. "$INSTALL"
+build
+printf '%s\n' "${calls[@]}"
+"#;
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c")
+        .arg(script)
+        .env("INSTALL", top().join("mkinitcpio-hook/install/sd-overboot"))
+        .env("OVERBOOT_SD_DIR", top().join(SD_DIR))
+        .env("BUILDROOT", buildroot)
+        .env_remove("OVERBOOT_BIN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("bash");
+    assert!(
+        out.status.success(),
+        "sd-overboot build failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// A stand-in for /usr/bin/overboot (the static binary; any file will do here).
+fn fake_overboot(dir: &Path) -> PathBuf {
+    let p = dir.join("overboot");
+    fs::write(&p, "#!/bin/sh\n").unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+/// The values of `key=` lines of a unit file, each split into words.
+fn unit_values(text: &str, key: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(|v| v.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+fn is_executable(p: &Path) -> bool {
+    fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+#[test]
+fn sd_install_hook_installs_everything_its_units_reference() {
+    let tmp = TempDir::new("sd-build");
+    let root = tmp.path().join("buildroot");
+    fs::create_dir_all(&root).unwrap();
+    let bin = fake_overboot(tmp.path());
+    let calls = run_sd_build(&root, &[("OVERBOOT_BIN", bin.to_str().unwrap())]);
+    let has = |c: &str| calls.iter().any(|x| x == c);
+
+    assert!(
+        has(&format!("add_binary {} /usr/bin/overboot", bin.display())),
+        "{calls:#?}"
+    );
+    for m in [
+        "loop", "squashfs", "overlay", "ext4", "vfat", "btrfs", "xfs", "isofs",
+    ] {
+        assert!(has(&format!("add_module {m}?")), "{m}: {calls:#?}");
+    }
+    // An empty image: every tool the scripts run is added.
+    for tool in [
+        "sh", "cat", "cp", "ln", "mkdir", "rm", "sed", "sleep", "tr", "mount", "modprobe",
+        "udevadm",
+    ] {
+        assert!(has(&format!("add_binary {tool}")), "{tool}: {calls:#?}");
+    }
+
+    // The generator, where systemd looks for generators.
+    let generator = root.join("usr/lib/systemd/system-generators/overboot-generator");
+    assert!(is_executable(&generator), "{calls:#?}");
+    // The service, and every program it starts, in the image and executable.
+    let unit_dir = root.join("usr/lib/systemd/system");
+    let service = unit_dir.join("overboot-assemble.service");
+    let text = read(&service);
+    let mut execs = 0;
+    for key in ["ExecStartPre", "ExecStart", "ExecStartPost", "ExecStop"] {
+        for words in unit_values(&text, key) {
+            let prog = words[0].trim_start_matches(['-', '@', '!', ':', '+']);
+            assert!(prog.starts_with('/'), "{key}={words:?}");
+            let in_image = root.join(prog.trim_start_matches('/'));
+            assert!(is_executable(&in_image), "{key}: {prog} not in the image");
+            execs += 1;
+            // What that script sources (". "$libdir/NAME"", libdir /usr/lib/overboot).
+            let script = read(&in_image);
+            assert!(script.starts_with("#!/bin/sh\n"), "{prog}");
+            assert!(
+                root.join("usr/bin/sh").exists(),
+                "no /usr/bin/sh for {prog}"
+            );
+            assert!(
+                script.contains("libdir=${OVERBOOT_LIBDIR:-/usr/lib/overboot}"),
+                "{script}"
+            );
+            let mut sourced = 0;
+            for l in script.lines() {
+                if let Some(rest) = l.strip_prefix(". \"$libdir/") {
+                    let name = rest.split('"').next().unwrap();
+                    assert!(
+                        root.join("usr/lib/overboot").join(name).is_file(),
+                        "{prog} sources {name}, not in the image"
+                    );
+                    sourced += 1;
+                }
+            }
+            assert_eq!(sourced, 2, "{script}");
+        }
+    }
+    assert_eq!(execs, 1, "{text}");
+    // Hard dependencies (Requires=, OnFailure=) are systemd units the image gets.
+    for key in ["Requires", "OnFailure"] {
+        for words in unit_values(&text, key) {
+            for u in words {
+                assert!(has(&format!("add_systemd_unit {u}")), "{key}={u}");
+            }
+        }
+    }
+    // Enabled: initrd-root-fs.target wants it, and the link resolves in the image.
+    let wants = unit_dir.join("initrd-root-fs.target.wants/overboot-assemble.service");
+    assert_eq!(
+        fs::read_link(&wants).unwrap(),
+        Path::new("../overboot-assemble.service")
+    );
+    assert_eq!(read(&wants), text);
+
+    // Tools already in the image (busybox from the base hook) are not added again.
+    let root2 = tmp.path().join("buildroot-with-busybox");
+    for tool in ["sh", "cat", "cp", "ln", "mkdir", "rm", "sed", "sleep", "tr"] {
+        write(&root2, &format!("usr/bin/{tool}"), "");
+    }
+    let calls = run_sd_build(&root2, &[("OVERBOOT_BIN", bin.to_str().unwrap())]);
+    assert!(!calls.iter().any(|c| c == "add_binary sh"), "{calls:#?}");
+    assert!(!calls.iter().any(|c| c == "add_binary sed"), "{calls:#?}");
+    assert!(
+        calls.iter().any(|c| c == "add_binary udevadm"),
+        "{calls:#?}"
+    );
+}
+
+#[test]
+fn sd_install_hook_without_its_files_fails_with_a_message() {
+    let tmp = TempDir::new("sd-missing");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(
+            r#"error() { echo "ERROR: $*"; }
+add_binary() { echo "add_binary $*"; }
+. "$INSTALL"; build"#,
+        )
+        .env("INSTALL", top().join("mkinitcpio-hook/install/sd-overboot"))
+        .env("OVERBOOT_SD_DIR", tmp.path())
+        .env("BUILDROOT", tmp.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    // Unless the host has the package installed, nothing is found anywhere.
+    if !Path::new("/usr/lib/initcpio/sd-overboot").exists()
+        && !Path::new("/etc/initcpio/sd-overboot").exists()
+    {
+        assert!(
+            text.contains("ERROR: sd-overboot: no overboot-assemble.service in"),
+            "{text}"
+        );
+        assert!(text.contains("OVERBOOT_SD_DIR"), "{text}");
+        assert!(!text.contains("add_binary"), "{text}");
+    }
+}
+
+#[test]
+fn sd_install_hook_help_describes_it() {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(". \"$INSTALL\"; help")
+        .env("INSTALL", top().join("mkinitcpio-hook/install/sd-overboot"))
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for needle in [
+        "root=overboot",
+        "overboot.bootext=",
+        "systemd",
+        "/sysroot",
+        "$OVERBOOT_BIN",
+    ] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+}
+
+/// Run the generator with normal/early/late dirs under `dir`; the command line is
+/// `cmdline` through $SYSTEMD_PROC_CMDLINE, or /proc/cmdline when None.
+fn run_generator(dir: &Path, cmdline: Option<&str>) -> (PathBuf, String) {
+    let [normal, early, late] = ["normal", "early", "late"].map(|d| {
+        let p = dir.join(d);
+        fs::create_dir_all(&p).unwrap();
+        p
+    });
+    let mut cmd = Command::new(top().join(SD_DIR).join("overboot-generator"));
+    cmd.args([&normal, &early, &late])
+        .env_remove("SYSTEMD_PROC_CMDLINE");
+    if let Some(c) = cmdline {
+        cmd.env("SYSTEMD_PROC_CMDLINE", c);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "generator: {out:?}");
+    for d in [&normal, &late] {
+        assert_eq!(fs::read_dir(d).unwrap().count(), 0, "{}", d.display());
+    }
+    let listing = files_in(&early);
+    (early, listing)
+}
+
+/// Every path under `dir`, sorted, one per line ("name -> target" for links).
+fn files_in(dir: &Path) -> String {
+    let out = Command::new("find")
+        .arg(".")
+        .args(["-mindepth", "1", "-printf", "%P %y %l\n"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim_end().to_string())
+        .collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+fn assert_sysroot_mount(early: &Path, listing: &str) {
+    assert_eq!(
+        listing,
+        "initrd-root-fs.target.requires d\n\
+         initrd-root-fs.target.requires/sysroot.mount l ../sysroot.mount\n\
+         sysroot.mount f"
+    );
+    let unit = read(&early.join("sysroot.mount"));
+    for line in [
+        "[Unit]",
+        "Requires=overboot-assemble.service",
+        "After=overboot-assemble.service",
+        "Before=initrd-root-fs.target",
+        "ConditionPathIsMountPoint=!/sysroot",
+        "[Mount]",
+        "What=overboot",
+        "Where=/sysroot",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line}:\n{unit}");
+    }
+    assert_eq!(
+        read(&early.join("initrd-root-fs.target.requires/sysroot.mount")),
+        unit
+    );
+}
+
+#[test]
+fn sd_generator_writes_sysroot_mount_for_root_overboot_only() {
+    let tmp = TempDir::new("sd-gen");
+    let (early, listing) = run_generator(
+        &tmp.path().join("a"),
+        Some("BOOT_IMAGE=/vmlinuz rw root=overboot overboot.bootext=LABEL=BootExt quiet"),
+    );
+    assert_sysroot_mount(&early, &listing);
+
+    // Any other root, or none: nothing written; the last root= counts.
+    for cmdline in [
+        "root=/dev/sda2 rw",
+        "ro quiet",
+        "",
+        "root=overboot root=UUID=1234",
+        "root=overbootx",
+        "xroot=overboot",
+    ] {
+        let (_, listing) = run_generator(&tmp.path().join("b"), Some(cmdline));
+        assert_eq!(listing, "", "{cmdline:?}");
+    }
+    let (early, listing) =
+        run_generator(&tmp.path().join("c"), Some("root=/dev/sda root=overboot"));
+    assert_sysroot_mount(&early, &listing);
+}
+
+#[test]
+fn sd_generator_reads_proc_cmdline() {
+    Ns::run(|ns| {
+        // A private mount namespace: a file bound over /proc/cmdline.
+        let dir = ns.dir("gen");
+        let fake = dir.join("cmdline");
+        for (cmdline, wanted) in [
+            (
+                "initrd=\\initrd.img root=overboot overboot.timeout=5\n",
+                true,
+            ),
+            ("root=/dev/vda1 ro\n", false),
+        ] {
+            fs::write(&fake, cmdline).unwrap();
+            rustix::mount::mount_bind(&fake, "/proc/cmdline").unwrap();
+            let out = dir.join(format!("out-{wanted}"));
+            let (early, listing) = run_generator(&out, None);
+            rustix::mount::unmount("/proc/cmdline", rustix::mount::UnmountFlags::empty()).unwrap();
+            if wanted {
+                assert_sysroot_mount(&early, &listing);
+            } else {
+                assert_eq!(listing, "", "{cmdline}");
+            }
+        }
+    });
+}
+
+#[test]
+fn sd_units_pass_systemd_analyze_verify() {
+    let tmp = TempDir::new("sd-verify");
+    // The image as the hook builds it, plus the host's systemd units (the initrd
+    // targets, emergency.target, udev), and the generated sysroot.mount.
+    let root = tmp.path().join("root");
+    fs::create_dir_all(&root).unwrap();
+    let bin = fake_overboot(tmp.path());
+    run_sd_build(&root, &[("OVERBOOT_BIN", bin.to_str().unwrap())]);
+    let unit_dir = root.join("usr/lib/systemd/system");
+    let status = Command::new("cp")
+        .arg("-an")
+        .arg("/usr/lib/systemd/system/.")
+        .arg(&unit_dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (early, _) = run_generator(&tmp.path().join("gen"), Some("root=overboot"));
+    fs::copy(early.join("sysroot.mount"), unit_dir.join("sysroot.mount")).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", root.display()))
+        .arg("--man=no")
+        .arg(unit_dir.join("overboot-assemble.service"))
+        .arg(unit_dir.join("sysroot.mount"))
+        .output()
+        .expect("systemd-analyze (apt-get install systemd)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !err.contains("overboot") && !err.contains("sysroot"),
+        "systemd-analyze verify: {}\n{err}",
+        out.status
+    );
+}
+
+#[test]
+fn sd_getarg_reads_the_command_line_as_dracut_does() {
+    let script = r#"
+. "$LIB"
+for k in root= overboot.bootext= overboot.timeout= quiet rw nothing=; do
+    if v=$(getarg "$k"); then echo "$k [$v] yes"; else echo "$k [$v] no"; fi
+done
+"#;
+    let out = Command::new("busybox")
+        .args(["sh", "-c", script])
+        .env("LIB", top().join(SD_DIR).join("overboot-cmdline.sh"))
+        .env(
+            "SYSTEMD_PROC_CMDLINE",
+            "root=/dev/sda root=overboot overboot.bootext=LABEL=a=b quiet * overboot.timeout=",
+        )
+        .current_dir(top())
+        .output()
+        .expect("busybox");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "root= [overboot] yes\n\
+         overboot.bootext= [LABEL=a=b] yes\n\
+         overboot.timeout= [] yes\n\
+         quiet [] yes\n\
+         rw [] no\n\
+         nothing= [] no\n"
+    );
+}
+
+#[test]
+fn sd_lib_is_the_dracut_modules_lib() {
+    // One set of helpers: sd-overboot ships a copy of dracut's overboot-lib.sh
+    // (the package puts each tree in its own place); the two must not drift.
+    assert_eq!(
+        read(&top().join(SD_DIR).join("overboot-lib.sh")),
+        read(&top().join("dracut-module/90overboot/overboot-lib.sh")),
+        "copy dracut-module/90overboot/overboot-lib.sh to {SD_DIR}/"
+    );
 }
