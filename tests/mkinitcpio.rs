@@ -6,7 +6,13 @@
 //! against a real BootExt: an ext4 filesystem with a label on a real loop device,
 //! holding real squashfs images. The build hook `install/overboot` runs in bash with
 //! stand-ins for add_binary/add_module/add_runscript that record the calls.
-//! Needs root, busybox-static, bash, e2fsprogs, util-linux, squashfs-tools, shellcheck.
+//! The systemd-image hook `install/sd-overboot` runs with stand-ins that record the
+//! calls and fill a scratch build root; its units' Exec paths and sourced scripts are
+//! checked against it, and the units pass `systemd-analyze verify`. Its generator
+//! runs for real (command line from $SYSTEMD_PROC_CMDLINE, or a file bound over
+//! /proc/cmdline), and so does the service's script against a real BootExt.
+//! Needs root, busybox-static, bash, e2fsprogs, util-linux, squashfs-tools, shellcheck,
+//! systemd (systemd-analyze, the unit files).
 
 mod common;
 
@@ -788,4 +794,79 @@ fn sd_lib_is_the_dracut_modules_lib() {
         read(&top().join("dracut-module/90overboot/overboot-lib.sh")),
         "copy dracut-module/90overboot/overboot-lib.sh to {SD_DIR}/"
     );
+}
+
+/// Run the service's ExecStart script as systemd would (NEWROOT from the unit),
+/// with the scripts from the source tree and the built overboot first in PATH.
+fn run_sd_assemble(cmdline: &str, newroot: &Path) -> (i32, String) {
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(top().join(SD_DIR).join("overboot-assemble"))
+        .env("OVERBOOT_LIBDIR", top().join(SD_DIR))
+        .env("SYSTEMD_PROC_CMDLINE", cmdline)
+        .env("NEWROOT", newroot)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn sd_assemble_script_mounts_bootext_and_assembles_the_root() {
+    Ns::run(|ns| {
+        let b = bootext_tree(ns);
+        let label = unique_label();
+        let dev = bootext_device(ns, &b.path, &label);
+        let newroot = ns.dir("sysroot");
+        let result = std::panic::catch_unwind(|| {
+            // Not for this root: nothing done.
+            let (code, out) = run_sd_assemble("root=/dev/sda1", &newroot);
+            assert_eq!((code, out.as_str()), (0, ""));
+            assert!(mount_at(&newroot).is_none());
+            // A missing volume: overboot's kind of message, the unit fails.
+            let (code, out) = run_sd_assemble(
+                "root=overboot overboot.bootext=/dev/no-such-disk overboot.timeout=1",
+                &newroot,
+            );
+            assert_eq!(code, 1, "{out}");
+            assert!(
+                out.contains(
+                    "overboot: cannot assemble: looked for the BootExt volume (/dev/no-such-disk"
+                ),
+                "{out}"
+            );
+            assert!(out.contains("to fix: label the volume BootExt"), "{out}");
+            assert!(mount_at(&newroot).is_none());
+            // BootExt by its device path (udev's by-label links need udev).
+            let (code, out) = run_sd_assemble(
+                &format!("root=overboot overboot.bootext={dev} overboot.timeout=5"),
+                &newroot,
+            );
+            assert_eq!(code, 0, "{out}");
+            assert_eq!(read(&newroot.join("etc/overboot-image")), "a");
+            assert_eq!(read(&newroot.join("etc/ssh/marker")), "from-bootext-ssh\n");
+            assert_eq!(read(&newroot.join("etc/hostname")), "bootext-host\n");
+            assert_eq!(mount_at(&newroot).unwrap().fstype, "overlay");
+            let bootext = mount_at(Path::new("/run/overboot/bootext")).expect("BootExt mounted");
+            assert_eq!(bootext.source, dev);
+            let state = read(Path::new("/run/overboot/state.json"));
+            assert!(
+                state.contains(&format!("\"root\": \"{}\"", newroot.display())),
+                "{state}"
+            );
+        });
+        cleanup(ns, &newroot, &dev);
+        if let Err(e) = result {
+            std::panic::resume_unwind(e);
+        }
+    });
 }
