@@ -307,7 +307,10 @@ fn mkbootext_disk_boots_recovery_once_then_active_under_seabios() {
             .arg("--dirs")
             .arg(&dirs)
             .args(["--grubenv", "menu_timeout=1"])
-            .args(["--grubenv", "overboot_args=overboot.onfail=poweroff"])
+            .args([
+                "--grubenv",
+                "overboot_args=overboot.onfail=poweroff no_timer_check",
+            ])
             .args(["--grubenv", "next_entry=recovery"]),
     );
     assert!(made.contains("labelled BootExt"), "{made}");

@@ -169,7 +169,7 @@ fn boot(img: &Path, script: &str) -> String {
         .arg(img)
         .arg("-append")
         .arg(format!(
-            "console=ttyS0 panic=-1 rdinit=/bin/sh -- -c \"{script}\""
+            "console=ttyS0 panic=-1 no_timer_check rdinit=/bin/sh -- -c \"{script}\""
         ))
         .stdin(Stdio::null())
         .output()

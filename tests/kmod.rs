@@ -257,7 +257,7 @@ fn finit_module_in_qemu() {
         .arg(&img)
         .arg("-append")
         .arg(format!(
-            "console=ttyS0 panic=-1 OVERBOOT_KMOD_GUEST=1 rdinit=/bin/sh -- -c \"{script}\""
+            "console=ttyS0 panic=-1 no_timer_check OVERBOOT_KMOD_GUEST=1 rdinit=/bin/sh -- -c \"{script}\""
         ))
         .stdin(Stdio::null())
         .output()

@@ -105,7 +105,7 @@ run() {
     local k=$1 args=()
     args=(-accel tcg -nographic -no-reboot -m "$mem" -smp 1 -nic none
         -monitor "unix:$mon,server,nowait"
-        -kernel "$k" -initrd "$initrd" -append "console=ttyS0 panic=-1 $append")
+        -kernel "$k" -initrd "$initrd" -append "console=ttyS0 panic=-1 no_timer_check $append")
     local n=0 d
     for d in "${disks[@]}"; do
         args+=(-drive "if=none,id=d$n,file=$d,format=raw" -device "virtio-blk-pci,drive=d$n")
