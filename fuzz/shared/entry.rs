@@ -12,7 +12,7 @@ use overboot::kmod::parse as kparse;
 use overboot::manifest::{self, ManifestKind};
 use overboot::names::{self, EmptyTree, Node, Reading, TargetPath, Tree};
 use overboot::probe::fs::{ReadAt, probe_fs};
-use overboot::probe::parts::parse_table;
+use overboot::probe::parts::{crc32, parse_table};
 use overboot::superblock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -79,7 +79,11 @@ fn check_overlay(o: OverlaySize) {
             format!("tmpfs:size={}M", b >> 20)
         }
     };
-    assert_eq!(cmdline::parse_overlay(&spelled), Ok(o), "overlay round trip");
+    assert_eq!(
+        cmdline::parse_overlay(&spelled),
+        Ok(o),
+        "overlay round trip"
+    );
     let _ = o.tmpfs_option();
 }
 
@@ -135,7 +139,8 @@ pub fn manifest(data: &[u8]) {
             (_, Some(src)) => {
                 assert!(!src.starts_with('/'), "absolute source {src:?}");
                 assert!(
-                    src.split('/').all(|c| !c.is_empty() && c != "." && c != ".."),
+                    src.split('/')
+                        .all(|c| !c.is_empty() && c != "." && c != ".."),
                     "source {src:?} escapes BootExt"
                 );
             }
@@ -224,7 +229,11 @@ pub fn names(data: &[u8]) {
             assert!(!p.is_root(), "exact reading of nothing");
             assert_valid_target(p, "exact reading");
             // Escaping the components again gives the name back.
-            let again: Vec<String> = p.components().iter().map(|c| c.replace('_', "__")).collect();
+            let again: Vec<String> = p
+                .components()
+                .iter()
+                .map(|c| c.replace('_', "__"))
+                .collect();
             assert_eq!(again.join("_"), body, "exact reading re-encodes");
         }
         Reading::Tokens(t) => {
@@ -234,14 +243,22 @@ pub fn names(data: &[u8]) {
             }
             assert_eq!(t.join("_"), body, "tokens re-join");
             let plain = names::decode(&entry.reading, &EmptyTree);
-            assert_eq!(plain.target.components(), &t[..], "empty tree splits at '_'");
+            assert_eq!(
+                plain.target.components(),
+                &t[..],
+                "empty tree splits at '_'"
+            );
         }
     }
     let decoded = names::decode(&entry.reading, &tree);
     assert!(!decoded.target.is_root(), "decoded to the root");
     assert_valid_target(&decoded.target, "decoded target");
     if let Reading::Tokens(_) = entry.reading {
-        assert_eq!(decoded.target.components().join("_"), body, "decoded re-joins");
+        assert_eq!(
+            decoded.target.components().join("_"),
+            body,
+            "decoded re-joins"
+        );
     }
     for other in &decoded.also_exist {
         assert_valid_target(other, "ambiguous reading");
@@ -350,18 +367,35 @@ pub fn probe(data: &[u8]) {
     if let Ok(sq) = superblock::check_squashfs(&head, dev.len) {
         assert!(sq.bytes_used <= dev.len, "bytes_used beyond the file");
         assert!(sq.bytes_used >= superblock::SUPERBLOCK_LEN as u64);
-        assert!(sq.block_size.is_power_of_two(), "block size {}", sq.block_size);
+        assert!(
+            sq.block_size.is_power_of_two(),
+            "block size {}",
+            sq.block_size
+        );
     }
     let _ = superblock::identify_foreign(&head);
 
     if let Some(fs) = probe_fs(&dev) {
         for s in [&fs.label, &fs.uuid].into_iter().flatten() {
-            assert!(!s.is_empty(), "{}: empty label/uuid instead of None", fs.fs_type);
+            assert!(
+                !s.is_empty(),
+                "{}: empty label/uuid instead of None",
+                fs.fs_type
+            );
             assert!(!s.contains('\0'), "{}: NUL in {s:?}", fs.fs_type);
         }
     }
 
-    if let Some(table) = parse_table(&dev) {
+    check_table(&dev);
+    // The fuzzer cannot forge CRC-32s: run the GPT parser again with them made
+    // right, so mutated headers and entries get past the checksums.
+    if let Some(img) = with_gpt_crcs_fixed(&dev) {
+        check_table(&img);
+    }
+}
+
+fn check_table(dev: &(impl ReadAt + ?Sized)) {
+    if let Some(table) = parse_table(dev) {
         assert!(matches!(table.sector_size, 512 | 4096));
         let mut seen = BTreeSet::new();
         for e in &table.entries {
@@ -373,6 +407,42 @@ pub fn probe(data: &[u8]) {
             }
         }
     }
+}
+
+/// The first 64 KiB of `dev` with the CRCs of a GPT header at 512 or 4096 (and of
+/// its entry array, where that lies inside) recomputed; `None` without a header.
+fn with_gpt_crcs_fixed(dev: &Sparse) -> Option<Vec<u8>> {
+    let mut img = vec![0u8; usize::try_from(dev.len.min(1 << 16)).ok()?];
+    let n = dev.read_at(0, &mut img).ok()?;
+    img.truncate(n);
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    let mut any = false;
+    for sector in [512usize, 4096] {
+        let Some(hdr) = img.get(sector..sector + 512) else {
+            continue;
+        };
+        if &hdr[..8] != b"EFI PART" {
+            continue;
+        }
+        any = true;
+        let hdr_size = u32_at(hdr, 12) as usize;
+        let lba = u64::from(u32_at(hdr, 72)) | (u64::from(u32_at(hdr, 76)) << 32);
+        let total = u64::from(u32_at(hdr, 80)) * u64::from(u32_at(hdr, 84));
+        let start = lba.checked_mul(sector as u64).unwrap_or(u64::MAX);
+        if let Some(end) = start.checked_add(total)
+            && end <= img.len() as u64
+        {
+            let crc = crc32(&img[start as usize..end as usize]);
+            img[sector + 88..sector + 92].copy_from_slice(&crc.to_le_bytes());
+        }
+        if (92..=512).contains(&hdr_size) {
+            let mut h = img[sector..sector + hdr_size].to_vec();
+            h[16..20].fill(0);
+            let crc = crc32(&h);
+            img[sector + 16..sector + 20].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    any.then_some(img)
 }
 
 // ---------------------------------------------------------------------------
@@ -394,7 +464,10 @@ pub fn kmod(data: &[u8]) {
     let aliases = kparse::parse_modules_alias(&alias);
     let softdeps = kparse::parse_modules_softdep(&softdep);
     for s in &softdeps {
-        assert!(!s.pre.is_empty() || !s.post.is_empty(), "empty softdep kept");
+        assert!(
+            !s.pre.is_empty() || !s.post.is_empty(),
+            "empty softdep kept"
+        );
     }
     let builtins = kparse::parse_modules_builtin(&builtin);
     let builtin_aliases = kparse::parse_builtin_modinfo(modinfo);
