@@ -17,8 +17,11 @@ use overboot::superblock;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
+/// One fuzz entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("cmdline", cmdline),
     ("manifest", manifest),
     ("names", names),
@@ -428,7 +431,7 @@ fn with_gpt_crcs_fixed(dev: &Sparse) -> Option<Vec<u8>> {
         let hdr_size = u32_at(hdr, 12) as usize;
         let lba = u64::from(u32_at(hdr, 72)) | (u64::from(u32_at(hdr, 76)) << 32);
         let total = u64::from(u32_at(hdr, 80)) * u64::from(u32_at(hdr, 84));
-        let start = lba.checked_mul(sector as u64).unwrap_or(u64::MAX);
+        let start = lba.saturating_mul(sector as u64);
         if let Some(end) = start.checked_add(total)
             && end <= img.len() as u64
         {
