@@ -136,6 +136,10 @@ fn parse_size(size: &str) -> Result<OverlaySize, String> {
     match unit {
         "%" if (1..=100).contains(&n) => Ok(OverlaySize::Percent(n as u8)),
         "%" => Err(format!("size '{size}' must be 1% to 100%")),
+        // tmpfs reads size=0 as "no limit": the writable layer could fill all RAM.
+        "M" | "m" | "G" | "g" if n == 0 => Err(format!(
+            "size '{size}' is zero, which tmpfs takes as unlimited"
+        )),
         "M" | "m" => Ok(OverlaySize::Bytes(
             n.checked_mul(1 << 20).ok_or_else(too_big)?,
         )),
@@ -533,5 +537,22 @@ mod tests {
         );
         assert_eq!(split_words("\"\""), vec![""]);
         assert!(split_words("").is_empty());
+    }
+
+    /// Found by the fuzz invariant (fuzz/regressions/cmdline/): `size=0M` gave a
+    /// tmpfs with size=0, which the kernel takes as unlimited.
+    #[test]
+    fn zero_overlay_size_is_refused() {
+        for v in ["tmpfs:size=0M", "tmpfs:size=00G", "tmpfs:size=0g"] {
+            let e = parse_overlay(v).unwrap_err();
+            assert!(e.contains("unlimited"), "{v}: {e}");
+        }
+        assert_eq!(
+            parse_overlay("tmpfs:size=1M"),
+            Ok(OverlaySize::Bytes(1 << 20))
+        );
+        let p = parse("overboot.overlay=tmpfs:size=0M");
+        assert_eq!(p.settings.overlay, None);
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
     }
 }

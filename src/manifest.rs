@@ -162,12 +162,15 @@ fn validate_mount(index: usize, raw: RawMount) -> Result<ManifestMount, String> 
         return Err("size applies to tmpfs mounts only".into());
     }
     if let Some(size) = &raw.size {
-        let ok = size.len() > 1
-            && size[..size.len() - 1].bytes().all(|b| b.is_ascii_digit())
-            && matches!(
-                size.as_bytes()[size.len() - 1],
-                b'k' | b'K' | b'm' | b'M' | b'g' | b'G' | b'%'
-            );
+        // Bytes, not a str slice: a multi-byte last character must not panic.
+        let ok = match size.as_bytes().split_last() {
+            Some((unit, digits)) => {
+                !digits.is_empty()
+                    && digits.iter().all(u8::is_ascii_digit)
+                    && matches!(unit, b'k' | b'K' | b'm' | b'M' | b'g' | b'G' | b'%')
+            }
+            None => false,
+        };
         if !ok {
             return Err(format!("size '{size}' is not N followed by k, M, G or %"));
         }
@@ -303,6 +306,23 @@ size = "16M"
             assert_eq!(m.warnings.len(), 1, "{text}: {:?}", m.warnings);
             assert!(m.warnings[0].contains(want), "{text}: {}", m.warnings[0]);
             assert!(m.mounts.is_empty());
+        }
+    }
+
+    /// Found by fuzzing (fuzz/regressions/manifest/): a size ending in a multi-byte
+    /// character was sliced inside it and panicked.
+    #[test]
+    fn size_with_multibyte_unit_is_a_warning_not_a_panic() {
+        for size in ["1\u{fffd}", "\u{e9}", "16\u{e9}", "1\u{1f600}"] {
+            let m = parse(&format!(
+                "[[mount]]\ntarget = \"/x\"\nkind = \"tmpfs\"\nsize = \"{size}\"\n"
+            ));
+            assert!(m.mounts.is_empty(), "{size}");
+            assert!(
+                m.warnings[0].contains("is not N followed"),
+                "{:?}",
+                m.warnings
+            );
         }
     }
 
