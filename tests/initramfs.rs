@@ -365,3 +365,63 @@ fn boot_modules() -> Vec<&'static str> {
         .map(|m| &*Box::leak(m.into_boxed_str()))
         .collect()
 }
+
+/// The musl `overboot-init` says it never unwinds, and the copy mkinitramfs puts in as
+/// `/init` differs from it only by its unwind tables, zeroed; a program without the
+/// marker (busybox) goes in unchanged.
+#[test]
+fn init_goes_in_without_unwind_tables_when_it_never_unwinds() {
+    let musl = std::env::var_os("OVERBOOT_MUSL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("target/x86_64-unknown-linux-musl/release/overboot")
+        });
+    let init = musl.with_file_name("overboot-init");
+    let original = std::fs::read(&init)
+        .unwrap_or_else(|e| panic!("{}: {e} (test.sh builds it)", init.display()));
+    assert!(initramfs::elf::declares_no_unwinding(&original));
+    let out = tmp("unwind.img");
+    let md = modules_dir();
+    let args = s(&[
+        "mkinitramfs",
+        "-o",
+        out.to_str().unwrap(),
+        "--modules-dir",
+        md.to_str().unwrap(),
+        "--modules",
+        "ext4",
+        "--binary",
+        init.to_str().unwrap(),
+        "--compress",
+        "none",
+    ]);
+    assert_eq!(initramfs::main(&args), 0);
+    let dir = tmp("unwind-x");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(format!("cpio -idm --quiet < {}", out.display()))
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let inside = std::fs::read(dir.join("init")).unwrap();
+    assert_eq!(inside.len(), original.len());
+    let changed: Vec<usize> = (0..inside.len())
+        .filter(|&i| inside[i] != original[i])
+        .collect();
+    assert!(
+        changed.len() > 10_000,
+        "only {} bytes zeroed",
+        changed.len()
+    );
+    assert!(changed.iter().all(|&i| inside[i] == 0));
+    let mut again = original.clone();
+    assert!(initramfs::elf::zero_unwind_tables(&mut again) >= changed.len());
+    assert_eq!(again, inside, "the same zeroing as the library's");
+    // busybox has no marker: unchanged.
+    let bb = std::fs::read(BUSYBOX).unwrap();
+    assert!(!initramfs::elf::declares_no_unwinding(&bb));
+}

@@ -12,7 +12,15 @@ the appliance (DESIGN section 2). By hand it only knows:
   overboot-init assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE]
 Every other command is in `overboot`.";
 
+/// Tells `mkinitramfs` that this build never unwinds, so the copy in the initramfs
+/// can do without unwind tables (`overboot::initramfs::elf`).
+#[cfg(panic = "abort")]
+static NEVER_UNWINDS: [u8; 42] = *b"overboot-init: panic=abort, never unwinds\0";
+
 fn main() {
+    // Keeps the marker through link-time optimisation.
+    #[cfg(panic = "abort")]
+    std::hint::black_box(&NEVER_UNWINDS);
     if overboot::pid1::is_pid1() {
         overboot::boot::main();
     }

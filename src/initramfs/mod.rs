@@ -6,6 +6,7 @@
 //! The archive is reproducible: same inputs, same bytes.
 
 pub mod cpio;
+pub mod elf;
 
 use crate::kmod::{MODULE_GROUPS, ModuleIndex, Resolution, modules_for, parse};
 use cpio::{Archive, Kind};
@@ -188,7 +189,10 @@ pub fn main(args: &[String]) -> i32 {
 fn run(opts: &Options) -> Result<String, String> {
     let (kver, modules_dir) = kver_and_dir(opts)?;
     let binary_path = opts.binary.clone().unwrap_or_else(default_binary);
-    let binary = read_static_elf(&binary_path, "--binary")?;
+    let mut binary = read_static_elf(&binary_path, "--binary")?;
+    if elf::declares_no_unwinding(&binary) {
+        elf::zero_unwind_tables(&mut binary);
+    }
     let busybox = if opts.add_shell {
         Some(read_static_elf(Path::new(BUSYBOX), "--add-shell")?)
     } else {
