@@ -288,8 +288,23 @@ impl Loop {
     fn name(&self) -> &str {
         self.0.trim_start_matches("/dev/")
     }
+    /// Where `probe::scan` names partition `n`.
+    fn dev_part(&self, n: u32) -> PathBuf {
+        PathBuf::from(format!("{}p{n}", self.0))
+    }
+    /// A device node of our own for partition `n`, made from the kernel's numbers in
+    /// sysfs: a node left in /dev by an earlier partition can name another device.
     fn part(&self, n: u32) -> String {
-        format!("{}p{n}", self.0)
+        let name = format!("{}p{n}", self.name());
+        let numbers = std::fs::read_to_string(format!("/sys/class/block/{name}/dev"))
+            .unwrap_or_else(|e| panic!("{name} is not in /sys/class/block: {e}"));
+        let (major, minor) = numbers.trim().split_once(':').unwrap();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("probe-nodes");
+        std::fs::create_dir_all(&dir).unwrap();
+        let node = dir.join(&name);
+        let _ = std::fs::remove_file(&node);
+        run("mknod", &[node.to_str().unwrap(), "b", major, minor]);
+        node.display().to_string()
     }
 }
 
@@ -312,17 +327,18 @@ fn find(spec: &str, devs: &[BlockDevice]) -> Vec<BlockDevice> {
 /// the partitions are added from user space with `partx -a` (BLKPG), which is
 /// the same sysfs view for the code under test.
 fn wait_part(lo: &Loop, n: u32) -> String {
-    let path = lo.part(n);
+    // The kernel's list, not /dev: a node can outlive its partition there.
+    let sys = format!("/sys/class/block/{}p{n}", lo.name());
     for i in 0..100 {
-        if Path::new(&path).exists() {
-            return path;
+        if Path::new(&sys).exists() {
+            return lo.part(n);
         }
         if i == 20 {
             let _ = Command::new("partx").args(["-a", &lo.0]).status();
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{path} did not appear");
+    panic!("{sys} did not appear");
 }
 
 #[test]
@@ -415,7 +431,7 @@ fn gpt_partitions_by_partuuid_and_partlabel() {
     let devs = probe::scan();
     let hits = find(&format!("PARTUUID={guid1}"), &devs);
     assert_eq!(hits.len(), 1, "{hits:?}");
-    assert_eq!(hits[0].dev_path, Path::new(&lo.part(1)));
+    assert_eq!(hits[0].dev_path, lo.dev_part(1));
     assert_eq!(hits[0].part_label.as_deref(), Some(name1.as_str()));
     assert_eq!(hits[0].fs_type.as_deref(), Some("vfat"));
     assert_eq!(hits[0].label.as_deref(), Some("INPART"));
@@ -424,7 +440,7 @@ fn gpt_partitions_by_partuuid_and_partlabel() {
     assert_eq!(find(&format!("PARTLABEL={name1}"), &devs), hits);
     let hits3 = find(&format!("PARTLABEL={name2}"), &devs);
     assert_eq!(hits3.len(), 1);
-    assert_eq!(hits3[0].dev_path, Path::new(&lo.part(3)));
+    assert_eq!(hits3[0].dev_path, lo.dev_part(3));
     assert_eq!(hits3[0].part_uuid, Some(table.entries[1].part_uuid.clone()));
     // The whole disk carries no PARTUUID of its own.
     let disk = devs.iter().find(|d| d.name == lo.name()).unwrap();
@@ -501,7 +517,7 @@ fn mbr_primary_and_logical_partuuids() {
         );
         let d = devs
             .iter()
-            .find(|d| d.dev_path == Path::new(&path))
+            .find(|d| d.dev_path == lo.dev_part(e.number))
             .unwrap();
         assert_eq!(d.part_uuid.as_ref(), Some(&e.part_uuid));
     }
