@@ -67,7 +67,8 @@ root=$work/root
 install_tree() {
     [ -d "$1" ] || { echo "$prog: note: $1 not found, nothing from it in the package" >&2; return 0; }
     mkdir -p "$2"
-    cp -R "$1/." "$2/"
+    # -L: a link in the tree (sd-overboot shares dracut's overboot-lib.sh) goes in as a file.
+    cp -RL "$1/." "$2/"
     find "$2" -type d -exec chmod 0755 {} +
     find "$2" -type f -perm /111 -exec chmod 0755 {} +
     find "$2" -type f ! -perm /111 -exec chmod 0644 {} +

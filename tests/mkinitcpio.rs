@@ -787,12 +787,21 @@ done
 
 #[test]
 fn sd_lib_is_the_dracut_modules_lib() {
-    // One set of helpers: sd-overboot ships a copy of dracut's overboot-lib.sh
-    // (the package puts each tree in its own place); the two must not drift.
+    // One set of helpers: sd-overboot's overboot-lib.sh is a link to dracut's (the
+    // package copies the file into each tree).
+    let link = top().join(SD_DIR).join("overboot-lib.sh");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "{} should link to dracut-module/90overboot/overboot-lib.sh",
+        link.display()
+    );
     assert_eq!(
         read(&top().join(SD_DIR).join("overboot-lib.sh")),
         read(&top().join("dracut-module/90overboot/overboot-lib.sh")),
-        "copy dracut-module/90overboot/overboot-lib.sh to {SD_DIR}/"
+        "{SD_DIR}/overboot-lib.sh"
     );
 }
 
