@@ -12,7 +12,7 @@
 
 mod e2e_common;
 
-use e2e_common::{Boot, Fixture, bootext, fixture, musl_binary};
+use e2e_common::{Boot, Fixture, bootext, fixture, musl_binary, run};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -21,20 +21,6 @@ const MODULE: &str = "dracut-module/90overboot";
 /// No shell, power off on failure; status lines by description (not ellipsized names).
 const SYSTEMD_ARGS: &str =
     "rd.shell=0 rd.emergency=poweroff systemd.status_unit_format=description";
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// A dracut "installation" that is the system's plus the repository's module.
 fn dracut_basedir(f: &Fixture) -> PathBuf {

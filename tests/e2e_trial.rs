@@ -8,24 +8,10 @@
 
 mod e2e_common;
 
-use e2e_common::{Boot, Fixture, boot, fixture, musl_binary};
+use e2e_common::{Boot, Fixture, boot, fixture, musl_binary, run};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Two appliance images with overboot inside: `appliance` (the one to return to)
 /// and `trial` (the update).

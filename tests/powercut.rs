@@ -51,33 +51,6 @@ fn trial_file(rel: &str) -> bool {
     ["active-system", "previous-system", "trial"].contains(&base)
 }
 
-/// Every file, link and directory under `dir` with a digest of its content.
-fn snapshot(dir: &Path) -> BTreeMap<String, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        for e in fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            let t = e.file_type().unwrap();
-            if t.is_symlink() {
-                out.insert(rel, format!("-> {}", fs::read_link(&p).unwrap().display()));
-            } else if t.is_dir() {
-                out.insert(rel.clone(), "dir".into());
-                walk(root, &p, out);
-            } else {
-                let bytes = fs::read(&p).unwrap();
-                let h = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
-                    (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-                });
-                out.insert(rel, format!("{} bytes {h:016x}", bytes.len()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
 fn others(snap: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     snap.iter()
         .filter(|(k, _)| !trial_file(k))
@@ -152,7 +125,7 @@ fn reboot(ns: &Ns, b: &Path, why: &str) -> (String, String) {
         0,
         "{why}: the reboot failed:\n{}\nBootExt: {:#?}",
         a.run.stderr,
-        snapshot(b)
+        tree_snapshot(b)
     );
     let marker = fs::read_to_string(a.at("etc/overboot-image")).unwrap();
     let st = a.state();
@@ -176,7 +149,7 @@ fn cut_everywhere(
     cleanup: &dyn Fn(),
 ) -> u32 {
     reset(b, setup);
-    let before = others(&snapshot(b));
+    let before = others(&tree_snapshot(b));
     let mut cuts = 0;
     for syscall in SYSCALLS {
         for n in 1..500 {
@@ -184,7 +157,7 @@ fn cut_everywhere(
             let killed = run_cut(args, syscall, n, ok_code);
             cleanup();
             let why = format!("{args:?} cut before {syscall} #{n}");
-            let after = snapshot(b);
+            let after = tree_snapshot(b);
             assert_eq!(
                 others(&after),
                 before,
@@ -419,13 +392,13 @@ fn block_level_cut_of_set_active() {
             disk.mount();
             reset(&be, &setup);
             run("sync", &[]);
-            let before = others(&snapshot(&be));
+            let before = others(&tree_snapshot(&be));
             let killed = run_cut(&args, "fsync", n, 0);
             // The power goes: nothing more reaches the disk.
             disk.cut();
             disk.mount();
             let why = format!("block-level cut before fsync #{n}");
-            assert_eq!(others(&snapshot(&be)), before, "{why}");
+            assert_eq!(others(&tree_snapshot(&be)), before, "{why}");
             let (img, outcome) = reboot(ns, &be, &why);
             seen.insert(format!("{img}:{outcome}"));
             assert!(

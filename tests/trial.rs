@@ -6,38 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
-
-/// Every file, link and directory under `dir` with its content (links: target).
-fn snapshot(dir: &Path) -> BTreeMap<String, String> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap().display().to_string();
-            let t = e.file_type().unwrap();
-            if t.is_symlink() {
-                out.insert(rel, format!("-> {}", fs::read_link(&p).unwrap().display()));
-            } else if t.is_dir() {
-                out.insert(rel.clone(), "dir".into());
-                walk(root, &p, out);
-            } else {
-                let bytes = fs::read(&p).unwrap();
-                // FNV-1a: enough to see a change.
-                let h = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
-                    (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
-                });
-                out.insert(rel, format!("{} bytes {h:016x}", bytes.len()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
 
 fn link(b: &BootExt, name: &str) -> Option<String> {
     fs::read_link(b.path.join("System").join(name))
@@ -99,11 +68,11 @@ fn set_active_switches_and_keeps_previous() {
         cmd(&b, &["set-active", abs.to_str().unwrap()]).expect_code(0);
         assert_eq!(link(&b, "active-system").as_deref(), Some("b.squashfs"));
         // Already active: nothing to do, nothing written.
-        let before = snapshot(&b.path);
+        let before = tree_snapshot(&b.path);
         let r = cmd(&b, &["set-active", "b.squashfs"]);
         r.expect_code(0);
         assert!(r.stdout.contains("already active"), "{}", r.all());
-        assert_eq!(snapshot(&b.path), before);
+        assert_eq!(tree_snapshot(&b.path), before);
     });
 }
 
@@ -211,7 +180,7 @@ fn bless_ends_the_trial() {
             trial_file(&b).unwrap().contains("boots-left=1"),
             "not counted"
         );
-        let before = snapshot(&b.path);
+        let before = tree_snapshot(&b.path);
         let r = cmd(&b, &["bless", "--state", rec.state_path.to_str().unwrap()]);
         r.expect_code(1);
         assert!(
@@ -220,7 +189,7 @@ fn bless_ends_the_trial() {
             "{}",
             r.all()
         );
-        assert_eq!(snapshot(&b.path), before);
+        assert_eq!(tree_snapshot(&b.path), before);
 
         let (m, st, a) = boot(ns, &b);
         assert_eq!(m, "b");
@@ -302,7 +271,7 @@ fn read_only_bootext_boots_previous_with_warning() {
             "mount",
             &["-o".as_ref(), "remount,bind,ro".as_ref(), ro.as_os_str()],
         );
-        let before = snapshot(&b.path);
+        let before = tree_snapshot(&b.path);
         let a = assemble(ns, &ro, "");
         a.run.expect_code(0);
         let marker = fs::read_to_string(a.at("etc/overboot-image")).unwrap();
@@ -315,7 +284,7 @@ fn read_only_bootext_boots_previous_with_warning() {
         assert_eq!(st["trial"]["outcome"], "not-counted");
         assert_eq!(st["trial"]["boots_left"], 2);
         assert_eq!(st["fallback"]["from"], "active");
-        assert_eq!(snapshot(&b.path), before, "nothing written");
+        assert_eq!(tree_snapshot(&b.path), before, "nothing written");
 
         for args in [
             vec!["bless", "--state", "/nonexistent"],
@@ -332,7 +301,7 @@ fn read_only_bootext_boots_previous_with_warning() {
                 r.all()
             );
         }
-        assert_eq!(snapshot(&b.path), before, "nothing written");
+        assert_eq!(tree_snapshot(&b.path), before, "nothing written");
         sh("umount", &[ro.as_os_str()]);
         // Writable again: the trial resumes where it was.
         let (m, st, _) = boot(ns, &b);
@@ -353,7 +322,7 @@ fn bad_input_changes_nothing() {
         let outside = b.image_at("DIRS/DIR_opt.squashfs", &[("x", "y")]);
         let elsewhere = ns.dir("elsewhere").join("c.squashfs");
         fs::copy(b.path.join("System/b.squashfs"), &elsewhere).unwrap();
-        let before = snapshot(&b.path);
+        let before = tree_snapshot(&b.path);
         let cases: Vec<(Vec<String>, i32, &str)> = vec![
             (vec!["missing.squashfs".into()], 1, "does not exist"),
             (vec!["notes.squashfs".into()], 1, "not a squashfs image"),
@@ -401,15 +370,15 @@ fn bad_input_changes_nothing() {
             if code == 1 {
                 assert!(r.stderr.contains("nothing changed"), "{}", r.all());
             }
-            assert_eq!(snapshot(&b.path), before, "{args:?} changed BootExt");
+            assert_eq!(tree_snapshot(&b.path), before, "{args:?} changed BootExt");
         }
         // A link to outside BootExt posing as an image.
         symlink(&b.path, "System/evil.squashfs", "/etc/passwd");
-        let before = snapshot(&b.path);
+        let before = tree_snapshot(&b.path);
         let r = cmd(&b, &["set-active", "evil.squashfs"]);
         r.expect_code(1);
         assert!(r.stderr.contains("is a symlink"), "{}", r.all());
-        assert_eq!(snapshot(&b.path), before);
+        assert_eq!(tree_snapshot(&b.path), before);
         // Bad trial file: the safe choice is the previous image.
         cmd(&b, &["set-active", "b.squashfs", "--tries", "2"]).expect_code(0);
         write(

@@ -864,3 +864,39 @@ pub fn assert_no_loop_leak(dir: &Path) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Every file, link and directory under `dir` with its content (links: their
+/// target; files: size and an FNV-1a hash), to see that nothing else changed.
+pub fn tree_snapshot(dir: &Path) -> std::collections::BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let t = e.file_type().unwrap();
+            if t.is_symlink() {
+                out.insert(
+                    rel,
+                    format!("-> {}", std::fs::read_link(&p).unwrap().display()),
+                );
+            } else if t.is_dir() {
+                out.insert(rel.clone(), "dir".into());
+                walk(root, &p, out);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                // FNV-1a: enough to see a change.
+                let h = bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+                    (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+                });
+                out.insert(rel, format!("{} bytes {h:016x}", bytes.len()));
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}

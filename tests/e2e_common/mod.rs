@@ -15,7 +15,8 @@ pub struct Fixture {
     pub recovery: PathBuf,
 }
 
-fn run(cmd: &mut Command) -> String {
+/// Run `cmd`, require success, return its stdout.
+pub fn run(cmd: &mut Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
