@@ -17,8 +17,9 @@ pub enum Outcome {
     /// Was loaded before (`/sys/module/<name>` existed, or the kernel said EEXIST).
     AlreadyLoaded,
     Builtin,
-    /// The kernel said ENODEV: the module is for hardware or a CPU feature this
-    /// machine lacks (`crc32c_intel` without SSE4.2). Normal, not a failure.
+    /// The kernel said ENODEV, or the module's `cpu:` aliases say so before it is
+    /// tried: it is for hardware or a CPU feature this machine lacks (`crc32c_intel`
+    /// without SSE4.2). Normal, not a failure.
     NoDevice,
     /// A wanted name that is no module, alias or built-in of this kernel.
     NotFound,
@@ -120,13 +121,25 @@ impl fmt::Display for LoadReport {
 /// and load the result. Never panics; every problem is in the report.
 pub fn load_modules(modules_dir: &Path, wanted: &[&str]) -> LoadReport {
     match ModuleIndex::load(modules_dir) {
-        Ok(index) => load_resolution(modules_dir, &index.resolve(wanted)),
+        Ok(index) => {
+            let cpu = cpu_modalias();
+            load_resolution(modules_dir, &index.resolve_for_cpu(wanted, cpu.as_deref()))
+        }
         Err(e) => LoadReport {
             modules_dir: modules_dir.to_path_buf(),
             error: Some(e),
             ..LoadReport::default()
         },
     }
+}
+
+/// This CPU's modalias (`cpu:type:x86,ven…:feature:,0000,…`), which the `cpu:`
+/// aliases of feature-specific modules are matched against; None without sysfs.
+pub fn cpu_modalias() -> Option<String> {
+    std::fs::read_to_string("/sys/devices/system/cpu/modalias")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Load an already computed [`Resolution`], in its order.
@@ -170,6 +183,14 @@ pub fn load_resolution(modules_dir: &Path, resolution: &Resolution) -> LoadRepor
             path: Some(path),
             outcome,
             elapsed,
+        });
+    }
+    for m in &resolution.unsuited {
+        report.modules.push(ModuleReport {
+            name: m.name.clone(),
+            path: Some(modules_dir.join(&m.path)),
+            outcome: Outcome::NoDevice,
+            elapsed: Duration::ZERO,
         });
     }
     for n in &resolution.not_found {
@@ -298,6 +319,25 @@ mod tests {
             matches!(&o, Outcome::Failed(w) if w.contains("cannot open")),
             "{o:?}"
         );
+    }
+
+    #[test]
+    fn modules_unsuited_to_the_cpu_are_reported_not_loaded() {
+        let resolution = Resolution {
+            unsuited: vec![crate::kmod::ModuleToLoad {
+                name: "crc32c_intel".into(),
+                path: "kernel/arch/x86/crypto/crc32c-intel.ko".into(),
+                deps: vec![],
+            }],
+            ..Resolution::default()
+        };
+        // Nothing to load, so the kernel is not asked: this runs anywhere.
+        let r = load_resolution(Path::new("/nonexistent/modules"), &resolution);
+        assert!(r.all_ok());
+        assert_eq!(r.modules.len(), 1);
+        assert_eq!(r.modules[0].outcome, Outcome::NoDevice);
+        assert!(r.modules[0].elapsed.is_zero());
+        assert!(r.to_string().contains("1 not for this machine"), "{r}");
     }
 
     #[test]

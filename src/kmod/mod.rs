@@ -7,7 +7,7 @@
 mod load;
 pub mod parse;
 
-pub use load::{LoadReport, ModuleReport, Outcome, load_modules, load_resolution};
+pub use load::{LoadReport, ModuleReport, Outcome, cpu_modalias, load_modules, load_resolution};
 
 use parse::{Alias, DepEntry, SoftDep};
 use std::collections::{BTreeMap, BTreeSet};
@@ -152,6 +152,9 @@ pub struct Resolution {
     pub not_found: Vec<String>,
     /// Soft dependencies that were not found: (module, soft dependency).
     pub softdeps_not_found: Vec<(String, String)>,
+    /// Modules left out because they are for CPU features this CPU lacks
+    /// ([`ModuleIndex::resolve_for_cpu`]).
+    pub unsuited: Vec<ModuleToLoad>,
 }
 
 /// What one name or alias stands for.
@@ -343,6 +346,27 @@ impl ModuleIndex {
         found
     }
 
+    /// True when `module` is made for CPU features this CPU lacks: it has `cpu:`
+    /// aliases (`MODULE_DEVICE_TABLE(x86cpu, …)`, such as crc32c_intel's SSE4.2) and
+    /// none of them matches `cpu_modalias` (`/sys/devices/system/cpu/modalias`). Such a
+    /// module's init refuses with ENODEV; loading it only to be refused costs a
+    /// signature check and an RCU grace period. A module without `cpu:` aliases fits
+    /// any CPU.
+    pub fn unsuited_to_cpu(&self, module: &str, cpu_modalias: &str) -> bool {
+        let module = parse::normalize(module);
+        let cpu = parse::normalize_alias(cpu_modalias.trim());
+        let mut has_cpu_alias = false;
+        for (alias, pattern) in self.aliases.iter().zip(&self.alias_norm) {
+            if pattern.starts_with("cpu:") && parse::normalize(&alias.module) == module {
+                if parse::glob_match(pattern, &cpu) {
+                    return false;
+                }
+                has_cpu_alias = true;
+            }
+        }
+        has_cpu_alias
+    }
+
     /// The ordered load list for module names or aliases (`ext4`, `fs-ext4`,
     /// `crypto-crc32c`, `virtio:d00000002v00001AF4`). Names not found are reported
     /// in the result, never an error.
@@ -364,6 +388,26 @@ impl ModuleIndex {
             r.take(found);
         }
         r.out
+    }
+
+    /// [`resolve`](Self::resolve), then leave out the modules made for CPU features
+    /// this CPU lacks ([`unsuited_to_cpu`](Self::unsuited_to_cpu)): the second of
+    /// `crypto-crc32c`'s two providers, crc32c_intel, on a CPU without SSE4.2. A
+    /// module another one in the list needs is kept, so that its failure is seen.
+    /// Without a CPU modalias nothing is left out.
+    pub fn resolve_for_cpu(&self, wanted: &[&str], cpu_modalias: Option<&str>) -> Resolution {
+        let mut out = self.resolve(wanted);
+        let Some(cpu) = cpu_modalias.filter(|c| !c.trim().is_empty()) else {
+            return out;
+        };
+        let needed: BTreeSet<String> = out.load.iter().flat_map(|m| m.deps.clone()).collect();
+        let (unsuited, load) = out
+            .load
+            .into_iter()
+            .partition(|m| !needed.contains(&m.name) && self.unsuited_to_cpu(&m.name, cpu));
+        out.load = load;
+        out.unsuited = unsuited;
+        out
     }
 }
 
@@ -500,7 +544,8 @@ alias fs-ext4 ext4\n\
 alias crypto-crc32c crc32c_generic\n\
 alias virtio:d00000002v* virtio_blk\n\
 alias crypto-crc32 crc32\n\
-alias stale nosuchmodule\n";
+alias stale nosuchmodule\n\
+alias cpu:type:x86,ven*fam*mod*:feature:*0094* crc32c_intel\n";
     const SOFT: &str = "softdep ext4 pre: crypto-crc32c\nsoftdep jbd2 pre: crypto-crc32c\n\
 softdep q pre: p post: usb-storage missing\nsoftdep p pre: q\n";
     const BUILTIN: &str = "kernel/lib/crc32.ko\nkernel/fs/binfmt_elf.ko\n";
@@ -566,6 +611,51 @@ softdep q pre: p post: usb-storage missing\nsoftdep p pre: q\n";
             ["crc32c_intel", "crc32c_generic"]
         );
         assert!(i.lookup("virtio:d00000003v1").is_empty());
+    }
+
+    /// `/sys/devices/system/cpu/modalias` of QEMU's default CPU (no SSE4.2, 0094)
+    /// and of one with it.
+    const CPU_WITHOUT_SSE42: &str = "cpu:type:x86,ven0000fam0006mod0006:feature:,0000,0001,0002,0003,0004,0005,0006,0007,0008,0009,000B,000C,000D,000E,000F,0010,0011,0013,0017,0018,0019,001A,002B,0034,003B,003D,0068,006F,0070,0072,0074,0075,0080,008C,0093";
+    const CPU_WITH_SSE42: &str = "cpu:type:x86,ven0000fam0006mod003F:feature:,0000,0001,0002,0003,0080,008C,0093,0094,0095\n";
+
+    #[test]
+    fn modules_for_a_missing_cpu_feature_are_left_out() {
+        let i = index();
+        assert!(i.unsuited_to_cpu("crc32c-intel", CPU_WITHOUT_SSE42));
+        assert!(!i.unsuited_to_cpu("crc32c_intel", CPU_WITH_SSE42));
+        // No cpu: alias: fits any CPU.
+        assert!(!i.unsuited_to_cpu("crc32c_generic", CPU_WITHOUT_SSE42));
+        assert!(!i.unsuited_to_cpu("ext4", ""));
+
+        let without = i.resolve_for_cpu(&["ext4"], Some(CPU_WITHOUT_SSE42));
+        assert_eq!(
+            names(&without),
+            ["crc32c_generic", "jbd2", "mbcache", "crc16", "ext4"]
+        );
+        assert_eq!(without.unsuited.len(), 1);
+        assert_eq!(without.unsuited[0].name, "crc32c_intel");
+        let with = i.resolve_for_cpu(&["ext4"], Some(CPU_WITH_SSE42));
+        assert_eq!(names(&with), names(&i.resolve(&["ext4"])));
+        assert!(with.unsuited.is_empty());
+        // Unknown CPU: nothing is left out.
+        assert_eq!(names(&i.resolve_for_cpu(&["ext4"], None)).len(), 6);
+        assert_eq!(names(&i.resolve_for_cpu(&["ext4"], Some(" "))).len(), 6);
+    }
+
+    #[test]
+    fn a_cpu_feature_module_another_needs_is_kept() {
+        let i = ModuleIndex::from_texts(
+            "kernel/user.ko: kernel/fast.ko\nkernel/fast.ko:\n",
+            "alias cpu:type:x86,ven*fam*mod*:feature:*0094* fast\n",
+            "",
+            "",
+        );
+        let r = i.resolve_for_cpu(&["user"], Some(CPU_WITHOUT_SSE42));
+        assert_eq!(names(&r), ["fast", "user"]);
+        assert!(r.unsuited.is_empty());
+        let r = i.resolve_for_cpu(&["fast"], Some(CPU_WITHOUT_SSE42));
+        assert!(r.load.is_empty());
+        assert_eq!(r.unsuited[0].name, "fast");
     }
 
     #[test]

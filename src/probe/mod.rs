@@ -90,10 +90,16 @@ fn read_text(path: &Path) -> Option<String> {
     String::from_utf8(buf).ok()
 }
 
+/// The device `name` in `/sys/class/block`; None when it is unreadable or empty
+/// (size 0: an unattached loop device, a CD drive without a medium), which is told
+/// from its size alone, before anything else is read.
 fn sys_block(class: &Path, name: &str) -> Option<SysBlock> {
     let dir = class.join(name);
-    let (major, minor) = parse_devnum(&read_text(&dir.join("dev"))?)?;
     let sectors: u64 = read_text(&dir.join("size"))?.trim().parse().ok()?;
+    if sectors == 0 {
+        return None;
+    }
+    let (major, minor) = parse_devnum(&read_text(&dir.join("dev"))?)?;
     let partition = read_text(&dir.join("partition")).and_then(|t| t.trim().parse().ok());
     // /sys/class/block/vda1 -> ../../devices/…/block/vda/vda1: the parent
     // directory of a partition is its disk.
@@ -146,10 +152,7 @@ fn list_sys(sys: &Path) -> Vec<SysBlock> {
             continue;
         }
         if let Some(b) = sys_block(&class, &name) {
-            // Empty loop devices, CD drives without a medium, …
-            if b.size_bytes > 0 {
-                out.push(b);
-            }
+            out.push(b);
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
