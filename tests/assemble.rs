@@ -904,15 +904,11 @@ fn regular_file_dir_entry_is_skipped() {
 #[test]
 fn symlinks_in_image_are_resolved_inside_new_root() {
     Ns::run(|ns| {
-        let b = BootExt::empty(ns);
-        b.system_with("a.squashfs", "a", |t| {
+        let b = BootExt::standard_with(ns, |t| {
             fs::remove_dir_all(t.join("etc/ssh")).unwrap();
             symlink(t, "etc/ssh", "../../../../x");
             symlink(t, "srv/data", "/y");
         });
-        b.system("r.squashfs", "r");
-        b.link("active-system", "a.squashfs");
-        b.link("recovery-system", "r.squashfs");
         b.dir_entry("DIR_etc_ssh", &[("key", "K")]);
         b.dir_entry("DIR_srv_data", &[("d", "D")]);
         let a = assemble_ok(ns, &b.path, "");
@@ -1212,14 +1208,10 @@ fn dirs_symlinks_leading_outside_bootext_are_refused() {
 #[test]
 fn entries_onto_files_under_files_and_symlink_loops_are_skipped() {
     Ns::run(|ns| {
-        let b = BootExt::empty(ns);
-        b.system_with("a.squashfs", "a", |t| {
+        let b = BootExt::standard_with(ns, |t| {
             symlink(t, "etc/loop", "loop");
             symlink(t, "etc/hn", "hostname");
         });
-        b.system("r.squashfs", "r");
-        b.link("active-system", "a.squashfs");
-        b.link("recovery-system", "r.squashfs");
         let bad = [
             "DIR_etc_hostname",   // a directory onto a file
             "DIR_etc_hn",         // ... through a symlink to a file
@@ -1425,15 +1417,11 @@ kind = "bind"
 #[test]
 fn entries_resolving_to_one_target_conflict() {
     Ns::run(|ns| {
-        let b = BootExt::empty(ns);
-        b.system_with("a.squashfs", "a", |t| {
+        let b = BootExt::standard_with(ns, |t| {
             fs::remove_dir_all(t.join("etc/ssh")).unwrap();
             mkdirs(t, "srv/ssh");
             symlink(t, "etc/ssh", "/srv/ssh");
         });
-        b.system("r.squashfs", "r");
-        b.link("active-system", "a.squashfs");
-        b.link("recovery-system", "r.squashfs");
         b.dir_entry("DIR_etc_ssh", &[("from", "etc_ssh")]);
         b.dir_entry("DIR_srv_ssh", &[("from", "srv_ssh")]);
         let a = assemble_ok(ns, &b.path, "");

@@ -41,13 +41,9 @@ fn unique_label() -> String {
 /// A BootExt tree: an active image with an executable /sbin/init, a DIR_ and a
 /// FILE_ entry, and an image entry.
 fn bootext_tree(ns: &Ns) -> BootExt {
-    let b = BootExt::empty(ns);
-    b.system_with("a.squashfs", "a", |t| {
+    let b = BootExt::standard_with(ns, |t| {
         fs::set_permissions(t.join("sbin/init"), fs::Permissions::from_mode(0o755)).unwrap();
     });
-    b.system("r.squashfs", "r");
-    b.link("active-system", "a.squashfs");
-    b.link("recovery-system", "r.squashfs");
     b.dir_entry("DIR_etc_ssh", &[("marker", "from-bootext-ssh\n")]);
     b.file_entry("FILE_etc_hostname", "bootext-host\n");
     b.image_entry(

@@ -397,8 +397,13 @@ impl BootExt {
     /// The usual layout: `System/a.squashfs` (marker "a", active) and
     /// `System/r.squashfs` (marker "r", recovery).
     pub fn standard(ns: &Ns) -> BootExt {
+        BootExt::standard_with(ns, |_| {})
+    }
+
+    /// [`BootExt::standard`], with `active` changing the active image's tree.
+    pub fn standard_with(ns: &Ns, active: impl FnOnce(&Path)) -> BootExt {
         let b = BootExt::empty(ns);
-        b.system("a.squashfs", "a");
+        b.system_with("a.squashfs", "a", active);
         b.system("r.squashfs", "r");
         b.link("active-system", "a.squashfs");
         b.link("recovery-system", "r.squashfs");
