@@ -111,6 +111,16 @@ fn read(p: &Path) -> String {
 }
 
 /// Undo what the hook did: the new root's mounts, BootExt, the loop device.
+/// Run the assertions in `check`, then clean up whatever they found, then let a
+/// failed assertion fail the test.
+fn checked_then_cleaned(ns: &Ns, newroot: &Path, dev: &str, check: impl FnOnce()) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check));
+    cleanup(ns, newroot, dev);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
 fn cleanup(ns: &Ns, newroot: &Path, dev: &str) {
     unmount_recursive(newroot);
     let bootext = Path::new("/run/overboot/bootext");
@@ -132,7 +142,7 @@ fn hook_finds_bootext_by_label_and_assembles_the_new_root() {
             &format!("root=overboot overboot.bootext=LABEL={label} overboot.timeout=5 rw"),
             &newroot,
         );
-        let result = std::panic::catch_unwind(|| {
+        checked_then_cleaned(ns, &newroot, &dev, || {
             assert_eq!(code, 0, "{out}");
             assert!(out.contains(":: running hook [overboot]"), "{out}");
             assert!(
@@ -175,10 +185,6 @@ fn hook_finds_bootext_by_label_and_assembles_the_new_root() {
                 "{state}"
             );
         });
-        cleanup(ns, &newroot, &dev);
-        if let Err(e) = result {
-            std::panic::resume_unwind(e);
-        }
     });
 }
 
@@ -194,7 +200,7 @@ fn hook_without_bootext_says_what_it_looked_for_and_opens_a_shell() {
             &format!("root=overboot overboot.bootext=LABEL={missing} overboot.timeout=1"),
             &newroot,
         );
-        let result = std::panic::catch_unwind(|| {
+        checked_then_cleaned(ns, &newroot, &dev, || {
             assert_eq!(code, 1, "{out}");
             assert!(
                 out.contains(&format!(
@@ -209,10 +215,6 @@ fn hook_without_bootext_says_what_it_looked_for_and_opens_a_shell() {
             assert!(out.contains("STANDIN: nothing mounted on"), "{out}");
             assert!(mount_at(Path::new("/run/overboot/bootext")).is_none());
         });
-        cleanup(ns, &newroot, &dev);
-        if let Err(e) = result {
-            std::panic::resume_unwind(e);
-        }
     });
 }
 
@@ -229,7 +231,7 @@ fn hook_with_a_bad_bootext_reports_overboots_message() {
             &format!("root=overboot overboot.bootext=LABEL={label}"),
             &newroot,
         );
-        let result = std::panic::catch_unwind(|| {
+        checked_then_cleaned(ns, &newroot, &dev, || {
             assert_eq!(code, 1, "{out}");
             assert!(
                 out.contains("overboot: cannot assemble: looked for"),
@@ -241,10 +243,6 @@ fn hook_with_a_bad_bootext_reports_overboots_message() {
             );
             assert!(out.contains("STANDIN: launch_interactive_shell"), "{out}");
         });
-        cleanup(ns, &newroot, &dev);
-        if let Err(e) = result {
-            std::panic::resume_unwind(e);
-        }
     });
 }
 
@@ -832,7 +830,7 @@ fn sd_assemble_script_mounts_bootext_and_assembles_the_root() {
         let label = unique_label();
         let dev = bootext_device(ns, &b.path, &label);
         let newroot = ns.dir("sysroot");
-        let result = std::panic::catch_unwind(|| {
+        checked_then_cleaned(ns, &newroot, &dev, || {
             // Not for this root: nothing done.
             let (code, out) = run_sd_assemble("root=/dev/sda1", &newroot);
             assert_eq!((code, out.as_str()), (0, ""));
@@ -869,9 +867,5 @@ fn sd_assemble_script_mounts_bootext_and_assembles_the_root() {
                 "{state}"
             );
         });
-        cleanup(ns, &newroot, &dev);
-        if let Err(e) = result {
-            std::panic::resume_unwind(e);
-        }
     });
 }
