@@ -9,6 +9,7 @@
 
 mod e2e_common;
 
+use e2e_common::run;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -32,22 +33,10 @@ fn output(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
-fn run_ok(cmd: &mut Command) -> String {
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn grub_template_passes_grub_script_check() {
     let template = top().join("boot-layout/grub.cfg");
-    run_ok(Command::new("grub-script-check").arg(&template));
+    run(Command::new("grub-script-check").arg(&template));
     // The checker can fail: the same file with an unclosed block is refused.
     let dir = scratch("grub-check");
     let broken = dir.join("grub.cfg");
@@ -93,7 +82,7 @@ fn shell_scripts_pass_shellcheck() {
     for s in &scripts {
         assert!(s.is_file(), "{s:?} is missing");
     }
-    run_ok(Command::new("shellcheck").args(&scripts));
+    run(Command::new("shellcheck").args(&scripts));
     // shellcheck can fail: an unquoted variable in a sh script is reported.
     let dir = scratch("shellcheck");
     let bad = dir.join("bad.sh");
@@ -140,12 +129,10 @@ fn skeleton_has_every_folder_with_a_readme() {
 fn skeleton_example_manifest_is_valid_once_uncommented() {
     let dir = scratch("manifest");
     let tree = dir.join("BootExt");
-    run_ok(
-        Command::new("cp")
-            .arg("-a")
-            .arg(top().join("boot-layout/skeleton"))
-            .arg(&tree),
-    );
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(top().join("boot-layout/skeleton"))
+        .arg(&tree));
     for f in [
         "DIRS/README",
         "Overlay/README",
@@ -166,12 +153,10 @@ fn skeleton_example_manifest_is_valid_once_uncommented() {
     let img_tree = dir.join("img");
     fs::create_dir_all(img_tree.join("opt")).unwrap();
     fs::create_dir_all(tree.join("Data/app")).unwrap();
-    run_ok(
-        Command::new("mksquashfs")
-            .arg(&img_tree)
-            .arg(tree.join("System/a.squashfs"))
-            .args(["-noappend", "-quiet", "-no-progress", "-all-root"]),
-    );
+    run(Command::new("mksquashfs")
+        .arg(&img_tree)
+        .arg(tree.join("System/a.squashfs"))
+        .args(["-noappend", "-quiet", "-no-progress", "-all-root"]));
     symlink("a.squashfs", tree.join("System/active-system")).unwrap();
     symlink("a.squashfs", tree.join("System/recovery-system")).unwrap();
     let out = output(Command::new(BIN).arg("check").arg(&tree));
@@ -244,7 +229,7 @@ impl Stage {
     }
     fn copy(&self, src: &Path, name: &str) -> PathBuf {
         let dst = self.0.join(name);
-        run_ok(Command::new("cp").arg("-a").arg(src).arg(&dst));
+        run(Command::new("cp").arg("-a").arg(src).arg(&dst));
         dst
     }
 }
@@ -259,13 +244,11 @@ const NOBODY: u32 = 65534;
 
 /// `debugfs -R CMD` on partition 1 of `disk` (taken out at 1 MiB).
 fn debugfs(disk: &Path, part: &Path, cmd: &str) -> String {
-    run_ok(
-        Command::new("dd")
-            .arg(format!("if={}", disk.display()))
-            .arg(format!("of={}", part.display()))
-            .args(["bs=1M", "skip=1", "status=none"]),
-    );
-    run_ok(Command::new("debugfs").arg("-R").arg(cmd).arg(part))
+    run(Command::new("dd")
+        .arg(format!("if={}", disk.display()))
+        .arg(format!("of={}", part.display()))
+        .args(["bs=1M", "skip=1", "status=none"]));
+    run(Command::new("debugfs").arg("-R").arg(cmd).arg(part))
 }
 
 #[test]
@@ -288,31 +271,29 @@ fn mkbootext_disk_boots_recovery_once_then_active_under_seabios() {
     std::os::unix::fs::chown(&out, Some(NOBODY), Some(NOBODY)).unwrap();
     let disk = out.join("bootext.img");
     // Built by an unprivileged user: no loop device, no mount, no root.
-    let made = run_ok(
-        Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(layout.join("mkbootext"))
-            .env("OVERBOOT", &overboot)
-            .env("TMPDIR", &out)
-            .arg("-o")
-            .arg(&disk)
-            .arg("--system")
-            .arg(&system)
-            .arg("--recovery")
-            .arg(&recovery)
-            .arg("--kernel")
-            .arg(&kernel)
-            .arg("--initrd")
-            .arg(&initrd)
-            .arg("--dirs")
-            .arg(&dirs)
-            .args(["--grubenv", "menu_timeout=1"])
-            .args([
-                "--grubenv",
-                "overboot_args=overboot.onfail=poweroff no_timer_check",
-            ])
-            .args(["--grubenv", "next_entry=recovery"]),
-    );
+    let made = run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(layout.join("mkbootext"))
+        .env("OVERBOOT", &overboot)
+        .env("TMPDIR", &out)
+        .arg("-o")
+        .arg(&disk)
+        .arg("--system")
+        .arg(&system)
+        .arg("--recovery")
+        .arg(&recovery)
+        .arg("--kernel")
+        .arg(&kernel)
+        .arg("--initrd")
+        .arg(&initrd)
+        .arg("--dirs")
+        .arg(&dirs)
+        .args(["--grubenv", "menu_timeout=1"])
+        .args([
+            "--grubenv",
+            "overboot_args=overboot.onfail=poweroff no_timer_check",
+        ])
+        .args(["--grubenv", "next_entry=recovery"]));
     assert!(made.contains("labelled BootExt"), "{made}");
     assert_eq!(fs::metadata(&disk).unwrap().uid(), NOBODY);
     // The files on BootExt belong to root all the same.

@@ -6,6 +6,9 @@
 //! Needs: dpkg, binutils (readelf), systemd (systemd-analyze), man-db is not needed;
 //! and the musl build (test.sh builds it and sets OVERBOOT_MUSL_BIN).
 
+mod e2e_common;
+
+use e2e_common::{musl_binary, run};
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -23,46 +26,20 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-fn musl_binary() -> PathBuf {
-    let bin = std::env::var_os("OVERBOOT_MUSL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| top().join("target/x86_64-unknown-linux-musl/release/overboot"));
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build --release --target x86_64-unknown-linux-musl` (test.sh does)",
-        bin.display()
-    );
-    bin
-}
-
 fn output(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
-fn run_ok(cmd: &mut Command) -> String {
-    let out = output(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Build the package from `src` (a source tree) into `out`; returns the .deb.
 fn build_deb(src: &Path, out: &Path) -> PathBuf {
-    let printed = run_ok(
-        Command::new(top().join("packaging/build-deb.sh"))
-            .arg("--top")
-            .arg(src)
-            .arg("--binary")
-            .arg(musl_binary())
-            .arg("--out")
-            .arg(out),
-    );
+    let printed = run(Command::new(top().join("packaging/build-deb.sh"))
+        .arg("--top")
+        .arg(src)
+        .arg("--binary")
+        .arg(musl_binary(&top()))
+        .arg("--out")
+        .arg(out));
     let deb = PathBuf::from(printed.trim());
     assert_eq!(
         deb,
@@ -74,7 +51,7 @@ fn build_deb(src: &Path, out: &Path) -> PathBuf {
 
 /// `dpkg-deb -c`: path → (mode string, owner, link target).
 fn listing(deb: &Path) -> Vec<(String, String, String, Option<String>)> {
-    run_ok(Command::new("dpkg-deb").arg("-c").arg(deb))
+    run(Command::new("dpkg-deb").arg("-c").arg(deb))
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
@@ -174,7 +151,7 @@ fn package_holds_every_file_in_its_place_and_runs() {
     let deb = build_deb(&top(), &dir);
     assert_holds(&deb, &top());
 
-    let info = run_ok(Command::new("dpkg-deb").arg("-I").arg(&deb));
+    let info = run(Command::new("dpkg-deb").arg("-I").arg(&deb));
     for needle in [
         "Package: overboot\n",
         &format!("Version: {}\n", env!("CARGO_PKG_VERSION")),
@@ -191,7 +168,7 @@ fn package_holds_every_file_in_its_place_and_runs() {
         );
     }
     let field = |name: &str| {
-        run_ok(Command::new("dpkg-deb").args(["-f"]).arg(&deb).arg(name))
+        run(Command::new("dpkg-deb").args(["-f"]).arg(&deb).arg(name))
             .trim()
             .to_string()
     };
@@ -200,49 +177,43 @@ fn package_holds_every_file_in_its_place_and_runs() {
 
     // Extracted: the binary runs and is the static build.
     let root = dir.join("root");
-    run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
-    let help = run_ok(Command::new(root.join("usr/bin/overboot")).arg("--help"));
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    let help = run(Command::new(root.join("usr/bin/overboot")).arg("--help"));
     assert!(help.contains("overboot assemble"), "{help}");
-    let version = run_ok(Command::new(root.join("usr/bin/overboot")).arg("--version"));
+    let version = run(Command::new(root.join("usr/bin/overboot")).arg("--version"));
     assert_eq!(
         version.trim(),
         format!("overboot {}", env!("CARGO_PKG_VERSION"))
     );
     assert_eq!(
         fs::read(root.join("usr/bin/overboot")).unwrap(),
-        fs::read(musl_binary()).unwrap()
+        fs::read(musl_binary(&top())).unwrap()
     );
     // mkinitramfs of the installed package puts the boot-only build in as /init.
     let kdir = PathBuf::from(
-        run_ok(&mut Command::new(top().join("tests/kernel/fetch")))
+        run(&mut Command::new(top().join("tests/kernel/fetch")))
             .trim()
             .to_string(),
     );
     let kver = kdir.file_name().unwrap().to_string_lossy().into_owned();
-    let made = run_ok(
-        Command::new(root.join("usr/bin/overboot"))
-            .args(["mkinitramfs", "--modules", "ext4,virtio", "-o"])
-            .arg(dir.join("initrd.img"))
-            .arg("--modules-dir")
-            .arg(kdir.join("root/lib/modules").join(&kver)),
-    );
+    let made = run(Command::new(root.join("usr/bin/overboot"))
+        .args(["mkinitramfs", "--modules", "ext4,virtio", "-o"])
+        .arg(dir.join("initrd.img"))
+        .arg("--modules-dir")
+        .arg(kdir.join("root/lib/modules").join(&kver)));
     assert!(
         made.contains("/init from ") && made.contains("/lib/overboot/overboot-init"),
         "{made}"
     );
-    let elf = run_ok(
-        Command::new("readelf")
-            .arg("-l")
-            .arg(root.join("usr/bin/overboot")),
-    );
+    let elf = run(Command::new("readelf")
+        .arg("-l")
+        .arg(root.join("usr/bin/overboot")));
     assert!(!elf.contains("program interpreter"), "not static:\n{elf}");
 
     // The man page: the gzip holds the roff source, every command and parameter.
-    let man = run_ok(
-        Command::new("gzip")
-            .arg("-dc")
-            .arg(root.join("usr/share/man/man8/overboot.8.gz")),
-    );
+    let man = run(Command::new("gzip")
+        .arg("-dc")
+        .arg(root.join("usr/share/man/man8/overboot.8.gz")));
     assert_eq!(
         man,
         fs::read_to_string(top().join("doc/overboot.8")).unwrap()
@@ -273,7 +244,7 @@ fn package_holds_every_file_in_its_place_and_runs() {
 
     // mkbootext, installed, finds its skeleton and template beside it.
     let mk = root.join("usr/bin/mkbootext");
-    let usage = run_ok(Command::new(&mk).arg("--help"));
+    let usage = run(Command::new(&mk).arg("--help"));
     assert!(usage.contains("--system IMAGE"), "{usage}");
     let bad = dir.join("not-squashfs");
     fs::write(&bad, "x").unwrap();
@@ -314,13 +285,11 @@ fn package_holds_every_file_in_its_place_and_runs() {
     );
     // A root with the package and the host's systemd units (boot-complete.target...).
     let vroot = dir.join("verify-root");
-    run_ok(Command::new("cp").arg("-a").arg(&root).arg(&vroot));
-    run_ok(
-        Command::new("cp")
-            .arg("-an")
-            .arg("/lib/systemd/system/.")
-            .arg(vroot.join("lib/systemd/system")),
-    );
+    run(Command::new("cp").arg("-a").arg(&root).arg(&vroot));
+    run(Command::new("cp")
+        .arg("-an")
+        .arg("/lib/systemd/system/.")
+        .arg(vroot.join("lib/systemd/system")));
     let verify = output(
         Command::new("systemd-analyze")
             .arg("verify")
