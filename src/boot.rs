@@ -10,6 +10,8 @@ use crate::probe::{self, BlockDevice};
 use crate::state::BootExtInfo;
 use crate::sys::{errno_text, mounts};
 use rustix::mount::MountAttrFlags;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -102,19 +104,27 @@ fn run() -> Result<(), Fatal> {
     }
 }
 
+/// How many device aliases the boot tries drivers for, at the most.
+const MAX_DEVICE_ALIASES: usize = 4096;
+
 /// Modules always needed, whatever the hardware: the image and overlay stack.
 const STACK_MODULES: &[&str] = &["loop", "squashfs", "overlay"];
 
 /// Kernel modules for this boot, without modprobe or udev: the image stack, then the
 /// drivers for the devices present (their `modalias` in sysfs, as udev's coldplug
 /// does), again for devices those drivers reveal (a virtio disk appears once
-/// virtio_pci is loaded). Loading only what matches keeps the boot fast: loading
-/// every storage driver costs seconds under emulation. The filesystem of BootExt is
-/// loaded once it is known ([`load_filesystem`]).
+/// virtio_pci is loaded) and for devices that appear while the boot waits for
+/// BootExt. Loading only what matches keeps the boot fast: loading every storage
+/// driver costs seconds under emulation. The filesystem of BootExt is loaded once it
+/// is known.
 struct Modules {
     dir: std::path::PathBuf,
     index: crate::kmod::ModuleIndex,
     cpu_modalias: Option<String>,
+    /// Device aliases already tried, and every alias seen so far (to try those of
+    /// devices that just appeared first).
+    tried: RefCell<BTreeSet<String>>,
+    seen: RefCell<BTreeSet<String>>,
 }
 
 impl Modules {
@@ -136,6 +146,8 @@ impl Modules {
                 dir,
                 index,
                 cpu_modalias: crate::kmod::cpu_modalias(),
+                tried: RefCell::default(),
+                seen: RefCell::default(),
             }),
             Err(e) => {
                 log::warn!("module index unreadable, relying on built-in drivers: {e}");
@@ -159,33 +171,17 @@ impl Modules {
         report.count(|o| *o == crate::kmod::Outcome::Loaded)
     }
 
-    /// Load drivers for the devices present, one device alias at a time (in a
-    /// stable order, rescanning after each load because a bus driver reveals new
-    /// devices), and stop as soon as `find_bootext` sees BootExt, which is returned:
-    /// the booted system's udev loads the rest. Without BootExt, everything matching
-    /// loads and the answer is None.
+    /// Load drivers for the devices present, one device alias at a time, and stop
+    /// as soon as `find_bootext` sees BootExt, which is returned: the booted
+    /// system's udev loads the rest. Without BootExt, everything matching loads and
+    /// the answer is None.
     fn coldplug(&self, find_bootext: &dyn Fn() -> Option<BlockDevice>) -> Option<BlockDevice> {
         self.load(STACK_MODULES);
         if let Some(dev) = find_bootext() {
             return Some(dev);
         }
-        let mut tried = std::collections::BTreeSet::new();
-        let mut seen = std::collections::BTreeSet::new();
-        // Bounded: every round marks one alias tried.
-        for _ in 0..512 {
-            let aliases = bus_modaliases(Path::new("/sys/bus"));
-            // Devices that just appeared first: the virtio disk behind virtio_pci
-            // before the next PCI function's driver.
-            let wanted = |a: &&String| !tried.contains(*a) && !self.index.lookup(a).is_empty();
-            let fresh = aliases
-                .iter()
-                .filter(|a| !seen.contains(*a))
-                .find(wanted)
-                .cloned();
-            let next = fresh.or_else(|| aliases.iter().find(wanted).cloned())?;
-            seen.extend(aliases);
-            tried.insert(next.clone());
-            if self.load(&[&next]) > 0
+        while let Some(loaded) = self.load_next_driver() {
+            if loaded > 0
                 && let Some(dev) = find_bootext()
             {
                 return Some(dev);
@@ -193,13 +189,47 @@ impl Modules {
         }
         None
     }
+
+    /// Drivers for every device that appeared since the coldplug (called while
+    /// waiting for BootExt): a USB stick's disk shows up after usb-storage has
+    /// loaded, and needs sd_mod.
+    fn load_new_drivers(&self) {
+        while self.load_next_driver().is_some() {}
+    }
+
+    /// Load the driver for one device alias not tried yet, in a stable order, those
+    /// of devices that just appeared first (the virtio disk behind virtio_pci before
+    /// the next PCI function's driver). The bus lists are read again each time,
+    /// because a bus driver reveals new devices. Returns how many modules loaded,
+    /// or None when no alias is left to try.
+    fn load_next_driver(&self) -> Option<usize> {
+        // A bound, should devices keep appearing with new aliases.
+        if self.tried.borrow().len() >= MAX_DEVICE_ALIASES {
+            return None;
+        }
+        let aliases = bus_modaliases(Path::new("/sys/bus"));
+        let next = {
+            let tried = self.tried.borrow();
+            let seen = self.seen.borrow();
+            let wanted = |a: &&String| !tried.contains(*a) && !self.index.lookup(a).is_empty();
+            let fresh = aliases
+                .iter()
+                .filter(|a| !seen.contains(*a))
+                .find(wanted)
+                .cloned();
+            fresh.or_else(|| aliases.iter().find(wanted).cloned())?
+        };
+        self.seen.borrow_mut().extend(aliases);
+        self.tried.borrow_mut().insert(next.clone());
+        Some(self.load(&[&next]))
+    }
 }
 
 /// The `modalias` of every device on every bus: `/sys/bus/*/devices/*/modalias`,
 /// what udev's coldplug goes through. The bus lists are flat, where a walk of all
 /// of `/sys/devices` reads thousands of directories (about 0.1 s under emulation).
-fn bus_modaliases(bus_root: &Path) -> std::collections::BTreeSet<String> {
-    let mut found = std::collections::BTreeSet::new();
+fn bus_modaliases(bus_root: &Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
     let Ok(buses) = std::fs::read_dir(bus_root) else {
         return found;
     };
@@ -226,7 +256,12 @@ fn find_bootext(config: &BootConfig, modules: Option<&Modules>) -> Result<BlockD
         config.timeout_secs,
         config.bootext
     );
-    match probe::wait_for(&config.bootext, timeout) {
+    let mut new_drivers = || {
+        if let Some(m) = modules {
+            m.load_new_drivers();
+        }
+    };
+    match probe::wait_for_with(&config.bootext, timeout, &mut new_drivers) {
         Ok(dev) => {
             announce(&dev);
             Ok(dev)
@@ -243,8 +278,8 @@ fn find_bootext(config: &BootConfig, modules: Option<&Modules>) -> Result<BlockD
             }
             Err(Fatal::new(
                 format!("the BootExt volume ({})", config.bootext),
-                wait.to_string(),
-                "label the volume BootExt (e2label DEV BootExt), or set overboot.bootext=LABEL=|UUID=|PARTUUID=|PARTLABEL=|/dev/..., or raise overboot.timeout=",
+                wait.found(),
+                wait.fix(),
             ))
         }
     }

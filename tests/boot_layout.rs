@@ -78,6 +78,14 @@ fn shell_scripts_pass_shellcheck() {
         top().join("packaging/build-deb.sh"),
         top().join("packaging/postinst"),
         top().join("packaging/postrm"),
+        // The scripts the tests, the demo and CI run.
+        top().join("tests/e2e/run-qemu.sh"),
+        top().join("tests/e2e/build-bootext.sh"),
+        top().join("tests/e2e/build-appliance.sh"),
+        top().join("tests/kernel/fetch"),
+        top().join("demo.sh"),
+        top().join("test.sh"),
+        top().join(".ci/run"),
     ];
     for s in &scripts {
         assert!(s.is_file(), "{s:?} is missing");

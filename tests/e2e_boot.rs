@@ -8,7 +8,7 @@
 
 mod e2e_common;
 
-use e2e_common::{Boot, boot, bootext, fixture};
+use e2e_common::{Boot, boot, boot_with, bootext, fixture};
 
 fn assert_booted(log: &Boot, system: &str) {
     log.assert_has("OVERBOOT-E2E: init started");
@@ -172,6 +172,51 @@ fn bootext_on_a_late_second_disk() {
     );
 }
 
+/// The default initramfs (every module group) with BootExt behind each kind of
+/// disk controller an appliance has: the drivers come from the devices' aliases
+/// (PCI controller, then the bus behind it, then the SCSI disk's sd_mod).
+fn boots_from_a_disk_on(bus: &str, device: &str) {
+    let f = fixture();
+    let (disk, _) = bootext(f, &format!("bus-{bus}"), &[]);
+    let log = boot_with(
+        f,
+        &f.initrd,
+        "overboot.timeout=30 overboot.onfail=poweroff",
+        &[&disk],
+        &["--disk-bus".into(), bus.into()],
+    );
+    assert_booted(&log, "appliance");
+    assert_overmounts(&log);
+    let state = log.section("state");
+    assert!(
+        state.contains(&format!("\"device\": \"{device}\"")),
+        "{state}"
+    );
+}
+
+#[test]
+fn bootext_on_sata_ahci() {
+    boots_from_a_disk_on("sata", "/dev/sda");
+}
+
+#[test]
+fn bootext_on_nvme() {
+    boots_from_a_disk_on("nvme", "/dev/nvme0n1");
+}
+
+#[test]
+fn bootext_on_virtio_scsi() {
+    boots_from_a_disk_on("virtio-scsi", "/dev/sda");
+}
+
+/// The disk of a USB stick appears about a second after usb-storage has loaded
+/// (its `delay_use`), after the coldplug has run out of devices: the wait for
+/// BootExt loads sd_mod for it.
+#[test]
+fn bootext_on_a_usb_stick() {
+    boots_from_a_disk_on("usb", "/dev/sda");
+}
+
 #[test]
 fn no_bootext_prints_the_message_and_follows_the_policy() {
     let f = fixture();
@@ -187,6 +232,13 @@ fn no_bootext_prints_the_message_and_follows_the_policy() {
     log.assert_has("LABEL=Missing");
     log.assert_has("/dev/vda");
     log.assert_has("Scratch");
+    // The devices seen are a list in the box, one line each: QEMU's empty CD
+    // drive (listed, not read: no I/O errors on the console) and the disk.
+    log.assert_has("|             block devices seen (2):");
+    log.assert_has("|               /dev/sr0 (");
+    log.assert_has("|               /dev/vda (64.0 MiB): TYPE=ext4 LABEL=\"Scratch\"");
+    log.assert_has("| To fix:     label the volume Missing (e2label DEV Missing (ext4),");
+    log.assert_lacks("I/O error, dev sr0");
     log.assert_lacks("OVERBOOT-E2E: init started");
     log.assert_lacks("Kernel panic");
     assert!(

@@ -98,9 +98,26 @@ pub fn format_fatal(fatal: &Fatal) -> Vec<String> {
         ("Found:      ", &fatal.found),
         ("To fix:     ", &fatal.fix),
     ] {
-        for (i, line) in wrap(text, BOX_WIDTH - label.len()).into_iter().enumerate() {
-            let head = if i == 0 { label } else { "            " };
-            body.push(format!("{head}{line}"));
+        // Each line of the text is wrapped on its own, so that a list (the block
+        // devices seen) stays a list; an indented line (a list item) keeps its
+        // indent, and the lines it wraps onto are indented two more.
+        let mut head = label;
+        let lines: Vec<&str> = text.lines().collect();
+        for raw in if lines.is_empty() { vec![""] } else { lines } {
+            let indent = raw.len() - raw.trim_start().len();
+            let width = BOX_WIDTH - label.len();
+            for (i, line) in wrap(raw.trim_start(), width.saturating_sub(indent + 2).max(8))
+                .into_iter()
+                .enumerate()
+            {
+                let pad = if i == 0 || indent == 0 {
+                    indent
+                } else {
+                    indent + 2
+                };
+                body.push(format!("{head}{}{line}", " ".repeat(pad)));
+                head = "            ";
+            }
         }
     }
     let mut out = vec![border.clone()];
@@ -349,6 +366,36 @@ mod tests {
             assert!(words.contains(&w), "lost {w}");
         }
         assert!(lines.iter().any(|l| l.starts_with("|             ")));
+    }
+
+    #[test]
+    fn a_list_in_the_text_stays_a_list() {
+        let f = Fatal::new(
+            "the BootExt volume (LABEL=BootExt)",
+            "no block device matches LABEL=BootExt (waited 30.0 s)\n\
+             block devices seen (2):\n  \
+             /dev/vda (64.0 MiB): TYPE=ext4 LABEL=\"data\" UUID=571d7394-3e40-48be-a5be-c5dd5df355e3 PARTUUID=- PARTLABEL=-\n  \
+             /dev/sr0 (1.0 KiB): TYPE=- LABEL=- UUID=- PARTUUID=- PARTLABEL=-\n",
+            "label the volume BootExt",
+        );
+        let lines = format_fatal(&f);
+        for l in &lines {
+            assert_eq!(l.chars().count(), BOX_WIDTH + 4, "{l:?}");
+        }
+        let at = |needle: &str| {
+            lines
+                .iter()
+                .find(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("no line with {needle}: {lines:#?}"))
+        };
+        assert!(at("(waited 30.0 s)").starts_with("| Found:      no block device"));
+        assert!(at("block devices seen (2):").starts_with("|             block devices"));
+        // Each device starts its own line, indented; a device wrapped onto a second
+        // line is indented further.
+        assert!(at("/dev/vda").starts_with("|               /dev/vda (64.0 MiB)"));
+        assert!(at("/dev/sr0").starts_with("|               /dev/sr0 (1.0 KiB)"));
+        assert!(at("UUID=571d7394").starts_with("|                 UUID=571d7394"));
+        assert!(at("To fix:").contains("label the volume BootExt"));
     }
 
     #[test]

@@ -204,6 +204,47 @@ fn open_node(dev_root: &Path, b: &SysBlock) -> Option<OwnedFd> {
     Some(fd)
 }
 
+/// `SCSI_CDROM_MAJOR`: the `sr` CD/DVD drives (SATA, SCSI, USB and QEMU's IDE drive).
+const SCSI_CDROM_MAJOR: u32 = 11;
+
+/// `CDROM_DRIVE_STATUS` asks a CD drive about its tray (`<linux/cdrom.h>`; not in
+/// linux-raw-sys): the argument is the slot, `CDSL_CURRENT` (`INT_MAX`), the answer
+/// the ioctl's return value.
+struct CdDriveStatus;
+
+const CDROM_DRIVE_STATUS: u32 = 0x5326;
+const CDSL_CURRENT: usize = i32::MAX as usize;
+const CDS_NO_INFO: i32 = 0;
+const CDS_DISC_OK: i32 = 4;
+
+// SAFETY: CDROM_DRIVE_STATUS takes an integer by value and writes nothing back.
+unsafe impl rustix::ioctl::Ioctl for CdDriveStatus {
+    type Output = i32;
+    const IS_MUTATING: bool = false;
+    fn opcode(&self) -> rustix::ioctl::Opcode {
+        CDROM_DRIVE_STATUS as rustix::ioctl::Opcode
+    }
+    fn as_ptr(&mut self) -> *mut core::ffi::c_void {
+        CDSL_CURRENT as *mut core::ffi::c_void
+    }
+    unsafe fn output_from_ptr(
+        out: rustix::ioctl::IoctlOutput,
+        _: *mut core::ffi::c_void,
+    ) -> rustix::io::Result<i32> {
+        Ok(out)
+    }
+}
+
+/// True when the CD drive says it holds no disc (no disc, tray open, not ready).
+/// A drive that cannot tell (an error, `CDS_NO_INFO`) is probed as before.
+fn cd_drive_is_empty(fd: &OwnedFd) -> bool {
+    // SAFETY: the ioctl's argument is an integer, and `fd` is an open block device.
+    match unsafe { rustix::ioctl::ioctl(fd, CdDriveStatus) } {
+        Ok(status) => status != CDS_DISC_OK && status != CDS_NO_INFO,
+        Err(_) => false,
+    }
+}
+
 /// [`scan`] with other roots for sysfs and the device nodes: nodes missing
 /// under `dev_root` are created there (how an initramfs without devtmpfs, or a
 /// test, gets them).
@@ -212,6 +253,11 @@ pub fn scan_at(sys: &Path, dev_root: &Path) -> Vec<BlockDevice> {
     let mut fds: HashMap<String, OwnedFd> = HashMap::new();
     for b in &blocks {
         if let Some(fd) = open_node(dev_root, b) {
+            if b.major == SCSI_CDROM_MAJOR && cd_drive_is_empty(&fd) {
+                // Reading an empty drive only fills the console with I/O errors,
+                // once per rescan; it is still listed, without a filesystem.
+                continue;
+            }
             fds.insert(b.name.clone(), fd);
         }
     }
@@ -361,80 +407,82 @@ fn relabel_hint(fs_type: Option<&str>, dev: &str, label: &str) -> String {
     }
 }
 
-impl fmt::Display for WaitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(
-            f,
-            "no block device matches {} (waited {:.1} s)",
+impl WaitError {
+    /// What was found: the summary line, then one line per block device seen.
+    pub fn found(&self) -> String {
+        let mut out = format!(
+            "no block device matches {} (waited {:.1} s)\n",
             self.spec,
             self.waited.as_secs_f64()
-        )?;
+        );
         if self.seen.is_empty() {
-            writeln!(f, "block devices seen: none at all")?;
+            out.push_str("block devices seen: none at all\n");
         } else {
-            writeln!(f, "block devices seen ({}):", self.seen.len())?;
+            out.push_str(&format!("block devices seen ({}):\n", self.seen.len()));
             for d in &self.seen {
-                writeln!(f, "  {d}")?;
+                out.push_str(&format!("  {d}\n"));
             }
         }
-        let spec = DeviceSpec::parse(&self.spec).ok();
-        write!(f, "to fix: ")?;
-        match &spec {
+        out
+    }
+
+    /// What to change, for the kind of spec that was looked for.
+    pub fn fix(&self) -> String {
+        let mut out = String::new();
+        match DeviceSpec::parse(&self.spec).ok() {
             Some(DeviceSpec::Label(l)) => {
                 let near: Vec<&BlockDevice> = self
                     .seen
                     .iter()
-                    .filter(|d| d.label.as_ref().is_some_and(|h| h.eq_ignore_ascii_case(l)))
+                    .filter(|d| d.label.as_ref().is_some_and(|h| h.eq_ignore_ascii_case(&l)))
                     .collect();
                 for d in &near {
-                    write!(
-                        f,
+                    out.push_str(&format!(
                         "{} is labelled \"{}\", which differs from {l} only in case; ",
                         d.dev_path.display(),
                         d.label.as_deref().unwrap_or_default()
-                    )?;
+                    ));
                 }
                 let (fs_type, dev) = match near.first() {
                     Some(d) => (d.fs_type.as_deref(), d.dev_path.display().to_string()),
                     None => (None, "DEV".to_string()),
                 };
-                write!(
-                    f,
+                out.push_str(&format!(
                     "label the volume {l} ({}) or set overboot.bootext= to one of the \
                      UUID=, PARTUUID=, PARTLABEL= or /dev paths listed above",
-                    relabel_hint(fs_type, &dev, l)
-                )?;
+                    relabel_hint(fs_type, &dev, &l)
+                ));
             }
-            Some(DeviceSpec::Uuid(_)) => write!(
-                f,
+            Some(DeviceSpec::Uuid(_)) => out.push_str(
                 "set overboot.bootext= to the UUID= of the volume as listed above (a \
                  filesystem gets a new UUID when it is re-created), or use \
-                 overboot.bootext=LABEL=BootExt"
-            )?,
-            Some(DeviceSpec::PartUuid(_)) | Some(DeviceSpec::PartLabel(_)) => write!(
-                f,
+                 overboot.bootext=LABEL=BootExt",
+            ),
+            Some(DeviceSpec::PartUuid(_)) | Some(DeviceSpec::PartLabel(_)) => out.push_str(
                 "set overboot.bootext= to the PARTUUID= or PARTLABEL= of the partition \
                  as listed above (sgdisk -c N:NAME DISK names a GPT partition), or use \
-                 overboot.bootext=LABEL=BootExt"
-            )?,
-            _ => write!(
-                f,
+                 overboot.bootext=LABEL=BootExt",
+            ),
+            _ => out.push_str(
                 "set overboot.bootext= to one of the /dev paths listed above, or use \
-                 overboot.bootext=LABEL=BootExt"
-            )?,
+                 overboot.bootext=LABEL=BootExt",
+            ),
         }
-        writeln!(f, ".")?;
+        out.push_str(".\n");
         if self.seen.is_empty() {
-            writeln!(
-                f,
+            out.push_str(
                 "no disk at all usually means the initramfs lacks the disk's driver \
-                 (virtio_blk, nvme, ahci, sd_mod, usb-storage, …)."
-            )?;
+                 (virtio_blk, nvme, ahci, sd_mod, usb-storage, …).\n",
+            );
         }
-        write!(
-            f,
-            "if the disk is slow to appear, raise overboot.timeout= (seconds)."
-        )
+        out.push_str("if the disk is slow to appear, raise overboot.timeout= (seconds).");
+        out
+    }
+}
+
+impl fmt::Display for WaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}to fix: {}", self.found(), self.fix())
     }
 }
 
@@ -447,6 +495,17 @@ const RESCAN: Duration = Duration::from_secs(1);
 /// kernel uevents to react at once to a new or changed block device and
 /// rescans at least every second anyway; without a uevent socket it polls.
 pub fn wait_for(spec: &DeviceSpec, timeout: Duration) -> Result<BlockDevice, WaitError> {
+    wait_for_with(spec, timeout, &mut || {})
+}
+
+/// [`wait_for`], calling `before_scan` before every scan: the boot loads drivers
+/// there for devices that appeared meanwhile. A new device with a `MODALIAS` wakes
+/// the wait as a new block device does.
+pub fn wait_for_with(
+    spec: &DeviceSpec,
+    timeout: Duration,
+    before_scan: &mut dyn FnMut(),
+) -> Result<BlockDevice, WaitError> {
     let start = Instant::now();
     // Subscribe before the first scan, so a device that appears between the
     // scan and the wait is not missed.
@@ -458,6 +517,7 @@ pub fn wait_for(spec: &DeviceSpec, timeout: Duration) -> Result<BlockDevice, Wai
         }
     };
     loop {
+        before_scan();
         let seen = scan();
         if let Some(dev) = find(spec, &seen) {
             log::info!(
@@ -476,8 +536,9 @@ pub fn wait_for(spec: &DeviceSpec, timeout: Duration) -> Result<BlockDevice, Wai
                 seen,
             });
         }
-        // Sleep until the next safety-net rescan, or less when a block device
-        // arrives (other uevents, e.g. module loads, do not cause a rescan).
+        // Sleep until the next safety-net rescan, or less when a block device or
+        // a device wanting a driver arrives (other uevents, e.g. module loads, do
+        // not cause a rescan).
         let now = Instant::now();
         let next_scan = now.checked_add(RESCAN).unwrap_or(now);
         loop {
@@ -490,13 +551,18 @@ pub fn wait_for(spec: &DeviceSpec, timeout: Duration) -> Result<BlockDevice, Wai
             match &socket {
                 Some(s) => match s.wait(slice) {
                     Ok(events) => {
-                        let arrivals: Vec<&uevent::Uevent> =
-                            events.iter().filter(|e| e.is_block_arrival()).collect();
+                        let arrivals: Vec<&uevent::Uevent> = events
+                            .iter()
+                            .filter(|e| e.is_block_arrival() || e.wants_a_driver())
+                            .collect();
                         for ev in &arrivals {
                             log::debug!(
                                 "uevent {} {}",
                                 ev.action,
-                                ev.devname.as_deref().unwrap_or("?")
+                                ev.devname
+                                    .as_deref()
+                                    .or(ev.modalias.as_deref())
+                                    .unwrap_or("?")
                             );
                         }
                         if !arrivals.is_empty() {

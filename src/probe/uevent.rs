@@ -12,6 +12,7 @@ pub struct Uevent {
     pub action: String,
     pub subsystem: Option<String>,
     pub devname: Option<String>,
+    pub modalias: Option<String>,
 }
 
 impl Uevent {
@@ -20,6 +21,13 @@ impl Uevent {
     pub fn is_block_arrival(&self) -> bool {
         self.subsystem.as_deref() == Some("block")
             && matches!(self.action.as_str(), "add" | "change")
+    }
+
+    /// A device with a `MODALIAS` appeared: a driver may have to be loaded for it
+    /// (the SCSI disk behind a USB stick shows up a second after usb-storage
+    /// loads, and needs sd_mod).
+    pub fn wants_a_driver(&self) -> bool {
+        self.action == "add" && self.modalias.is_some()
     }
 }
 
@@ -35,6 +43,7 @@ pub fn parse_uevent(msg: &[u8]) -> Option<Uevent> {
         action: String::new(),
         subsystem: None,
         devname: None,
+        modalias: None,
     };
     for kv in parts {
         let text = String::from_utf8_lossy(kv);
@@ -43,6 +52,7 @@ pub fn parse_uevent(msg: &[u8]) -> Option<Uevent> {
                 "ACTION" => ev.action = v.to_string(),
                 "SUBSYSTEM" => ev.subsystem = Some(v.to_string()),
                 "DEVNAME" => ev.devname = Some(v.to_string()),
+                "MODALIAS" => ev.modalias = Some(v.to_string()),
                 _ => {}
             }
         }
@@ -99,6 +109,7 @@ impl UeventSocket {
                         action: "change".into(),
                         subsystem: Some("block".into()),
                         devname: None,
+                        modalias: None,
                     });
                 }
                 Err(e) => return Err(e.into()),
@@ -130,5 +141,17 @@ mod tests {
         assert!(!ev.is_block_arrival());
         let ev = parse_uevent(b"add@/x\0ACTION=add\0SUBSYSTEM=net\0").unwrap();
         assert!(!ev.is_block_arrival());
+        assert!(!ev.wants_a_driver());
+    }
+
+    #[test]
+    fn a_new_device_with_a_modalias_wants_a_driver() {
+        let msg = b"add@/devices/pci0000:00/0000:00:03.0/usb2/2-1/2-1:1.0/host2/target2:0:0/2:0:0:0\0ACTION=add\0SUBSYSTEM=scsi\0DEVTYPE=scsi_device\0MODALIAS=scsi:t-0x00\0SEQNUM=900\0";
+        let ev = parse_uevent(msg).unwrap();
+        assert_eq!(ev.modalias.as_deref(), Some("scsi:t-0x00"));
+        assert!(ev.wants_a_driver());
+        assert!(!ev.is_block_arrival());
+        let gone = parse_uevent(b"remove@/x\0ACTION=remove\0MODALIAS=scsi:t-0x00\0").unwrap();
+        assert!(!gone.wants_a_driver());
     }
 }

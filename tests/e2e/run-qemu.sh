@@ -6,7 +6,11 @@
 #   run-qemu.sh --initrd FILE --append "ARGS" [--disk IMG]... [--late-disk IMG]
 #               [--late-delay S] [--late-after TEXT] [--timeout S] [--log FILE]
 #               [--kernel FILE] [--mem MB] [--type-after TEXT --type LINE]
+#               [--disk-bus virtio|virtio-scsi|sata|nvme|usb]
 #
+# --disk-bus puts every --disk on that controller (default virtio: virtio-blk-pci;
+# virtio-scsi: scsi-hd on virtio-scsi-pci; sata: ide-hd on an AHCI controller; nvme:
+# one NVMe controller per disk; usb: usb-storage on an XHCI controller).
 # The late disk is added --late-delay seconds (default 5) after QEMU starts, or after
 # TEXT appeared on the serial console when --late-after is given.
 # --type LINE is typed on the serial console once --type-after TEXT appeared on it.
@@ -16,11 +20,11 @@ set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 initrd="" append="" late="" late_after="" late_delay=5 timeout=120 log="" kernel="" mem=512
-type_after="" type_line="" typist=""
+type_after="" type_line="" typist="" disk_bus=virtio
 disks=()
 
 usage() {
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 need() { [ "$#" -ge 2 ] || { echo "run-qemu: $1 needs a value" >&2; exit 2; }; }
@@ -39,6 +43,7 @@ while [ "$#" -gt 0 ]; do
         --mem) need "$@"; mem=$2; shift 2 ;;
         --type-after) need "$@"; type_after=$2; shift 2 ;;
         --type) need "$@"; type_line=$2; shift 2 ;;
+        --disk-bus) need "$@"; disk_bus=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run-qemu: unknown argument '$1'" >&2; usage ;;
     esac
@@ -48,6 +53,10 @@ done
 for d in "${disks[@]}" ${late:+"$late"}; do
     [ -f "$d" ] || { echo "run-qemu: disk image '$d' does not exist" >&2; exit 2; }
 done
+case "$disk_bus" in
+    virtio|virtio-scsi|sata|nvme|usb) ;;
+    *) echo "run-qemu: --disk-bus must be virtio, virtio-scsi, sata, nvme or usb" >&2; exit 2 ;;
+esac
 case "$timeout" in ''|*[!0-9]*) echo "run-qemu: --timeout must be whole seconds" >&2; exit 2 ;; esac
 
 if [ -z "$kernel" ]; then
@@ -107,8 +116,20 @@ run() {
         -monitor "unix:$mon,server,nowait"
         -kernel "$k" -initrd "$initrd" -append "console=ttyS0 panic=-1 no_timer_check $append")
     local n=0 d
+    case "$disk_bus" in
+        virtio-scsi) args+=(-device "virtio-scsi-pci,id=scsi0") ;;
+        sata) args+=(-device "ahci,id=ahci0") ;;
+        usb) args+=(-device "qemu-xhci,id=xhci0") ;;
+    esac
     for d in "${disks[@]}"; do
-        args+=(-drive "if=none,id=d$n,file=$d,format=raw" -device "virtio-blk-pci,drive=d$n")
+        args+=(-drive "if=none,id=d$n,file=$d,format=raw")
+        case "$disk_bus" in
+            virtio) args+=(-device "virtio-blk-pci,drive=d$n") ;;
+            virtio-scsi) args+=(-device "scsi-hd,drive=d$n,bus=scsi0.0") ;;
+            sata) args+=(-device "ide-hd,drive=d$n,bus=ahci0.$n") ;;
+            nvme) args+=(-device "nvme,drive=d$n,serial=overboot$n") ;;
+            usb) args+=(-device "usb-storage,drive=d$n,bus=xhci0.0") ;;
+        esac
         n=$((n + 1))
     done
     rm -f "$mon"
