@@ -217,6 +217,36 @@ fn bootext_on_a_usb_stick() {
     boots_from_a_disk_on("usb", "/dev/sda");
 }
 
+/// BootExt on a CD (ISO 9660 with Rock Ridge, in QEMU's IDE CD drive): found by its
+/// volume label once the drive says it holds a disc, mounted read-only (the boot
+/// says so and goes on), entries bound from it read-only.
+#[test]
+fn bootext_on_a_cd() {
+    let f = fixture();
+    let (iso, _) = bootext(f, "cd", &["--iso"]);
+    let log = boot_with(
+        f,
+        &f.initrd,
+        "overboot.onfail=poweroff",
+        &[],
+        &["--cdrom".into(), iso.display().to_string()],
+    );
+    assert_booted(&log, "appliance");
+    log.assert_has("BootExt is /dev/sr0 (iso9660)");
+    log.assert_has("trying read-only");
+    let mounts = log.section("mounts");
+    for needle in [
+        "/dev/sr0 /mnt/cdrom iso9660 ro,",
+        "/dev/sr0 /etc/ssh iso9660 ro,",
+        " /opt/tools squashfs ro,",
+    ] {
+        assert!(mounts.contains(needle), "no '{needle}' in:\n{mounts}");
+    }
+    log.assert_has("OVERBOOT-E2E: file /etc/hostname=bootext-host");
+    log.assert_has("OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh");
+    log.assert_has("OVERBOOT-E2E: root writable");
+}
+
 #[test]
 fn no_bootext_prints_the_message_and_follows_the_policy() {
     let f = fixture();

@@ -8,9 +8,10 @@
 #
 #   build-bootext.sh OUTIMG SYSTEM_IMG RECOVERY_IMG [--corrupt-active] [--label L]
 #                    [--uuid U] [--gpt] [--partuuid U] [--partlabel L]
-#                    [--file SRC=PATH_IN_BOOTEXT]...
+#                    [--file SRC=PATH_IN_BOOTEXT]... [--iso]
 #
-# --gpt makes OUTIMG a GPT disk whose partition 1 holds the filesystem. Prints
+# --gpt makes OUTIMG a GPT disk whose partition 1 holds the filesystem. --iso makes
+# it an ISO 9660 image with Rock Ridge (symlinks kept) for a CD drive. Prints
 # LABEL=, UUID= (and with --gpt PARTUUID=, PARTLABEL=) lines for the kernel command line.
 set -eu
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -19,7 +20,7 @@ usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ "$#" -ge 3 ] || usage
 outimg=$1 system=$2 recovery=$3
 shift 3
-label=BootExt uuid="" gpt=0 partuuid="" partlabel=BootExt corrupt=0 files=""
+label=BootExt uuid="" gpt=0 iso=0 partuuid="" partlabel=BootExt corrupt=0 files=""
 need() { [ "$#" -ge 2 ] || { echo "build-bootext: $1 needs a value" >&2; exit 2; }; }
 while [ "$#" -gt 0 ]; do
     case "$1" in
@@ -27,6 +28,7 @@ while [ "$#" -gt 0 ]; do
         --label) need "$@"; label=$2; shift 2 ;;
         --uuid) need "$@"; uuid=$2; shift 2 ;;
         --gpt) gpt=1; shift ;;
+        --iso) iso=1; shift ;;
         --partuuid) need "$@"; partuuid=$2; shift 2 ;;
         --partlabel) need "$@"; partlabel=$2; shift 2 ;;
         --file) need "$@"; files="$files
@@ -68,6 +70,15 @@ printf '%s\n' "$files" | while IFS= read -r spec; do
     mkdir -p "$tree/$(dirname "$dst")"
     cp -a "$src" "$tree/$dst"
 done
+
+if [ "$iso" = 1 ]; then
+    rm -f "$outimg"
+    if ! msg=$(xorriso -as mkisofs -quiet -R -V "$label" -o "$outimg" "$tree" 2>&1); then
+        echo "build-bootext: xorriso failed: $msg" >&2; exit 1
+    fi
+    echo "LABEL=$label"
+    exit 0
+fi
 
 fs="$work/fs.img"
 set -- -q -F -t ext4 -L "$label" -d "$tree" -E root_owner=0:0

@@ -6,11 +6,12 @@
 #   run-qemu.sh --initrd FILE --append "ARGS" [--disk IMG]... [--late-disk IMG]
 #               [--late-delay S] [--late-after TEXT] [--timeout S] [--log FILE]
 #               [--kernel FILE] [--mem MB] [--type-after TEXT --type LINE]
-#               [--disk-bus virtio|virtio-scsi|sata|nvme|usb]
+#               [--disk-bus virtio|virtio-scsi|sata|nvme|usb] [--cdrom ISO]
 #
 # --disk-bus puts every --disk on that controller (default virtio: virtio-blk-pci;
 # virtio-scsi: scsi-hd on virtio-scsi-pci; sata: ide-hd on an AHCI controller; nvme:
-# one NVMe controller per disk; usb: usb-storage on an XHCI controller).
+# one NVMe controller per disk; usb: usb-storage on an XHCI controller). --cdrom puts
+# ISO in the machine's CD drive (otherwise the drive is there, empty).
 # The late disk is added --late-delay seconds (default 5) after QEMU starts, or after
 # TEXT appeared on the serial console when --late-after is given.
 # --type LINE is typed on the serial console once --type-after TEXT appeared on it.
@@ -20,11 +21,11 @@ set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 initrd="" append="" late="" late_after="" late_delay=5 timeout=120 log="" kernel="" mem=512
-type_after="" type_line="" typist="" disk_bus=virtio
+type_after="" type_line="" typist="" disk_bus=virtio cdrom=""
 disks=()
 
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 need() { [ "$#" -ge 2 ] || { echo "run-qemu: $1 needs a value" >&2; exit 2; }; }
@@ -44,13 +45,14 @@ while [ "$#" -gt 0 ]; do
         --type-after) need "$@"; type_after=$2; shift 2 ;;
         --type) need "$@"; type_line=$2; shift 2 ;;
         --disk-bus) need "$@"; disk_bus=$2; shift 2 ;;
+        --cdrom) need "$@"; cdrom=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run-qemu: unknown argument '$1'" >&2; usage ;;
     esac
 done
 [ -n "$initrd" ] || { echo "run-qemu: --initrd is required" >&2; exit 2; }
 [ -f "$initrd" ] || { echo "run-qemu: initrd '$initrd' does not exist" >&2; exit 2; }
-for d in "${disks[@]}" ${late:+"$late"}; do
+for d in "${disks[@]}" ${late:+"$late"} ${cdrom:+"$cdrom"}; do
     [ -f "$d" ] || { echo "run-qemu: disk image '$d' does not exist" >&2; exit 2; }
 done
 case "$disk_bus" in
@@ -116,6 +118,7 @@ run() {
         -monitor "unix:$mon,server,nowait"
         -kernel "$k" -initrd "$initrd" -append "console=ttyS0 panic=-1 no_timer_check $append")
     local n=0 d
+    if [ -n "$cdrom" ]; then args+=(-drive "file=$cdrom,media=cdrom,readonly=on,format=raw"); fi
     case "$disk_bus" in
         virtio-scsi) args+=(-device "virtio-scsi-pci,id=scsi0") ;;
         sata) args+=(-device "ahci,id=ahci0") ;;
