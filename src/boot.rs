@@ -228,6 +228,8 @@ impl Modules {
 /// The `modalias` of every device on every bus: `/sys/bus/*/devices/*/modalias`,
 /// what udev's coldplug goes through. The bus lists are flat, where a walk of all
 /// of `/sys/devices` reads thousands of directories (about 0.1 s under emulation).
+/// A bus without a `modalias` file (mmc: an SD card's `mmc:block`) gives it in the
+/// device's `uevent` as `MODALIAS=`, which udev uses.
 fn bus_modaliases(bus_root: &Path) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let Ok(buses) = std::fs::read_dir(bus_root) else {
@@ -238,11 +240,15 @@ fn bus_modaliases(bus_root: &Path) -> BTreeSet<String> {
             continue;
         };
         for device in devices.flatten() {
-            if let Ok(text) = std::fs::read_to_string(device.path().join("modalias")) {
-                let alias = text.trim();
-                if !alias.is_empty() {
-                    found.insert(alias.to_string());
-                }
+            let dir = device.path();
+            let alias = match std::fs::read_to_string(dir.join("modalias")) {
+                Ok(text) => Some(text.trim().to_string()),
+                Err(_) => std::fs::read_to_string(dir.join("uevent"))
+                    .ok()
+                    .and_then(|text| uevent_modalias(&text)),
+            };
+            if let Some(alias) = alias.filter(|a| !a.is_empty()) {
+                found.insert(alias);
             }
         }
     }
@@ -380,6 +386,13 @@ fn mount_bootext(dev: &BlockDevice, spec: &DeviceSpec) -> Result<BootExtInfo, Fa
     })
 }
 
+/// `MODALIAS=` from the text of a sysfs `uevent` file.
+fn uevent_modalias(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("MODALIAS="))
+        .map(|a| a.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,19 +421,32 @@ mod tests {
             Some("virtio:d00000002v00001AF4\n"),
         );
         let cpu = device("system/cpu/cpu0", None);
+        // The mmc bus has no modalias file, only MODALIAS= in uevent.
+        let card = device("pci0000:00/0000:00:04.0/mmc_host/mmc0/mmc0:4567", None);
+        std::fs::write(
+            card.join("uevent"),
+            "DRIVER=\nMMC_TYPE=SD\nMODALIAS=mmc:block\n",
+        )
+        .unwrap();
+        std::fs::write(cpu.join("uevent"), "DRIVER=processor\n").unwrap();
         let blank = device("platform/blank", Some("\n"));
         // Deep in devices/ but on no bus: not a coldplug candidate.
         device("virtual/tty/tty0/deep", Some("tty:deep"));
         on_bus("pci", "0000:00:03.0", &pci);
         on_bus("virtio", "virtio0", &virtio);
         on_bus("cpu", "cpu0", &cpu);
+        on_bus("mmc", "mmc0:4567", &card);
         on_bus("platform", "blank", &blank);
         std::fs::create_dir_all(sys.join("bus/nodevices")).unwrap();
 
         let found = bus_modaliases(&sys.join("bus"));
         assert_eq!(
             found.into_iter().collect::<Vec<_>>(),
-            ["pci:v00001AF4d00001001", "virtio:d00000002v00001AF4"]
+            [
+                "mmc:block",
+                "pci:v00001AF4d00001001",
+                "virtio:d00000002v00001AF4"
+            ]
         );
         assert!(bus_modaliases(&sys.join("absent")).is_empty());
         std::fs::remove_dir_all(&sys).unwrap();

@@ -209,6 +209,13 @@ fn bootext_on_virtio_scsi() {
     boots_from_a_disk_on("virtio-scsi", "/dev/sda");
 }
 
+/// An SD card's bus (mmc) has no `modalias` file: its `mmc:block` alias is read
+/// from the card's `uevent`, which loads mmc_block.
+#[test]
+fn bootext_on_an_sd_card() {
+    boots_from_a_disk_on("mmc", "/dev/mmcblk0");
+}
+
 /// The disk of a USB stick appears about a second after usb-storage has loaded
 /// (its `delay_use`), after the coldplug has run out of devices: the wait for
 /// BootExt loads sd_mod for it.

@@ -6,11 +6,12 @@
 #   run-qemu.sh --initrd FILE --append "ARGS" [--disk IMG]... [--late-disk IMG]
 #               [--late-delay S] [--late-after TEXT] [--timeout S] [--log FILE]
 #               [--kernel FILE] [--mem MB] [--type-after TEXT --type LINE]
-#               [--disk-bus virtio|virtio-scsi|sata|nvme|usb] [--cdrom ISO]
+#               [--disk-bus virtio|virtio-scsi|sata|nvme|usb|mmc] [--cdrom ISO]
 #
 # --disk-bus puts every --disk on that controller (default virtio: virtio-blk-pci;
 # virtio-scsi: scsi-hd on virtio-scsi-pci; sata: ide-hd on an AHCI controller; nvme:
-# one NVMe controller per disk; usb: usb-storage on an XHCI controller). --cdrom puts
+# one NVMe controller per disk; usb: usb-storage on an XHCI controller; mmc: an SD
+# card on an SDHCI controller, one per disk). --cdrom puts
 # ISO in the machine's CD drive (otherwise the drive is there, empty).
 # The late disk is added --late-delay seconds (default 5) after QEMU starts, or after
 # TEXT appeared on the serial console when --late-after is given.
@@ -56,8 +57,8 @@ for d in "${disks[@]}" ${late:+"$late"} ${cdrom:+"$cdrom"}; do
     [ -f "$d" ] || { echo "run-qemu: disk image '$d' does not exist" >&2; exit 2; }
 done
 case "$disk_bus" in
-    virtio|virtio-scsi|sata|nvme|usb) ;;
-    *) echo "run-qemu: --disk-bus must be virtio, virtio-scsi, sata, nvme or usb" >&2; exit 2 ;;
+    virtio|virtio-scsi|sata|nvme|usb|mmc) ;;
+    *) echo "run-qemu: --disk-bus must be virtio, virtio-scsi, sata, nvme, usb or mmc" >&2; exit 2 ;;
 esac
 case "$timeout" in ''|*[!0-9]*) echo "run-qemu: --timeout must be whole seconds" >&2; exit 2 ;; esac
 
@@ -132,6 +133,7 @@ run() {
             sata) args+=(-device "ide-hd,drive=d$n,bus=ahci0.$n") ;;
             nvme) args+=(-device "nvme,drive=d$n,serial=overboot$n") ;;
             usb) args+=(-device "usb-storage,drive=d$n,bus=xhci0.0") ;;
+            mmc) args+=(-device "sdhci-pci,id=sdhci$n" -device "sd-card,drive=d$n") ;;
         esac
         n=$((n + 1))
     done
