@@ -1,10 +1,18 @@
 use overboot::cli;
+use overboot::kmod::modprobe;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // The kernel starts us as /init with PID 1: boot. Never returns.
     if overboot::pid1::is_pid1() {
         overboot::boot::main();
+    }
+    // As /sbin/modprobe in an initramfs built with this binary (--binary).
+    if args
+        .first()
+        .is_some_and(|a| modprobe::invoked_as_modprobe(a))
+    {
+        std::process::exit(modprobe::main(args.get(1..).unwrap_or(&[])));
     }
     cli::init_stderr_logger();
     let rest = args.get(2..).unwrap_or(&[]);

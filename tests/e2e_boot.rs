@@ -17,23 +17,31 @@ fn assert_booted(log: &Boot, system: &str) {
     log.assert_lacks("Kernel panic");
 }
 
-fn assert_overmounts(log: &Boot) {
+/// Each of `needles` is in the appliance's /proc/mounts.
+fn assert_mounts(log: &Boot, needles: &[&str]) {
     let mounts = log.section("mounts");
-    for needle in [
-        " /mnt/livecd squashfs ro,",
-        "overlay / overlay ",
-        " /mnt/overlay tmpfs ",
-        " /mnt/cdrom ext4 ",
-        " /etc/ssh ext4 ",
-        " /etc/hostname ext4 ",
-        " /opt/tools squashfs ro,",
-    ] {
+    for needle in needles {
         assert!(
             mounts.contains(needle),
             "no '{needle}' in /proc/mounts:\n{mounts}\n--- log tail ---\n{}",
             log.tail()
         );
     }
+}
+
+fn assert_overmounts(log: &Boot) {
+    assert_mounts(
+        log,
+        &[
+            " /mnt/livecd squashfs ro,",
+            "overlay / overlay ",
+            " /mnt/overlay tmpfs ",
+            " /mnt/cdrom ext4 ",
+            " /etc/ssh ext4 ",
+            " /etc/hostname ext4 ",
+            " /opt/tools squashfs ro,",
+        ],
+    );
     log.assert_has("OVERBOOT-E2E: file /etc/hostname=bootext-host");
     log.assert_has("OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh");
     log.assert_has("OVERBOOT-E2E: file /opt/tools/marker=from-tools-image");
@@ -224,6 +232,32 @@ fn bootext_on_a_usb_stick() {
     boots_from_a_disk_on("usb", "/dev/sda");
 }
 
+/// BootExt on FAT, as on most USB sticks: the mount makes the kernel ask for the
+/// codepage and charset modules (`request_module`), which `/sbin/modprobe`, a link
+/// to `/init`, loads from the initramfs. FAT has no symlinks: `active-system` is
+/// the image itself.
+#[test]
+fn bootext_on_vfat() {
+    let f = fixture();
+    let (disk, _) = bootext(f, "vfat", &["--vfat"]);
+    let log = boot(f, "overboot.onfail=poweroff", &[&disk], None);
+    assert_booted(&log, "appliance");
+    log.assert_has("BootExt is /dev/vda (vfat)");
+    log.assert_has("overboot: modprobe nls_cp437 (asked by the kernel): loaded nls_cp437");
+    log.assert_lacks("codepage cp437 not found");
+    assert_mounts(
+        &log,
+        &[
+            "/dev/vda /mnt/cdrom vfat rw,",
+            "/dev/vda /etc/ssh vfat rw,",
+            " /opt/tools squashfs ro,",
+        ],
+    );
+    log.assert_has("OVERBOOT-E2E: file /etc/hostname=bootext-host");
+    log.assert_has("OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh");
+    log.assert_has("OVERBOOT-E2E: file /opt/tools/marker=from-tools-image");
+}
+
 /// BootExt on a CD (ISO 9660 with Rock Ridge, in QEMU's IDE CD drive): found by its
 /// volume label once the drive says it holds a disc, mounted read-only (the boot
 /// says so and goes on), entries bound from it read-only.
@@ -241,14 +275,14 @@ fn bootext_on_a_cd() {
     assert_booted(&log, "appliance");
     log.assert_has("BootExt is /dev/sr0 (iso9660)");
     log.assert_has("trying read-only");
-    let mounts = log.section("mounts");
-    for needle in [
-        "/dev/sr0 /mnt/cdrom iso9660 ro,",
-        "/dev/sr0 /etc/ssh iso9660 ro,",
-        " /opt/tools squashfs ro,",
-    ] {
-        assert!(mounts.contains(needle), "no '{needle}' in:\n{mounts}");
-    }
+    assert_mounts(
+        &log,
+        &[
+            "/dev/sr0 /mnt/cdrom iso9660 ro,",
+            "/dev/sr0 /etc/ssh iso9660 ro,",
+            " /opt/tools squashfs ro,",
+        ],
+    );
     log.assert_has("OVERBOOT-E2E: file /etc/hostname=bootext-host");
     log.assert_has("OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh");
     log.assert_has("OVERBOOT-E2E: root writable");

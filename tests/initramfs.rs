@@ -197,6 +197,8 @@ fn each_compression_lists_with_cpio_and_boots() {
         let null = fields(line(&list, "dev/null"));
         assert_eq!(null[..6], ["crw-rw-rw-", "1", "root", "root", "1,", "3"]);
         assert!(line(&list, "bin/sh").contains("bin/sh -> busybox"));
+        // The kernel's request_module runs /sbin/modprobe: /init answers it.
+        assert!(line(&list, "sbin/modprobe").contains("sbin/modprobe -> ../init"));
         assert!(line(&list, "tmp").starts_with("drwxrwxrwt"));
         for d in ["dev", "proc", "sys", "run", "sysroot"] {
             assert_eq!(

@@ -5,6 +5,7 @@
 //! squashfs reader among it), which keeps the initramfs small (bench/boot.md).
 
 use overboot::cli;
+use overboot::kmod::modprobe;
 
 const USAGE: &str = "\
 overboot-init: overboot's initramfs build. Run by the kernel as /init (PID 1), it boots
@@ -24,8 +25,16 @@ fn main() {
     if overboot::pid1::is_pid1() {
         overboot::boot::main();
     }
-    cli::init_stderr_logger();
     let args: Vec<String> = std::env::args().collect();
+    // /sbin/modprobe in the initramfs is a link to /init: the kernel asking for a
+    // module (overboot::kmod::modprobe).
+    if args
+        .first()
+        .is_some_and(|a| modprobe::invoked_as_modprobe(a))
+    {
+        std::process::exit(modprobe::main(args.get(1..).unwrap_or(&[])));
+    }
+    cli::init_stderr_logger();
     let rest = args.get(2..).unwrap_or(&[]);
     let code = match args.get(1).map(String::as_str) {
         Some("assemble") => cli::assemble_main(rest),

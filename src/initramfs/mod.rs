@@ -1,7 +1,9 @@
 //! `overboot mkinitramfs`: build the standalone initramfs (DESIGN section 4) — the
 //! `overboot-init` build as `/init`, the kernel modules a boot needs (the groups of
-//! [`crate::kmod::MODULE_GROUPS`] asked for, and what they need) with a small depmod index of just those, `/dev/console`,
-//! and optionally busybox as a shell. Runs on the build host, never at boot.
+//! [`crate::kmod::MODULE_GROUPS`] asked for, and what they need) with a small depmod
+//! index of just those, `/dev/console`, `/sbin/modprobe` (a link to `/init`, see
+//! [`crate::kmod::modprobe`]) and optionally busybox as a shell. Runs on the build
+//! host, never at boot.
 //!
 //! The archive is reproducible: same inputs, same bytes.
 
@@ -22,7 +24,8 @@ usage: overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR] [--modules 
 
 Build a standalone initramfs: FILE gets /init (overboot-init, a static binary), the
 kernel modules a boot needs with a reduced depmod index under /lib/modules/VER/,
-/dev/console and /dev/null.
+/dev/console, /dev/null, and /sbin/modprobe -> /init (for modules the kernel asks
+for itself, such as a FAT mount's codepage).
 
   -o, --output FILE    where to write the initramfs
   --kver VER           kernel version (default: the directory name of --modules-dir,
@@ -324,6 +327,9 @@ pub fn build(
     a.add("dev/console", 0o600, Kind::CharDev(5, 1));
     a.add("dev/null", 0o666, Kind::CharDev(1, 3));
     a.file("init", 0o755, binary);
+    // The kernel runs /sbin/modprobe for modules nothing asked for beforehand (a
+    // FAT mount's codepage): /init answers under that name (kmod::modprobe).
+    a.add("sbin/modprobe", 0o777, Kind::Symlink("../init".into()));
     if let Some(bb) = busybox {
         a.file("bin/busybox", 0o755, bb);
         a.add("bin/sh", 0o777, Kind::Symlink("busybox".into()));

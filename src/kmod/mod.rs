@@ -2,9 +2,11 @@
 //!
 //! [`parse`] reads depmod's text files; [`ModuleIndex`] answers "what must be loaded,
 //! in which order, for these names or aliases" ([`ModuleIndex::resolve`], pure); the
-//! thin kernel layer [`load_modules`] loads the answer with `finit_module`.
+//! thin kernel layer [`load_modules`] loads the answer with `finit_module`;
+//! [`modprobe`] answers the kernel's own requests for a module during the boot.
 
 mod load;
+pub mod modprobe;
 pub mod parse;
 
 pub use load::{LoadReport, ModuleReport, Outcome, cpu_modalias, load_modules, load_resolution};

@@ -8,10 +8,12 @@
 #
 #   build-bootext.sh OUTIMG SYSTEM_IMG RECOVERY_IMG [--corrupt-active] [--label L]
 #                    [--uuid U] [--gpt] [--partuuid U] [--partlabel L]
-#                    [--file SRC=PATH_IN_BOOTEXT]... [--iso]
+#                    [--file SRC=PATH_IN_BOOTEXT]... [--iso] [--vfat]
 #
 # --gpt makes OUTIMG a GPT disk whose partition 1 holds the filesystem. --iso makes
-# it an ISO 9660 image with Rock Ridge (symlinks kept) for a CD drive. Prints
+# it an ISO 9660 image with Rock Ridge (symlinks kept) for a CD drive. --vfat makes
+# it a FAT filesystem (mkfs.vfat, filled with mtools' mcopy); FAT has no symlinks, so
+# System/active-system and recovery-system are copies of the images. Prints
 # LABEL=, UUID= (and with --gpt PARTUUID=, PARTLABEL=) lines for the kernel command line.
 set -eu
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -20,7 +22,7 @@ usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ "$#" -ge 3 ] || usage
 outimg=$1 system=$2 recovery=$3
 shift 3
-label=BootExt uuid="" gpt=0 iso=0 partuuid="" partlabel=BootExt corrupt=0 files=""
+label=BootExt uuid="" gpt=0 iso=0 vfat=0 partuuid="" partlabel=BootExt corrupt=0 files=""
 need() { [ "$#" -ge 2 ] || { echo "build-bootext: $1 needs a value" >&2; exit 2; }; }
 while [ "$#" -gt 0 ]; do
     case "$1" in
@@ -29,6 +31,7 @@ while [ "$#" -gt 0 ]; do
         --uuid) need "$@"; uuid=$2; shift 2 ;;
         --gpt) gpt=1; shift ;;
         --iso) iso=1; shift ;;
+        --vfat) vfat=1; shift ;;
         --partuuid) need "$@"; partuuid=$2; shift 2 ;;
         --partlabel) need "$@"; partlabel=$2; shift 2 ;;
         --file) need "$@"; files="$files
@@ -75,6 +78,18 @@ if [ "$iso" = 1 ]; then
     rm -f "$outimg"
     if ! msg=$(xorriso -as mkisofs -quiet -R -V "$label" -o "$outimg" "$tree" 2>&1); then
         echo "build-bootext: xorriso failed: $msg" >&2; exit 1
+    fi
+    echo "LABEL=$label"
+    exit 0
+fi
+
+if [ "$vfat" = 1 ]; then
+    rm -f "$outimg"
+    mkfs.vfat -n "$label" -C "$outimg" 65536 >/dev/null 2>&1 ||
+        { echo "build-bootext: mkfs.vfat failed" >&2; exit 1; }
+    cp -rL "$tree" "$work/fat"
+    if ! msg=$(MTOOLS_SKIP_CHECK=1 mcopy -s -i "$outimg" "$work/fat"/* ::/ 2>&1); then
+        echo "build-bootext: mcopy failed: $msg" >&2; exit 1
     fi
     echo "LABEL=$label"
     exit 0
