@@ -258,6 +258,27 @@ fn bootext_on_vfat() {
     log.assert_has("OVERBOOT-E2E: file /opt/tools/marker=from-tools-image");
 }
 
+/// BootExt on btrfs: the btrfs module and what it needs (raid6, xor, libcrc32c)
+/// load for the filesystem the probe found.
+#[test]
+fn bootext_on_btrfs() {
+    let f = fixture();
+    let (disk, _) = bootext(f, "btrfs", &["--btrfs"]);
+    let log = boot(f, "overboot.onfail=poweroff", &[&disk], None);
+    assert_booted(&log, "appliance");
+    log.assert_has("BootExt is /dev/vda (btrfs)");
+    assert_mounts(
+        &log,
+        &[
+            "/dev/vda /mnt/cdrom btrfs rw,",
+            "/dev/vda /etc/ssh btrfs rw,",
+            " /opt/tools squashfs ro,",
+        ],
+    );
+    log.assert_has("OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh");
+    log.assert_has("OVERBOOT-E2E: file /opt/tools/marker=from-tools-image");
+}
+
 /// BootExt on a CD (ISO 9660 with Rock Ridge, in QEMU's IDE CD drive): found by its
 /// volume label once the drive says it holds a disc, mounted read-only (the boot
 /// says so and goes on), entries bound from it read-only.

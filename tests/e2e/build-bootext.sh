@@ -8,12 +8,13 @@
 #
 #   build-bootext.sh OUTIMG SYSTEM_IMG RECOVERY_IMG [--corrupt-active] [--label L]
 #                    [--uuid U] [--gpt] [--partuuid U] [--partlabel L]
-#                    [--file SRC=PATH_IN_BOOTEXT]... [--iso] [--vfat]
+#                    [--file SRC=PATH_IN_BOOTEXT]... [--iso] [--vfat] [--btrfs]
 #
 # --gpt makes OUTIMG a GPT disk whose partition 1 holds the filesystem. --iso makes
 # it an ISO 9660 image with Rock Ridge (symlinks kept) for a CD drive. --vfat makes
 # it a FAT filesystem (mkfs.vfat, filled with mtools' mcopy); FAT has no symlinks, so
-# System/active-system and recovery-system are copies of the images. Prints
+# System/active-system and recovery-system are copies of the images. --btrfs makes
+# it btrfs (mkfs.btrfs --rootdir, 128 MiB). Prints
 # LABEL=, UUID= (and with --gpt PARTUUID=, PARTLABEL=) lines for the kernel command line.
 set -eu
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -22,7 +23,7 @@ usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ "$#" -ge 3 ] || usage
 outimg=$1 system=$2 recovery=$3
 shift 3
-label=BootExt uuid="" gpt=0 iso=0 vfat=0 partuuid="" partlabel=BootExt corrupt=0 files=""
+label=BootExt uuid="" gpt=0 iso=0 vfat=0 btrfs=0 partuuid="" partlabel=BootExt corrupt=0 files=""
 need() { [ "$#" -ge 2 ] || { echo "build-bootext: $1 needs a value" >&2; exit 2; }; }
 while [ "$#" -gt 0 ]; do
     case "$1" in
@@ -32,6 +33,7 @@ while [ "$#" -gt 0 ]; do
         --gpt) gpt=1; shift ;;
         --iso) iso=1; shift ;;
         --vfat) vfat=1; shift ;;
+        --btrfs) btrfs=1; shift ;;
         --partuuid) need "$@"; partuuid=$2; shift 2 ;;
         --partlabel) need "$@"; partlabel=$2; shift 2 ;;
         --file) need "$@"; files="$files
@@ -90,6 +92,16 @@ if [ "$vfat" = 1 ]; then
     cp -rL "$tree" "$work/fat"
     if ! msg=$(MTOOLS_SKIP_CHECK=1 mcopy -s -i "$outimg" "$work/fat"/* ::/ 2>&1); then
         echo "build-bootext: mcopy failed: $msg" >&2; exit 1
+    fi
+    echo "LABEL=$label"
+    exit 0
+fi
+
+if [ "$btrfs" = 1 ]; then
+    rm -f "$outimg"
+    truncate -s 128M "$outimg"
+    if ! msg=$(mkfs.btrfs -q -L "$label" --rootdir "$tree" "$outimg" 2>&1); then
+        echo "build-bootext: mkfs.btrfs failed: $msg" >&2; exit 1
     fi
     echo "LABEL=$label"
     exit 0
