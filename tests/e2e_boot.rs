@@ -258,6 +258,27 @@ fn bootext_on_vfat() {
     log.assert_has("OVERBOOT-E2E: file /opt/tools/marker=from-tools-image");
 }
 
+/// The stick most operators have: FAT32 in partition 1 of an MBR disk, on USB.
+#[test]
+fn bootext_on_a_fat32_partition_of_a_usb_stick() {
+    let f = fixture();
+    let (disk, _) = bootext(f, "usb-mbr-fat", &["--vfat", "--mbr"]);
+    let log = boot_with(
+        f,
+        &f.initrd,
+        "overboot.timeout=30 overboot.onfail=poweroff",
+        &[&disk],
+        &["--disk-bus".into(), "usb".into()],
+    );
+    assert_booted(&log, "appliance");
+    log.assert_has("BootExt is /dev/sda1 (vfat)");
+    assert_mounts(
+        &log,
+        &["/dev/sda1 /mnt/cdrom vfat rw,", " /opt/tools squashfs ro,"],
+    );
+    log.assert_has("OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh");
+}
+
 /// BootExt on btrfs: the btrfs module and what it needs (raid6, xor, libcrc32c)
 /// load for the filesystem the probe found.
 #[test]

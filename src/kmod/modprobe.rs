@@ -44,10 +44,13 @@ pub fn parse_args(args: &[String]) -> Vec<&str> {
 pub fn main(args: &[String]) -> i32 {
     let names = parse_args(args);
     let [name] = names.as_slice() else {
-        kmsg(&format!(
-            "modprobe {}: give exactly one module name (no parameters)",
-            args.join(" ")
-        ));
+        kmsg(
+            INFO,
+            &format!(
+                "modprobe {}: give exactly one module name (no parameters)",
+                args.join(" ")
+            ),
+        );
         return 2;
     };
     let kver = rustix::system::uname()
@@ -69,7 +72,9 @@ pub fn main(args: &[String]) -> i32 {
         .filter(|m| m.outcome == Outcome::Loaded)
         .map(|m| m.name.as_str())
         .collect();
-    let what = if wanted_is_there {
+    let what = if wanted_is_there && loaded.is_empty() {
+        "already there (built in or loaded)".to_string()
+    } else if wanted_is_there {
         format!("loaded {}", loaded.join(" "))
     } else {
         let failed: Vec<String> = report
@@ -82,14 +87,24 @@ pub fn main(args: &[String]) -> i32 {
             (None, true) => "not in this initramfs".to_string(),
         }
     };
-    kmsg(&format!("modprobe {name} (asked by the kernel): {what}"));
+    // The kernel also asks for optional things (a faster CRC, a crypto template)
+    // that may well be absent: that is worth a line in dmesg, not on the console.
+    let level = if wanted_is_there { INFO } else { DEBUG };
+    kmsg(
+        level,
+        &format!("modprobe {name} (asked by the kernel): {what}"),
+    );
     if wanted_is_there { 0 } else { 1 }
 }
 
+/// Kernel log levels (`<6>`, `<7>` prefixes of a /dev/kmsg record).
+const INFO: u8 = 6;
+const DEBUG: u8 = 7;
+
 /// One line in the kernel log, best effort: the helper has no console of its own.
-fn kmsg(line: &str) {
+fn kmsg(level: u8, line: &str) {
     if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open("/dev/kmsg") {
-        let _ = f.write_all(format!("<6>overboot: {line}\n").as_bytes());
+        let _ = f.write_all(format!("<{level}>overboot: {line}\n").as_bytes());
     }
 }
 

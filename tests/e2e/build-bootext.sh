@@ -8,12 +8,14 @@
 #
 #   build-bootext.sh OUTIMG SYSTEM_IMG RECOVERY_IMG [--corrupt-active] [--label L]
 #                    [--uuid U] [--gpt] [--partuuid U] [--partlabel L]
-#                    [--file SRC=PATH_IN_BOOTEXT]... [--iso] [--vfat] [--btrfs]
+#                    [--file SRC=PATH_IN_BOOTEXT]... [--iso] [--vfat [--mbr]] [--btrfs]
 #
 # --gpt makes OUTIMG a GPT disk whose partition 1 holds the filesystem. --iso makes
 # it an ISO 9660 image with Rock Ridge (symlinks kept) for a CD drive. --vfat makes
 # it a FAT filesystem (mkfs.vfat, filled with mtools' mcopy); FAT has no symlinks, so
-# System/active-system and recovery-system are copies of the images. --btrfs makes
+# System/active-system and recovery-system are copies of the images; with --mbr the
+# FAT filesystem is partition 1 (type c, FAT32 LBA) of an MBR disk, as on a USB stick
+# formatted by most tools. --btrfs makes
 # it btrfs (mkfs.btrfs --rootdir, 128 MiB). Prints
 # LABEL=, UUID= (and with --gpt PARTUUID=, PARTLABEL=) lines for the kernel command line.
 set -eu
@@ -23,7 +25,7 @@ usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 [ "$#" -ge 3 ] || usage
 outimg=$1 system=$2 recovery=$3
 shift 3
-label=BootExt uuid="" gpt=0 iso=0 vfat=0 btrfs=0 partuuid="" partlabel=BootExt corrupt=0 files=""
+label=BootExt uuid="" gpt=0 iso=0 vfat=0 mbr=0 btrfs=0 partuuid="" partlabel=BootExt corrupt=0 files=""
 need() { [ "$#" -ge 2 ] || { echo "build-bootext: $1 needs a value" >&2; exit 2; }; }
 while [ "$#" -gt 0 ]; do
     case "$1" in
@@ -33,6 +35,7 @@ while [ "$#" -gt 0 ]; do
         --gpt) gpt=1; shift ;;
         --iso) iso=1; shift ;;
         --vfat) vfat=1; shift ;;
+        --mbr) mbr=1; shift ;;
         --btrfs) btrfs=1; shift ;;
         --partuuid) need "$@"; partuuid=$2; shift 2 ;;
         --partlabel) need "$@"; partlabel=$2; shift 2 ;;
@@ -86,12 +89,22 @@ if [ "$iso" = 1 ]; then
 fi
 
 if [ "$vfat" = 1 ]; then
-    rm -f "$outimg"
-    mkfs.vfat -n "$label" -C "$outimg" 65536 >/dev/null 2>&1 ||
+    fat="$work/fat.img"
+    mkfs.vfat -n "$label" -C "$fat" 65536 >/dev/null 2>&1 ||
         { echo "build-bootext: mkfs.vfat failed" >&2; exit 1; }
     cp -rL "$tree" "$work/fat"
-    if ! msg=$(MTOOLS_SKIP_CHECK=1 mcopy -s -i "$outimg" "$work/fat"/* ::/ 2>&1); then
+    if ! msg=$(MTOOLS_SKIP_CHECK=1 mcopy -s -i "$fat" "$work/fat"/* ::/ 2>&1); then
         echo "build-bootext: mcopy failed: $msg" >&2; exit 1
+    fi
+    rm -f "$outimg"
+    if [ "$mbr" = 1 ]; then
+        truncate -s 66M "$outimg"
+        if ! msg=$(echo 'start=2048, size=131072, type=c' | sfdisk -q "$outimg" 2>&1); then
+            echo "build-bootext: sfdisk failed: $msg" >&2; exit 1
+        fi
+        dd if="$fat" of="$outimg" bs=1M seek=1 conv=notrunc status=none
+    else
+        mv "$fat" "$outimg"
     fi
     echo "LABEL=$label"
     exit 0
