@@ -8,12 +8,7 @@ fn main() {
         overboot::boot::main();
     }
     // As /sbin/modprobe in an initramfs built with this binary (--binary).
-    if args
-        .first()
-        .is_some_and(|a| modprobe::invoked_as_modprobe(a))
-    {
-        std::process::exit(modprobe::main(args.get(1..).unwrap_or(&[])));
-    }
+    modprobe::exit_if_invoked_as_modprobe(&args);
     cli::init_stderr_logger();
     let rest = args.get(2..).unwrap_or(&[]);
     let code = match args.get(1).map(String::as_str) {

@@ -17,6 +17,14 @@ pub fn invoked_as_modprobe(argv0: &str) -> bool {
         .is_some_and(|n| n == "modprobe")
 }
 
+/// When the program was started as `modprobe` (`args` = argv), do that and exit;
+/// otherwise return. Called by both binaries before anything else.
+pub fn exit_if_invoked_as_modprobe(args: &[String]) {
+    if args.first().is_some_and(|a| invoked_as_modprobe(a)) {
+        std::process::exit(main(args.get(1..).unwrap_or(&[])));
+    }
+}
+
 /// The module names in a modprobe command line: options (`-q`, `-b`, …) are
 /// skipped, and everything after `--` is a name. The kernel passes
 /// `-q -- NAME`; by hand `modprobe NAME` works too. Module parameters
