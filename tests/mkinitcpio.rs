@@ -121,6 +121,18 @@ fn checked_then_cleaned(ns: &Ns, newroot: &Path, dev: &str, check: impl FnOnce()
     }
 }
 
+/// Run a stand-in build script, require success, return what it printed.
+fn bash_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("bash");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn cleanup(ns: &Ns, newroot: &Path, dev: &str) {
     unmount_recursive(newroot);
     let bootext = Path::new("/run/overboot/bootext");
@@ -294,14 +306,7 @@ help
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("bash");
-    assert!(
-        out.status.success(),
-        "build failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    bash_ok(&mut cmd)
 }
 
 #[test]
@@ -416,17 +421,7 @@ printf '%s\n' "${calls[@]}"
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("bash");
-    assert!(
-        out.status.success(),
-        "sd-overboot build failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    bash_ok(&mut cmd).lines().map(str::to_string).collect()
 }
 
 /// A stand-in for /usr/bin/overboot (the static binary; any file will do here).
