@@ -1,9 +1,12 @@
 #!/bin/sh
 # The whole test suite: formatting, lints, unit tests, namespace integration tests
 # (real loop devices, squashfs, overlayfs; needs root), and the QEMU end-to-end boots
-# of the static musl build. Run as root on Debian 12 (see .ci/run for the packages).
+# of the static musl build. Run as root on Debian 12: it first installs what is missing
+# (.ci/install: the packages in .ci/packages.d/, the musl target, clippy, rustfmt);
+# OVERBOOT_NO_INSTALL=1 skips that.
 set -eu
 cd "$(dirname "$0")"
+[ "${OVERBOOT_NO_INSTALL:-}" = 1 ] || .ci/install
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo build --release --target x86_64-unknown-linux-musl

@@ -86,6 +86,7 @@ fn shell_scripts_pass_shellcheck() {
         top().join("demo.sh"),
         top().join("test.sh"),
         top().join(".ci/run"),
+        top().join(".ci/install"),
     ];
     for s in &scripts {
         assert!(s.is_file(), "{s:?} is missing");
