@@ -23,6 +23,7 @@ usage:
   overboot set-active IMAGE [--tries N] [--bootext DIR]
   overboot bless [--bootext DIR] [--state FILE]
   overboot rollback [--bootext DIR]
+  overboot seal IMAGE [--sign SECRET.key]
   overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR] [--compress zstd|xz|gzip|none] [--add-shell]
   overboot help | --help | --version
 

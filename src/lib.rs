@@ -28,3 +28,4 @@ pub mod trial;
 pub mod trial_cli;
 pub mod units;
 pub mod verify;
+pub mod verity;

@@ -20,6 +20,7 @@ fn main() {
         Some("bless") => overboot::trial_cli::bless_main(rest),
         Some("rollback") => overboot::trial_cli::rollback_main(rest),
         Some("mkinitramfs") => overboot::initramfs::main(rest),
+        Some("seal") => overboot::verity::seal::main(rest),
         Some("help" | "--help" | "-h") => {
             println!("{}", cli::USAGE);
             0

@@ -37,24 +37,6 @@ fn sidecar(img: &Path) {
     fs::write(PathBuf::from(p), sha256sum_line(img)).unwrap();
 }
 
-/// A minisign key pair (no password) in `dir`: (public, secret).
-fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let p = dir.join(format!("{name}.pub"));
-    let s = dir.join(format!("{name}.key"));
-    sh(
-        "minisign",
-        &[
-            OsStr::new("-G"),
-            OsStr::new("-W"),
-            OsStr::new("-p"),
-            p.as_os_str(),
-            OsStr::new("-s"),
-            s.as_os_str(),
-        ],
-    );
-    (p, s)
-}
-
 /// `minisign -S`: writes `IMG.minisig`.
 fn sign(secret: &Path, img: &Path) {
     sh(

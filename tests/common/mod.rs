@@ -298,17 +298,21 @@ pub fn system_tree(root: &Path, marker: &str) {
     mkdirs(root, "mnt");
     mkdirs(root, "tmp");
     // Some incompressible data, so images span several blocks.
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ marker.len() as u64;
-    let noise: Vec<u8> = (0..96 * 1024)
+    let p = root.join("usr/lib/noise.bin");
+    fs::write(p, noise(marker.len() as u64, 96 * 1024)).unwrap();
+}
+
+/// `len` deterministic, incompressible-looking bytes (xorshift from `seed`).
+pub fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ seed;
+    (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x as u8
         })
-        .collect();
-    let p = root.join("usr/lib/noise.bin");
-    fs::write(p, noise).unwrap();
+        .collect()
 }
 
 /// `bytes_used` from a squashfs superblock (offset 40, little-endian u64).
@@ -904,4 +908,22 @@ pub fn tree_snapshot(dir: &Path) -> std::collections::BTreeMap<String, String> {
     let mut out = std::collections::BTreeMap::new();
     walk(dir, dir, &mut out);
     out
+}
+
+/// A minisign key pair (no password) in `dir`: (public, secret).
+pub fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let p = dir.join(format!("{name}.pub"));
+    let s = dir.join(format!("{name}.key"));
+    sh(
+        "minisign",
+        &[
+            OsStr::new("-G"),
+            OsStr::new("-W"),
+            OsStr::new("-p"),
+            p.as_os_str(),
+            OsStr::new("-s"),
+            s.as_os_str(),
+        ],
+    );
+    (p, s)
 }

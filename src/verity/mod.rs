@@ -1,0 +1,7 @@
+//! dm-verity (issue 12): images checked block by block as they are read, against a
+//! Merkle tree whose root hash is checked (and its signature) once at boot.
+//! `format` is the on-disk layout and the table line (pure); `seal` writes the files
+//! beside an image (not on the boot path).
+
+pub mod format;
+pub mod seal;

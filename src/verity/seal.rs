@@ -1,0 +1,235 @@
+//! `overboot seal IMAGE [--sign SECRET.key]`: write `IMAGE.verity` (the hash tree in
+//! `veritysetup format`'s layout, random salt and UUID), `IMAGE.roothash` (hex, one
+//! line) and, with `--sign`, `IMAGE.roothash.minisig`. Runs on a build host or in the
+//! booted system, never at boot.
+//!
+//! Signing shells out to `minisign -S`: minisign's secret keys are password-protected
+//! (scrypt) and minisign prompts for the password itself; signing in Rust would add an
+//! Ed25519 signer, scrypt and a password prompt to this crate for a step the operator
+//! already does with minisign. Its default trusted comment names the signed file,
+//! `file:IMAGE.roothash`, which is what binds the signature to the image's name, and a
+//! root hash signed by hand with `minisign -Sm IMAGE.roothash` is the same thing.
+
+use super::format::{self, BLOCK, Layout, Superblock, TreeWriter};
+use crate::sys::toram::Progress;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The files beside an image `NAME`.
+pub const VERITY_SUFFIX: &str = ".verity";
+pub const ROOTHASH_SUFFIX: &str = ".roothash";
+pub const SIGNATURE_SUFFIX: &str = ".roothash.minisig";
+
+/// What sealing made.
+pub struct Sealed {
+    pub root: String,
+    pub data_blocks: u64,
+    pub files: Vec<PathBuf>,
+}
+
+fn beside(image: &Path, suffix: &str) -> PathBuf {
+    let mut s = image.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn random<const N: usize>() -> Result<[u8; N], String> {
+    let mut b = [0u8; N];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| format!("cannot read /dev/urandom for the salt: {e}"))?;
+    Ok(b)
+}
+
+/// `rename` over `to`, then fsync the directory: the name holds the old or the new
+/// file after a power cut.
+fn commit(tmp: &Path, to: &Path) -> Result<(), String> {
+    std::fs::rename(tmp, to).map_err(|e| {
+        let _ = std::fs::remove_file(tmp);
+        format!("cannot rename {} to {}: {e}", tmp.display(), to.display())
+    })?;
+    let dir = to.parent().filter(|d| !d.as_os_str().is_empty());
+    File::open(dir.unwrap_or(Path::new(".")))
+        .and_then(|d| d.sync_all())
+        .map_err(|e| format!("cannot fsync the directory of {}: {e}", to.display()))
+}
+
+/// Write `bytes` to `to` atomically and durably.
+fn write_atomic(to: &Path, bytes: &[u8]) -> Result<(), String> {
+    let tmp = beside(to, ".tmp");
+    let mut f = File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    commit(&tmp, to)
+}
+
+/// Hash `image` into a new `IMAGE.verity`; returns the superblock and root hash.
+fn build_tree(image: &Path, shown: &str) -> Result<(Superblock, [u8; 32]), String> {
+    let mut src = File::open(image).map_err(|e| format!("cannot open {shown}: {e}"))?;
+    let size = src
+        .metadata()
+        .map_err(|e| format!("cannot stat {shown}: {e}"))?
+        .len();
+    let sb = Superblock {
+        uuid: uuid_v4(random()?),
+        data_blocks: format::data_blocks(size, shown)?,
+        salt: random::<32>()?.to_vec(),
+    };
+    let layout = Layout::new(sb.data_blocks)?;
+    let out = beside(image, VERITY_SUFFIX);
+    let tmp = beside(&out, ".tmp");
+    let file = File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let failed = |e: std::io::Error| format!("cannot write {}: {e}", tmp.display());
+    file.set_len(layout.file_len()).map_err(failed)?;
+    let mut tree = TreeWriter::new(BufWriter::new(file), &layout, &sb.salt);
+    let mut progress = Progress::new(false, "sealing", shown, size);
+    let mut buf = vec![0u8; 256 * BLOCK];
+    let mut done = 0u64;
+    while done < size {
+        let n = buf.len().min((size - done) as usize);
+        let chunk = &mut buf[..n];
+        src.read_exact(chunk)
+            .map_err(|e| format!("cannot read {shown} at byte {done}: {e}"))?;
+        for block in chunk.chunks_exact(BLOCK) {
+            tree.data_block(block).map_err(failed)?;
+        }
+        done += n as u64;
+        progress.update(done);
+    }
+    progress.finish();
+    let (root, out_buf) = tree.finish().map_err(failed)?;
+    let mut file = out_buf.into_inner().map_err(|e| failed(e.into_error()))?;
+    use std::io::{Seek, SeekFrom};
+    file.seek(SeekFrom::Start(0))
+        .and_then(|_| file.write_all(&sb.to_bytes()))
+        .and_then(|()| file.sync_all())
+        .map_err(failed)?;
+    commit(&tmp, &out)?;
+    Ok((sb, root))
+}
+
+/// RFC 4122 version 4 from random bytes (veritysetup writes one; nothing reads it).
+fn uuid_v4(mut b: [u8; 16]) -> [u8; 16] {
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    b
+}
+
+/// `minisign -S` over `IMAGE.roothash` with `key`, into `IMAGE.roothash.minisig`.
+fn sign(roothash: &Path, sig: &Path, key: &Path) -> Result<(), String> {
+    let tmp = beside(sig, ".tmp");
+    let status = Command::new("minisign")
+        .arg("-S")
+        .arg("-s")
+        .arg(key)
+        .arg("-m")
+        .arg(roothash)
+        .arg("-x")
+        .arg(&tmp)
+        .status()
+        .map_err(|e| {
+            format!(
+                "cannot run minisign ({e}); install it (apt install minisign) or sign by hand: minisign -S -s {} -m {}",
+                key.display(),
+                roothash.display()
+            )
+        })?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(format!(
+            "minisign -S -s {} -m {} failed ({status}); check the key and its password",
+            key.display(),
+            roothash.display()
+        ));
+    }
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| format!("cannot fsync {}: {e}", tmp.display()))?;
+    commit(&tmp, sig)
+}
+
+/// Seal `image`: tree, root hash, and the signature with `key`. Without a key an old
+/// signature is removed: it signs the previous root hash and would refuse the boot.
+pub fn seal(image: &Path, key: Option<&Path>) -> Result<Sealed, String> {
+    let shown = image.display().to_string();
+    let (sb, root) = build_tree(image, &shown)?;
+    let root = format::hex(&root);
+    let roothash = beside(image, ROOTHASH_SUFFIX);
+    write_atomic(&roothash, format!("{root}\n").as_bytes())?;
+    let sig = beside(image, SIGNATURE_SUFFIX);
+    let mut files = vec![beside(image, VERITY_SUFFIX), roothash.clone()];
+    match key {
+        Some(key) => {
+            sign(&roothash, &sig, key)?;
+            files.push(sig);
+        }
+        None => match std::fs::remove_file(&sig) {
+            Ok(()) => log::warn!(
+                "removed {}: it signed the previous root hash (seal with --sign to sign this one)",
+                sig.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot remove the stale {}: {e}", sig.display())),
+        },
+    }
+    Ok(Sealed {
+        root,
+        data_blocks: sb.data_blocks,
+        files,
+    })
+}
+
+/// The `seal` command: `args` after the command name.
+pub fn main(args: &[String]) -> i32 {
+    const USAGE: &str = "usage: overboot seal IMAGE [--sign SECRET.key]\n\n\
+Write IMAGE.verity (dm-verity hash tree, veritysetup's format) and IMAGE.roothash\n\
+beside IMAGE; with --sign, also IMAGE.roothash.minisig (runs minisign -S).";
+    let mut image = None;
+    let mut key = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--sign" => match it.next() {
+                Some(k) => key = Some(PathBuf::from(k)),
+                None => {
+                    eprintln!("overboot seal: --sign needs a minisign secret key\n{USAGE}");
+                    return 2;
+                }
+            },
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return 0;
+            }
+            s if s.starts_with('-') || image.is_some() => {
+                eprintln!("overboot seal: unexpected '{s}'\n{USAGE}");
+                return 2;
+            }
+            s => image = Some(PathBuf::from(s)),
+        }
+    }
+    let Some(image) = image else {
+        eprintln!("{USAGE}");
+        return 2;
+    };
+    match seal(&image, key.as_deref()) {
+        Ok(s) => {
+            println!(
+                "sealed {} ({} blocks): root hash {}",
+                image.display(),
+                s.data_blocks,
+                s.root
+            );
+            for f in &s.files {
+                println!("  wrote {}", f.display());
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("overboot seal: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! dm-verity sealing, checked against the real `veritysetup` (cryptsetup-bin):
+//! `veritysetup verify` accepts what `overboot seal` writes, the tree is byte for byte
+//! what `veritysetup format` writes for the same salt and UUID, overboot reads
+//! veritysetup's superblock, and `--sign` makes a signature `minisign -V` accepts.
+//! `veritysetup verify` reads the files itself (no device-mapper needed), so these run
+//! on the host; the boot side is in `tests/e2e_verity.rs`.
+
+mod common;
+
+use common::*;
+use overboot::verity::format::{BLOCK, Layout, Superblock, TreeWriter, hex};
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn beside(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// `blocks` blocks of incompressible-looking data at `path`.
+fn data(path: &Path, blocks: usize) {
+    fs::write(path, noise(blocks as u64, blocks * BLOCK)).unwrap();
+}
+
+/// `veritysetup verify DATA HASH ROOT`: true when it accepts.
+fn veritysetup_verify(img: &Path, hash: &Path, root: &str) -> bool {
+    Command::new("veritysetup")
+        .arg("verify")
+        .arg(img)
+        .arg(hash)
+        .arg(root)
+        .output()
+        .expect("veritysetup (cryptsetup-bin)")
+        .status
+        .success()
+}
+
+fn roothash(img: &Path) -> String {
+    fs::read_to_string(beside(img, ".roothash"))
+        .unwrap()
+        .trim_end()
+        .to_string()
+}
+
+#[test]
+fn veritysetup_verifies_what_seal_wrote_and_refuses_a_flipped_byte() {
+    let dir = TempDir::new("verity-seal");
+    // 1 block (no tree), one level, two levels, three levels (> 128 * 128 blocks).
+    for blocks in [1, 128, 129, 16_385] {
+        let img = dir.path().join(format!("i{blocks}.img"));
+        data(&img, blocks);
+        let run = overboot([OsStr::new("seal"), img.as_os_str()]);
+        run.expect_code(0);
+        let root = roothash(&img);
+        assert_eq!(root.len(), 64, "{root}");
+        assert!(run.stdout.contains(&root), "{}", run.stdout);
+        let hash = beside(&img, ".verity");
+        assert!(
+            veritysetup_verify(&img, &hash, &root),
+            "{blocks} blocks: veritysetup refused overboot's tree"
+        );
+        let len = fs::metadata(&hash).unwrap().len();
+        assert_eq!(len, Layout::new(blocks as u64).unwrap().file_len());
+        assert!(!beside(&img, ".roothash.minisig").exists());
+
+        // One flipped byte in the last block: veritysetup must now refuse.
+        let mut bytes = fs::read(&img).unwrap();
+        let last = bytes.len() - 100;
+        bytes[last] ^= 1;
+        fs::write(&img, bytes).unwrap();
+        assert!(
+            !veritysetup_verify(&img, &hash, &root),
+            "{blocks} blocks: a flipped byte was accepted"
+        );
+    }
+}
+
+#[test]
+fn the_tree_is_byte_for_byte_veritysetups() {
+    let dir = TempDir::new("verity-bytes");
+    let img = dir.path().join("img");
+    data(&img, 300);
+    let salt = [0x5au8; 32];
+    let uuid = "12345678-9abc-4def-8123-456789abcdef";
+    let theirs = dir.path().join("theirs.verity");
+    let out = Command::new("veritysetup")
+        .args(["format", "--salt", &hex(&salt), "--uuid", uuid])
+        .arg(&img)
+        .arg(&theirs)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let their_root = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Root hash:"))
+        .unwrap()
+        .trim();
+
+    let sb = Superblock {
+        uuid: *b"\x12\x34\x56\x78\x9a\xbc\x4d\xef\x81\x23\x45\x67\x89\xab\xcd\xef",
+        data_blocks: 300,
+        salt: salt.to_vec(),
+    };
+    let layout = Layout::new(300).unwrap();
+    let mut ours = vec![0u8; layout.file_len() as usize];
+    ours[..512].copy_from_slice(&sb.to_bytes());
+    let mut tree = TreeWriter::new(std::io::Cursor::new(ours), &layout, &salt);
+    for block in fs::read(&img).unwrap().chunks_exact(BLOCK) {
+        tree.data_block(block).unwrap();
+    }
+    let (root, ours) = tree.finish().unwrap();
+    assert_eq!(hex(&root), their_root);
+    assert!(
+        ours.into_inner() == fs::read(&theirs).unwrap(),
+        "the hash file differs from veritysetup's"
+    );
+    // And overboot reads veritysetup's superblock.
+    let parsed = Superblock::parse(&fs::read(&theirs).unwrap(), "theirs").unwrap();
+    assert_eq!(parsed, sb);
+}
+
+#[test]
+fn seal_refuses_a_partial_block_and_sign_binds_the_name() {
+    let dir = TempDir::new("verity-sign");
+    let odd = dir.path().join("odd.img");
+    fs::write(&odd, vec![1u8; 5000]).unwrap();
+    let run = overboot([OsStr::new("seal"), odd.as_os_str()]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("5000 bytes"), "{}", run.stderr);
+    assert!(!beside(&odd, ".verity").exists());
+
+    let (public, secret) = keypair(dir.path(), "seal");
+    let img = dir.path().join("sys.squashfs");
+    data(&img, 10);
+    overboot([
+        OsStr::new("seal"),
+        img.as_os_str(),
+        OsStr::new("--sign"),
+        secret.as_os_str(),
+    ])
+    .expect_code(0);
+    let rh = beside(&img, ".roothash");
+    let sig = beside(&img, ".roothash.minisig");
+    let out = Command::new("minisign")
+        .arg("-V")
+        .arg("-p")
+        .arg(&public)
+        .arg("-m")
+        .arg(&rh)
+        .arg("-x")
+        .arg(&sig)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let comment = fs::read_to_string(&sig).unwrap();
+    assert!(
+        comment.contains("file:sys.squashfs.roothash"),
+        "the trusted comment must name the image: {comment}"
+    );
+    // Sealing again without --sign removes the signature of the old root hash.
+    let before = roothash(&img);
+    let run = overboot([OsStr::new("seal"), img.as_os_str()]);
+    run.expect_code(0);
+    assert_ne!(roothash(&img), before, "a new salt makes a new root hash");
+    assert!(!sig.exists(), "a stale signature was left behind");
+    assert!(run.stderr.contains("removed"), "{}", run.stderr);
+}
