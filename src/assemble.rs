@@ -154,7 +154,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
 
     // Step 4 and 6: the system image, with fallback; a trial update counts down
     // (or rolls back) on BootExt first (crate::trial).
-    let (candidates, trial_reason) = crate::trial_cli::at_boot(&be, &config, &mut state);
+    let (candidates, trial_reason) = crate::trial_boot::at_boot(&be, &config, &mut state);
     clock.lap(&mut state, "trial");
     let image_dir = staging.join("image");
     let image = mount_system_image(
@@ -165,7 +165,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
         &mut state,
         &req.verify,
     )?;
-    crate::trial_cli::note_fallback(&mut state, trial_reason);
+    crate::trial_boot::note_fallback(&mut state, trial_reason);
     clock.lap(&mut state, "system-image");
 
     // Step 7 (first half): Overlay/ layers, staged read-only.

@@ -12,6 +12,8 @@ use crate::sys::confined::Confined;
 use serde::Serialize;
 use std::path::PathBuf;
 
+pub mod trial;
+
 pub const USAGE: &str = "\
 overboot: early-boot overlay assembler for read-only appliance systems
 
@@ -315,7 +317,7 @@ fn compute_plan(be: &Confined, cmdline_text: &str) -> PlanOutput {
     layer_skips.extend(more);
     let (mounts, mut skipped) =
         assemble::plan_overmounts(be, &manifest, &config, tree.as_ref(), &mut warnings);
-    let trial = crate::trial::describe(&crate::trial::status(&crate::trial_cli::read_disk(be)))
+    let trial = crate::trial::describe(&crate::trial::status(&crate::trial_boot::read_disk(be)))
         .map(|(line, _)| line);
     skipped.splice(0..0, layer_skips);
     let (apps, app_skips) = crate::apps::scan(be);
@@ -540,7 +542,7 @@ pub fn check_main(args: &[String]) -> i32 {
         }
     }
     // The image a trial returns to: needed while a trial runs.
-    let disk = crate::trial_cli::read_disk(&be);
+    let disk = crate::trial_boot::read_disk(&be);
     let status = crate::trial::status(&disk);
     if disk.previous.is_some() {
         let cand = select::Candidate {

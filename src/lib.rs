@@ -25,7 +25,7 @@ pub mod state;
 pub mod superblock;
 pub mod sys;
 pub mod trial;
-pub mod trial_cli;
+pub mod trial_boot;
 pub mod units;
 pub mod verify;
 pub mod verity;

@@ -16,9 +16,9 @@ fn main() {
         Some("plan") => cli::plan_main(rest),
         Some("check") => cli::check_main(rest),
         Some("status") => cli::status_main(rest),
-        Some("set-active") => overboot::trial_cli::set_active_main(rest),
-        Some("bless") => overboot::trial_cli::bless_main(rest),
-        Some("rollback") => overboot::trial_cli::rollback_main(rest),
+        Some("set-active") => cli::trial::set_active_main(rest),
+        Some("bless") => cli::trial::bless_main(rest),
+        Some("rollback") => cli::trial::rollback_main(rest),
         Some("mkinitramfs") => overboot::initramfs::main(rest),
         Some("seal") => overboot::verity::seal::main(rest),
         Some("help" | "--help" | "-h") => {

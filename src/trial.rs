@@ -1,5 +1,5 @@
 //! Trial updates with automatic rollback (DESIGN section 6, "Updates"): the pure model.
-//! Data in, data out; the kernel side is [`crate::trial_cli`] and [`crate::sys::atomic`].
+//! Data in, data out; the kernel side is [`crate::trial_boot`] and [`crate::sys::atomic`].
 //!
 //! # Files on BootExt (all in `System/`)
 //!
@@ -632,7 +632,8 @@ pub fn bless(d: &Disk, booted: Option<&str>) -> Result<(Vec<Step>, String), Stri
     }
 }
 
-/// Event: `overboot rollback`: active ← previous, ending any trial.
+/// Event: `overboot rollback`: active <-> previous, ending any trial. The image that
+/// was active becomes the previous one, so a second rollback goes forward again.
 pub fn rollback(d: &Disk) -> Result<(Vec<Step>, String), String> {
     let Some(prev) = d.previous.clone() else {
         return Err(format!(
@@ -644,8 +645,16 @@ pub fn rollback(d: &Disk) -> Result<(Vec<Step>, String), String> {
             "{SYSTEM_DIR}/{PREVIOUS} -> {prev} does not pass the checks; refusing to make it active"
         ));
     }
+    let same = d.active.as_deref() == Some(prev.as_str());
     let mut steps = vec![];
     match status(d) {
+        Status::None | Status::RolledBack(_) if same => {
+            return Ok((
+                vec![],
+                format!("{prev} is already active; nothing to roll back"),
+            ));
+        }
+        Status::Stale(_) if same => steps.push(Step::RemoveTrial),
         Status::Pending(t) | Status::RollbackUnfinished(t) => {
             steps.push(Step::WriteTrial(
                 t.rolled_back(format!("overboot rollback to {prev}")),
@@ -656,23 +665,27 @@ pub fn rollback(d: &Disk) -> Result<(Vec<Step>, String), String> {
             steps.push(Step::LinkActive(prev.clone()));
             steps.push(Step::RemoveTrial);
         }
+        // A pending record that would arm itself once its image is active, or the
+        // record of a rollback from the image that becomes active again: gone first.
         Status::Stale(_) => {
             steps.push(Step::RemoveTrial);
-            if d.active.as_deref() != Some(prev.as_str()) {
-                steps.push(Step::LinkActive(prev.clone()));
-            }
-        }
-        Status::None | Status::RolledBack(_) => {
-            if d.active.as_deref() == Some(prev.as_str()) {
-                return Ok((
-                    vec![],
-                    format!("{prev} is already active; nothing to roll back"),
-                ));
-            }
             steps.push(Step::LinkActive(prev.clone()));
         }
+        Status::RolledBack(t) if t.image == prev => {
+            steps.push(Step::RemoveTrial);
+            steps.push(Step::LinkActive(prev.clone()));
+        }
+        Status::None | Status::RolledBack(_) => steps.push(Step::LinkActive(prev.clone())),
     }
-    Ok((steps, format!("rolled back: {ACTIVE} -> {prev}")))
+    // Last: until here both links name an image that boots.
+    let back = match d.active.as_ref().filter(|_| !same) {
+        Some(old) => {
+            steps.push(Step::LinkPrevious(old.clone()));
+            format!("; {PREVIOUS} -> {old} (overboot rollback again returns to it)")
+        }
+        None => String::new(),
+    };
+    Ok((steps, format!("rolled back: {ACTIVE} -> {prev}{back}")))
 }
 
 /// The model of a step on the disk (for the tests of every power-cut prefix).
@@ -928,6 +941,22 @@ mod tests {
                     assert_eq!(after.active, d.previous, "{name}");
                     assert_eq!(booted(&after).as_deref(), Some("a"), "{name}");
                     assert!(boot(&after).steps.is_empty(), "{name}: ends any trial");
+                    if d.active == d.previous {
+                        continue;
+                    }
+                    // Swapped: a second rollback goes forward again, with no trial.
+                    assert_eq!(after.previous, d.active, "{name}");
+                    let again = Disk {
+                        previous_ok: true,
+                        ..after
+                    };
+                    let (steps, _) = rollback(&again).unwrap();
+                    let forward = steps.iter().fold(again, |d, s| apply(&d, s));
+                    assert_eq!(forward.active, d.active, "{name}");
+                    assert_eq!(forward.previous.as_deref(), Some("a"), "{name}");
+                    let plan = boot(&forward);
+                    assert_eq!(plan.first, First::Active, "{name}");
+                    assert!(plan.steps.is_empty(), "{name}: no trial comes back");
                 }
             }
         }

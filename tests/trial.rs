@@ -225,8 +225,21 @@ fn rollback_returns_to_previous() {
         assert_eq!(boot(ns, &b).0, "b");
         let r = cmd(&b, &["rollback"]);
         r.expect_code(0);
+        // Swapped: the image rolled back from is the way forward again.
         assert_eq!(link(&b, "active-system").as_deref(), Some("a.squashfs"));
+        assert_eq!(link(&b, "previous-system").as_deref(), Some("b.squashfs"));
         assert_eq!(boot(ns, &b).0, "a");
+        let r = cmd(&b, &["rollback"]);
+        r.expect_code(0);
+        assert_eq!(link(&b, "active-system").as_deref(), Some("b.squashfs"));
+        assert_eq!(link(&b, "previous-system").as_deref(), Some("a.squashfs"));
+        assert_eq!(boot(ns, &b).0, "b");
+        cmd(&b, &["rollback"]).expect_code(0);
+        assert_eq!(boot(ns, &b).0, "a");
+        // Both links on one image (as a trial that ran out leaves them): nothing to do.
+        let prev = b.path.join("System/previous-system");
+        fs::remove_file(&prev).unwrap();
+        std::os::unix::fs::symlink("a.squashfs", &prev).unwrap();
         let r = cmd(&b, &["rollback"]);
         r.expect_code(0);
         assert!(r.stdout.contains("already active"), "{}", r.all());
@@ -236,6 +249,7 @@ fn rollback_returns_to_previous() {
         assert_eq!(boot(ns, &b).0, "b");
         cmd(&b, &["rollback"]).expect_code(0);
         assert_eq!(link(&b, "active-system").as_deref(), Some("a.squashfs"));
+        assert_eq!(link(&b, "previous-system").as_deref(), Some("b.squashfs"));
         let (m, st, _) = boot(ns, &b);
         assert_eq!(m, "a");
         assert_eq!(st["trial"]["outcome"], "rolled-back");

@@ -1,178 +1,19 @@
-//! Trial updates, the side that touches BootExt: `overboot set-active`, `bless`,
-//! `rollback`, and the countdown a boot runs before the image is selected
-//! ([`at_boot`]). The decisions are made by the pure [`crate::trial`]; this module
-//! reads `System/` through [`Confined`] (openat2 beneath BootExt) and carries out the
-//! steps with [`crate::sys::atomic`] on the `System/` directory descriptor.
-//!
-//! Commands default to `--bootext /mnt/cdrom`, where the booted system sees BootExt.
+//! `overboot set-active`, `bless`, `rollback`: trial updates from the booted system
+//! (or a build host with BootExt mounted). The decisions are the pure
+//! [`crate::trial`]'s; reading and writing `System/` is [`crate::trial_boot`]'s.
 
-use crate::cmdline::{BootConfig, SystemChoice};
 use crate::select::{self, Candidate};
-use crate::state::{self, Fallback, State, TrialState};
-use crate::sys::atomic;
+use crate::state::{self, State};
 use crate::sys::confined::Confined;
 use crate::sys::errno_text;
-use crate::trial::{self, Disk, First, Slot, Step};
-use rustix::fd::OwnedFd;
+use crate::trial::{self, Step};
+use crate::trial_boot::{apply_steps, read_disk, rel};
 use rustix::fs::FileType;
 use rustix::io::Errno;
 use std::path::{Path, PathBuf};
 
 /// Where the booted system sees BootExt (see `assemble::BOOTEXT_AT`).
 pub const DEFAULT_BOOTEXT: &str = crate::assemble::BOOTEXT_AT;
-
-fn rel(name: &str) -> String {
-    format!("{}/{name}", trial::SYSTEM_DIR)
-}
-
-/// Read what the trial logic needs from BootExt. Never fails: what cannot be read
-/// is absent or `Unreadable`.
-pub fn read_disk(be: &Confined) -> Disk {
-    let link = |name: &str| be.readlink(&rel(name)).ok();
-    let previous = link(trial::PREVIOUS);
-    let previous_ok = previous.is_some()
-        && select::check(
-            be,
-            &Candidate {
-                choice: "previous",
-                path: select::PREVIOUS_LINK.into(),
-            },
-        )
-        .is_ok();
-    let trial = match be.read_small(&rel(trial::TRIAL), trial::MAX_TRIAL_BYTES + 1) {
-        Ok(None) => Slot::Absent,
-        Ok(Some(text)) if text.len() as u64 > trial::MAX_TRIAL_BYTES => {
-            Slot::Unreadable(format!("larger than {} bytes", trial::MAX_TRIAL_BYTES))
-        }
-        Ok(Some(text)) => match trial::parse(&text) {
-            Ok(t) => Slot::Present(t),
-            Err(e) => Slot::Unreadable(e),
-        },
-        Err(e) => Slot::Unreadable(e),
-    };
-    Disk {
-        active: link(trial::ACTIVE),
-        previous,
-        previous_ok,
-        trial,
-    }
-}
-
-/// `System/` opened for `*at` changes and fsync, confined to BootExt.
-fn system_dir(be: &Confined) -> Result<OwnedFd, String> {
-    let dir = be.open_read(trial::SYSTEM_DIR).map_err(|e| {
-        format!(
-            "cannot open {}/{}: {}",
-            be.path.display(),
-            trial::SYSTEM_DIR,
-            errno_text(e)
-        )
-    })?;
-    atomic::check_dir(&dir).map_err(|e| format!("{}: {e}", trial::SYSTEM_DIR))?;
-    Ok(dir)
-}
-
-/// Carry out `steps` in order; stops at the first failure (every step is atomic, and
-/// every prefix is a state that boots, see `crate::trial`).
-pub fn apply_steps(be: &Confined, steps: &[Step]) -> Result<(), String> {
-    if steps.is_empty() {
-        return Ok(());
-    }
-    let dir = system_dir(be)?;
-    for step in steps {
-        let done = match step {
-            Step::WriteTrial(t) => atomic::write_file(
-                &dir,
-                trial::TRIAL,
-                &trial::temp_name(trial::TRIAL),
-                trial::render(t).as_bytes(),
-            ),
-            Step::RemoveTrial => atomic::remove(&dir, trial::TRIAL),
-            Step::LinkActive(img) => {
-                atomic::replace_symlink(&dir, trial::ACTIVE, &trial::temp_name(trial::ACTIVE), img)
-            }
-            Step::LinkPrevious(img) => atomic::replace_symlink(
-                &dir,
-                trial::PREVIOUS,
-                &trial::temp_name(trial::PREVIOUS),
-                img,
-            ),
-        };
-        done.map_err(|e| format!("{step}: {e}"))?;
-        log::debug!("BootExt: {step}");
-    }
-    Ok(())
-}
-
-/// The boot's part, before the image is selected (called by `assemble`): count a
-/// trial boot down, or roll a trial that ran out back, and return the candidates in
-/// the order to try them, and the reason when the previous image is chosen on
-/// purpose (for [`note_fallback`]). Only `overboot.system=active` boots take part.
-pub fn at_boot(
-    be: &Confined,
-    config: &BootConfig,
-    state: &mut State,
-) -> (Vec<Candidate>, Option<String>) {
-    if config.system != SystemChoice::Active {
-        return (select::candidates(&config.system), None);
-    }
-    let disk = read_disk(be);
-    let mut plan = trial::boot(&disk);
-    if let Err(e) = apply_steps(be, &plan.steps) {
-        plan = trial::boot_write_failed(plan, &e);
-    }
-    for w in &plan.warnings {
-        log::warn!("{w}");
-        state.warnings.push(w.clone());
-    }
-    if let Some(r) = &plan.record {
-        log::info!("trial: {} ({}): {}", r.image, r.outcome, r.detail);
-        state.trial = Some(TrialState {
-            image: r.image.clone(),
-            tries: r.tries,
-            boots_left: r.boots_left,
-            outcome: r.outcome.into(),
-            detail: r.detail.clone(),
-        });
-    }
-    let candidates = if disk.previous.is_some() {
-        select::candidates_with_previous(&config.system, plan.first == First::Previous)
-    } else if plan.first == First::Previous {
-        // No image to return to: recovery first, the active image last.
-        select::candidates(&SystemChoice::Recovery)
-    } else {
-        select::candidates(&config.system)
-    };
-    (candidates, plan.reason)
-}
-
-/// After the image is selected: when the trial logic chose the previous image on
-/// purpose, the state's fallback says so (with any further failure appended).
-pub fn note_fallback(state: &mut State, reason: Option<String>) {
-    let Some(reason) = reason else { return };
-    if state.booted.as_ref().is_some_and(|b| b.choice == "active") {
-        return;
-    }
-    let failed: Vec<String> = state
-        .attempts
-        .iter()
-        .filter(|a| !a.ok)
-        .map(|a| format!("{}: {}", a.choice, a.reason.as_deref().unwrap_or("?")))
-        .collect();
-    let reason = if failed.is_empty() {
-        reason
-    } else {
-        format!("{reason}; then {}", failed.join("; "))
-    };
-    state.fallback = Some(Fallback {
-        from: "active".into(),
-        reason,
-    });
-}
-
-// ---------------------------------------------------------------------------
-// Commands
-// ---------------------------------------------------------------------------
 
 pub const SET_ACTIVE_USAGE: &str = "\
 usage: overboot set-active IMAGE [--tries N] [--bootext DIR]
