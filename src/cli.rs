@@ -26,6 +26,7 @@ usage:
   overboot bless [--bootext DIR] [--state FILE]
   overboot rollback [--bootext DIR]
   overboot seal IMAGE [--sign SECRET.key]
+  overboot publish IMAGE... --sign SECRET.key -o DIR
   overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR] [--compress zstd|xz|gzip|none] [--add-shell]
   overboot help | --help | --version
 
@@ -90,13 +91,17 @@ Validate a BootExt tree: System links and images, DIRS/ names and their decoded
 targets, conflicts, the manifest. One line per problem; exit 1 if any is an error.";
 
 /// A parsed option list: flags that take a value, and switches.
-struct Args {
+pub(crate) struct Args {
     values: Vec<(String, String)>,
     switches: Vec<String>,
-    positional: Vec<String>,
+    pub(crate) positional: Vec<String>,
 }
 
-fn parse_args(args: &[String], with_value: &[&str], switches: &[&str]) -> Result<Args, String> {
+pub(crate) fn parse_args(
+    args: &[String],
+    with_value: &[&str],
+    switches: &[&str],
+) -> Result<Args, String> {
     let mut out = Args {
         values: vec![],
         switches: vec![],
@@ -121,24 +126,24 @@ fn parse_args(args: &[String], with_value: &[&str], switches: &[&str]) -> Result
 }
 
 impl Args {
-    fn value(&self, key: &str) -> Option<&str> {
+    pub(crate) fn value(&self, key: &str) -> Option<&str> {
         self.values
             .iter()
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
-    fn has(&self, key: &str) -> bool {
+    pub(crate) fn has(&self, key: &str) -> bool {
         self.switches.iter().any(|s| s == key)
     }
 }
 
-fn usage_error(msg: &str, usage: &str) -> i32 {
+pub(crate) fn usage_error(msg: &str, usage: &str) -> i32 {
     eprintln!("overboot: {msg}\n\n{usage}");
     2
 }
 
-fn help_asked(args: &[String]) -> bool {
+pub(crate) fn help_asked(args: &[String]) -> bool {
     args.iter().any(|a| a == "--help" || a == "-h")
 }
 

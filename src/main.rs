@@ -21,6 +21,7 @@ fn main() {
         Some("rollback") => cli::trial::rollback_main(rest),
         Some("mkinitramfs") => overboot::initramfs::main(rest),
         Some("seal") => overboot::verity::seal::main(rest),
+        Some("publish") => overboot::publish::main(rest),
         Some("help" | "--help" | "-h") => {
             println!("{}", cli::USAGE);
             0

@@ -270,7 +270,7 @@ impl fmt::Debug for KeyId {
 }
 
 /// Standard base64 with padding (what minisign writes).
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
     let mut acc: u32 = 0;
     let mut bits = 0;
