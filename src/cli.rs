@@ -2,14 +2,9 @@
 //! 1 failure (message on stderr), 2 bad usage.
 
 use crate::assemble::{self, Request};
-use crate::bootext;
-use crate::imagetree::ImageTree;
-use crate::names::{EmptyTree, Tree};
-use crate::plan::{self, PlannedMount, Skipped};
-use crate::select;
+use crate::preview;
 use crate::state::{self, BootExtInfo};
 use crate::sys::confined::Confined;
-use serde::Serialize;
 use std::path::PathBuf;
 
 pub mod trial;
@@ -234,173 +229,11 @@ pub fn assemble_main(args: &[String]) -> i32 {
     }
 }
 
-/// The plan as `plan --json` prints it.
-#[derive(Serialize)]
-struct PlanOutput {
-    system: Option<SystemOutput>,
-    /// Where a trial update stands (`crate::trial::describe`).
-    trial: Option<String>,
-    attempts: Vec<state::Attempt>,
-    /// The writable layer: `tmpfs` or `persist`.
-    upper: String,
-    /// `Overlay/` layers, bottom first (the last is on top).
-    layers: Vec<crate::layers::Layer>,
-    mounts: Vec<PlannedMount>,
-    apps: Vec<crate::apps::App>,
-    units: crate::units::UnitsPlan,
-    skipped: Vec<Skipped>,
-    warnings: Vec<String>,
-}
-
-/// A staging path as long as the boot's (`/run/overboot/.staging-<pid>`), so the
-/// layer limits are judged as at boot.
-const PLAN_STAGING: &str = "/run/overboot/.staging-4194304";
-
-#[derive(Serialize)]
-struct SystemOutput {
-    choice: String,
-    link: Option<String>,
-    image: String,
-    compression: String,
-    fallback: Option<state::Fallback>,
-}
-
-/// Everything `plan` and `check` compute: image choice and the plan, no mounts.
-fn compute_plan(be: &Confined, cmdline_text: &str) -> PlanOutput {
-    let mut warnings = Vec::new();
-    let (config, manifest) = assemble::configure(be, cmdline_text, &mut warnings);
-    let mut attempts = Vec::new();
-    let mut system = None;
-    let mut tree: Box<dyn Tree> = Box::new(EmptyTree);
-    for candidate in select::candidates(&config.system) {
-        match select::check(be, &candidate) {
-            Ok(img) => {
-                let fallback = attempts.first().map(|a: &state::Attempt| state::Fallback {
-                    from: a.choice.clone(),
-                    reason: a.reason.clone().unwrap_or_default(),
-                });
-                attempts.push(state::Attempt {
-                    choice: candidate.choice.into(),
-                    link: img.link.clone(),
-                    image: Some(img.image.clone()),
-                    ok: true,
-                    reason: None,
-                });
-                match ImageTree::read(std::fs::File::from(img.file)) {
-                    Ok(t) => tree = Box::new(t),
-                    Err(e) => warnings.push(format!(
-                        "{} could not be read offline ({e}); names are decoded without looking into it, and the boot may decode ambiguous names differently",
-                        img.image
-                    )),
-                }
-                system = Some(SystemOutput {
-                    choice: candidate.choice.into(),
-                    link: img.link,
-                    image: img.image,
-                    compression: img.superblock.compression.into(),
-                    fallback,
-                });
-                break;
-            }
-            Err(reason) => attempts.push(state::Attempt {
-                choice: candidate.choice.into(),
-                link: Some(candidate.path.clone()),
-                image: None,
-                ok: false,
-                reason: Some(reason),
-            }),
-        }
-    }
-    // Safe mode (overboot.dirs=0): no Overlay/, no Units/, as the boot does.
-    let (found, mut layer_skips) = if config.dirs {
-        crate::layers::scan(be)
-    } else {
-        Default::default()
-    };
-    let (layers, more) =
-        crate::layers::order_and_fit(found, PLAN_STAGING, &format!("{PLAN_STAGING}/image"));
-    layer_skips.extend(more);
-    let (mounts, mut skipped) =
-        assemble::plan_overmounts(be, &manifest, &config, tree.as_ref(), &mut warnings);
-    let trial = crate::trial::describe(&crate::trial::status(&crate::trial_boot::read_disk(be)))
-        .map(|(line, _)| line);
-    skipped.splice(0..0, layer_skips);
-    let (apps, app_skips) = crate::apps::scan(be);
-    skipped.extend(app_skips);
-    let mut units = if config.dirs {
-        crate::units::scan(be, tree.as_ref())
-    } else {
-        Default::default()
-    };
-    skipped.append(&mut units.skipped);
-    PlanOutput {
-        system,
-        trial,
-        attempts,
-        upper: if config.persist { "persist" } else { "tmpfs" }.into(),
-        layers,
-        mounts,
-        apps,
-        units,
-        skipped,
-        warnings,
-    }
-}
-
 fn open_bootext(dir: &str) -> Result<Confined, i32> {
     Confined::open(std::path::Path::new(dir)).map_err(|e| {
         eprintln!("overboot: BootExt: {e}");
         1
     })
-}
-
-fn describe(m: &PlannedMount) -> String {
-    let how = match m.kind {
-        plan::MountKind::Bind if m.read_only => "bind, read-only",
-        plan::MountKind::Bind => "bind, read-write",
-        plan::MountKind::File => "file bind",
-        plan::MountKind::Image => "image, read-only",
-        plan::MountKind::Tmpfs => "tmpfs",
-    };
-    format!(
-        "{} -> {} ({how})",
-        m.source.as_deref().unwrap_or(&m.origin),
-        m.target
-    )
-}
-
-fn describe_layer(l: &crate::layers::Layer) -> String {
-    let kind = match l.kind {
-        crate::layers::LayerKind::Dir => "directory",
-        crate::layers::LayerKind::Image => "image",
-    };
-    format!("layer {} ({kind}, read-only)", l.source)
-}
-
-fn describe_app(a: &crate::apps::App) -> String {
-    format!("{} -> {} (app image, read-only)", a.source, a.target)
-}
-
-fn describe_units(u: &crate::units::UnitsPlan) -> Vec<String> {
-    let mut lines: Vec<String> = u
-        .files
-        .iter()
-        .map(|f| {
-            format!(
-                "unit {}/{} -> /run/systemd/system/{} ({} bytes)",
-                crate::units::UNITS_DIR,
-                f.path,
-                f.path,
-                f.bytes
-            )
-        })
-        .collect();
-    lines.extend(
-        u.links
-            .iter()
-            .map(|l| format!("unit link /run/systemd/system/{} -> {}", l.path, l.target)),
-    );
-    lines
 }
 
 pub fn plan_main(args: &[String]) -> i32 {
@@ -419,7 +252,7 @@ pub fn plan_main(args: &[String]) -> i32 {
         Ok(be) => be,
         Err(code) => return code,
     };
-    let out = compute_plan(&be, &cmdline_or_proc(&a));
+    let out = preview::compute(&be, &cmdline_or_proc(&a));
     if a.has("--json") {
         match serde_json::to_string_pretty(&out) {
             Ok(j) => println!("{j}"),
@@ -429,70 +262,7 @@ pub fn plan_main(args: &[String]) -> i32 {
             }
         }
     } else {
-        for w in &out.warnings {
-            println!("warning: {w}");
-        }
-        if let Some(t) = &out.trial {
-            println!("trial: {t}");
-        }
-        match &out.system {
-            Some(s) => {
-                let via = s
-                    .link
-                    .as_deref()
-                    .map(|l| format!(" via {l}"))
-                    .unwrap_or_default();
-                println!(
-                    "1. system image {}{via} ({}), loop read-only -> {}",
-                    s.image,
-                    s.compression,
-                    assemble::IMAGE_AT
-                );
-                if let Some(f) = &s.fallback {
-                    println!("   fallback from {}: {}", f.from, f.reason);
-                }
-            }
-            None => println!("1. system image: NONE usable, the boot would fail"),
-        }
-        let upper = if out.upper == "persist" {
-            "BootExt Persist/upper, tmpfs if BootExt cannot hold it"
-        } else {
-            "tmpfs"
-        };
-        let lower = if out.layers.is_empty() {
-            "image".to_string()
-        } else {
-            format!("image + {} Overlay/ layer(s)", out.layers.len())
-        };
-        println!(
-            "2. {} -> {} ; overlay (lower: {lower}, upper: {upper}) -> /",
-            if out.upper == "persist" {
-                "Persist"
-            } else {
-                "tmpfs"
-            },
-            assemble::OVERLAY_AT
-        );
-        for l in &out.layers {
-            println!("   {}", describe_layer(l));
-        }
-        println!(
-            "3. BootExt {} -> {}",
-            be.path.display(),
-            assemble::BOOTEXT_AT
-        );
-        for (i, m) in out.mounts.iter().enumerate() {
-            println!("{}. {}", i + 4, describe(m));
-        }
-        for (i, app) in out.apps.iter().enumerate() {
-            println!("{}. {}", i + 4 + out.mounts.len(), describe_app(app));
-        }
-        for line in describe_units(&out.units) {
-            println!("{line}");
-        }
-        for s in &out.skipped {
-            println!("skip: {}: {}", s.entry, s.reason);
-        }
+        print!("{}", preview::render_plan(&out, &be));
     }
     if out.system.is_none() {
         for a in &out.attempts {
@@ -523,99 +293,9 @@ pub fn check_main(args: &[String]) -> i32 {
         Ok(be) => be,
         Err(code) => return code,
     };
-    let mut errors: Vec<String> = Vec::new();
-    let mut warnings: Vec<String> = Vec::new();
-    let manifest = bootext::read_manifest(&be);
-    if manifest.syntax_error {
-        errors.extend(manifest.warnings.iter().cloned());
-    }
-    // Both links, whatever the command line would choose.
-    for (link, required) in [(select::ACTIVE_LINK, true), (select::RECOVERY_LINK, false)] {
-        let cand = select::Candidate {
-            choice: "check",
-            path: link.into(),
-        };
-        match select::check(&be, &cand) {
-            Ok(img) => println!(
-                "{link} -> {} ({}, {} bytes)",
-                img.image, img.superblock.compression, img.superblock.bytes_used
-            ),
-            Err(e) if !required && be.lstat_type(link).is_err() => warnings.push(format!(
-                "{e}: there is no way back if the active image fails"
-            )),
-            Err(e) => errors.push(e),
-        }
-    }
-    // The image a trial returns to: needed while a trial runs.
-    let disk = crate::trial_boot::read_disk(&be);
-    let status = crate::trial::status(&disk);
-    if disk.previous.is_some() {
-        let cand = select::Candidate {
-            choice: "check",
-            path: select::PREVIOUS_LINK.into(),
-        };
-        match select::check(&be, &cand) {
-            Ok(img) => println!("{} -> {}", select::PREVIOUS_LINK, img.image),
-            Err(e) if matches!(status, crate::trial::Status::Pending(_)) => errors.push(format!(
-                "{e}: the trial running has nothing to roll back to"
-            )),
-            Err(e) => warnings.push(e),
-        }
-    }
-    match crate::trial::describe(&status) {
-        Some((line, true)) => warnings.push(line),
-        Some((line, false)) => println!("{line}"),
-        None => {}
-    }
-    for name in be.list("System").unwrap_or_default() {
-        let rel = format!("System/{name}");
-        if crate::names::IMAGE_EXTENSIONS
-            .iter()
-            .any(|e| name.ends_with(e))
-            && let Ok(file) = be.open_read(&rel)
-            && let Ok(st) = rustix::fs::fstat(&file)
-            && let Err(e) = select::read_superblock(&file, st.st_size as u64)
-        {
-            errors.push(format!("{rel}: {e}"));
-        }
-    }
-    let out = compute_plan(&be, "");
-    for l in &out.layers {
-        println!("{}", describe_layer(l));
-    }
-    for w in out
-        .warnings
-        .iter()
-        .filter(|w| !manifest.warnings.contains(w) || !manifest.syntax_error)
-    {
-        warnings.push(w.clone());
-    }
-    for m in &out.mounts {
-        println!("{}", describe(m));
-        for other in &m.also_exist {
-            warnings.push(format!(
-                "{}: also readable as {other}, which exists too; escape '_' as '__' to choose",
-                m.origin
-            ));
-        }
-    }
-    for app in &out.apps {
-        println!("{}", describe_app(app));
-    }
-    for line in describe_units(&out.units) {
-        println!("{line}");
-    }
-    for s in &out.skipped {
-        errors.push(format!("{}: {}", s.entry, s.reason));
-    }
-    for w in &warnings {
-        println!("warning: {w}");
-    }
-    for e in &errors {
-        println!("error: {e}");
-    }
-    println!("{} error(s), {} warning(s)", errors.len(), warnings.len());
-    if errors.is_empty() { 0 } else { 1 }
+    let report = preview::check(&be);
+    print!("{}", report.render());
+    if report.errors.is_empty() { 0 } else { 1 }
 }
 
 const STATUS_USAGE: &str = "\
@@ -710,7 +390,7 @@ pub fn render_status(s: &state::State) -> String {
     if !s.layers.is_empty() {
         let _ = writeln!(o, "\nOverlay/ layers, bottom first ({}):", s.layers.len());
         for l in &s.layers {
-            let _ = writeln!(o, "  {}", describe_layer(l));
+            let _ = writeln!(o, "  {}", preview::describe_layer(l));
         }
     }
     if !s.units.is_empty() {

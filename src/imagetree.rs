@@ -1,10 +1,27 @@
-//! A system image read offline with backhand, as a [`Tree`] to decode names against
-//! without mounting anything (`plan`, `check`).
+//! A system image's tree, read without booting it, to decode names against (`plan`,
+//! `check`, `set-active`). Two readers, one result:
+//! - as root, the kernel itself: the image on a read-only autoclear loop device,
+//!   mounted with `fsmount` and never attached anywhere (a detached mount lives in an
+//!   anonymous mount namespace of its own, so nothing on the host sees it), walked,
+//!   then dropped with its loop device. This is exactly what the boot will see.
+//! - otherwise (or when the kernel cannot), backhand, which reads every compression
+//!   Linux mounts (gzip, xz, zstd, lz4, lzo) in user space.
+//!
+//! When neither can read the image, the caller gets both reasons: a plan decoded
+//! without the image would be a guess, and a guess is never printed as the plan.
 
 use crate::names::{Node as Nodeish, Tree};
+use crate::sys::errno_text;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use std::collections::HashMap;
 use std::io::BufReader;
 
+/// More entries than any real system image holds: a bound on the walk, not a limit
+/// anyone should meet.
+const MAX_ENTRIES: usize = 4_000_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Node {
     Dir,
     File,
@@ -12,16 +29,47 @@ enum Node {
     Other,
 }
 
+/// An image's tree: every path (as components) and what it is.
+#[derive(Debug)]
 pub struct ImageTree {
     nodes: HashMap<Vec<String>, Node>,
+    /// `kernel` or `backhand`: which reader produced it (shown by `plan --json`).
+    pub read_by: &'static str,
 }
 
 impl ImageTree {
-    pub fn read(file: std::fs::File) -> Result<ImageTree, String> {
+    /// Read `file` (the image `name`, for messages): through the kernel when root,
+    /// else (or when that fails) with backhand.
+    pub fn read(file: &OwnedFd, name: &str) -> Result<ImageTree, String> {
+        let kernel = if rustix::process::geteuid().is_root() {
+            match Self::through_kernel(file, name) {
+                Ok(tree) => return Ok(tree),
+                Err(e) => Some(e),
+            }
+        } else {
+            None
+        };
+        let dup = rustix::io::fcntl_dupfd_cloexec(file, 0)
+            .map_err(|e| format!("{name}: {}", errno_text(e)))?;
+        Self::with_backhand(std::fs::File::from(dup)).map_err(|b| match kernel {
+            Some(k) => {
+                format!("the kernel could not mount it ({k}) and backhand could not read it ({b})")
+            }
+            None => format!("backhand could not read it ({b}); run as root to let the kernel try"),
+        })
+    }
+
+    /// Read with backhand, in user space.
+    pub fn with_backhand(mut file: std::fs::File) -> Result<ImageTree, String> {
+        use std::io::Seek;
+        file.rewind().map_err(|e| e.to_string())?;
         let reader = backhand::FilesystemReader::from_reader(BufReader::new(file))
             .map_err(|e| e.to_string())?;
         let mut nodes = HashMap::new();
         for node in reader.files() {
+            if nodes.len() >= MAX_ENTRIES {
+                return Err(format!("more than {MAX_ENTRIES} entries"));
+            }
             let comps: Vec<String> = node
                 .fullpath
                 .components()
@@ -30,6 +78,9 @@ impl ImageTree {
                     _ => None,
                 })
                 .collect();
+            if comps.is_empty() {
+                continue; // the root, a directory by definition
+            }
             let kind = match &node.inner {
                 backhand::InnerNode::Dir(_) => Node::Dir,
                 backhand::InnerNode::File(_) => Node::File,
@@ -40,7 +91,96 @@ impl ImageTree {
             };
             nodes.insert(comps, kind);
         }
-        Ok(ImageTree { nodes })
+        Ok(ImageTree {
+            nodes,
+            read_by: "backhand",
+        })
+    }
+
+    /// Read through a real read-only loop mount that is never attached anywhere.
+    pub fn through_kernel(file: &OwnedFd, name: &str) -> Result<ImageTree, String> {
+        let (mnt, _dev) = crate::assemble::mount_image(file, name)?;
+        let mut nodes = HashMap::new();
+        walk(&mnt, &mut nodes)?;
+        // Dropping `mnt` unmounts it; the autoclear loop device goes with it.
+        Ok(ImageTree {
+            nodes,
+            read_by: "kernel",
+        })
+    }
+}
+
+/// Every entry under the mount `root`, without following symlinks; bounded by
+/// [`MAX_ENTRIES`] (an explicit stack, no recursion).
+fn walk(root: &OwnedFd, nodes: &mut HashMap<Vec<String>, Node>) -> Result<(), String> {
+    let mut stack: Vec<Vec<String>> = vec![Vec::new()];
+    while let Some(dir_path) = stack.pop() {
+        let rel = if dir_path.is_empty() {
+            ".".to_string()
+        } else {
+            dir_path.join("/")
+        };
+        let show = || format!("/{}", dir_path.join("/"));
+        let dir = rustix::fs::openat(
+            root,
+            rel.as_str(),
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("cannot open {} in the image: {}", show(), errno_text(e)))?;
+        let entries = rustix::fs::Dir::read_from(&dir)
+            .map_err(|e| format!("cannot list {}: {}", show(), errno_text(e)))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| format!("cannot list {}: {}", show(), errno_text(e)))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == "." || name == ".." {
+                continue;
+            }
+            if nodes.len() >= MAX_ENTRIES {
+                return Err(format!("more than {MAX_ENTRIES} entries"));
+            }
+            let node = node_at(&dir, &name)
+                .map_err(|e| format!("cannot look at {}/{name}: {e}", show()))?;
+            let mut path = dir_path.clone();
+            path.push(name);
+            if node == Node::Dir {
+                stack.push(path.clone());
+            }
+            nodes.insert(path, node);
+        }
+    }
+    Ok(())
+}
+
+fn node_at(dir: &impl AsFd, name: &str) -> Result<Node, String> {
+    let st = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(errno_text)?;
+    Ok(match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => Node::Dir,
+        FileType::RegularFile => Node::File,
+        FileType::Symlink => {
+            let text = rustix::fs::readlinkat(dir, name, Vec::new()).map_err(errno_text)?;
+            Node::Link(text.to_string_lossy().into_owned())
+        }
+        _ => Node::Other,
+    })
+}
+
+/// Two readings of one image agree when they hold the same paths with the same kinds
+/// (whoever read them).
+impl PartialEq for ImageTree {
+    fn eq(&self, other: &ImageTree) -> bool {
+        self.nodes == other.nodes
+    }
+}
+
+impl ImageTree {
+    /// How many entries (the root not counted).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
     }
 }
 

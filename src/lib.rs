@@ -20,6 +20,7 @@ pub mod manifest;
 pub mod names;
 pub mod pid1;
 pub mod plan;
+pub mod preview;
 pub mod probe;
 pub mod publish;
 pub mod select;

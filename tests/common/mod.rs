@@ -231,6 +231,25 @@ pub fn symlink(root: &Path, rel: &str, target: &str) -> PathBuf {
 pub enum Comp {
     Gzip,
     Xz,
+    Zstd,
+    Lz4,
+    Lzo,
+}
+
+impl Comp {
+    /// Every compression Linux mounts squashfs with.
+    pub const ALL: [Comp; 5] = [Comp::Gzip, Comp::Xz, Comp::Zstd, Comp::Lz4, Comp::Lzo];
+
+    /// The name mksquashfs and the superblock use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Comp::Gzip => "gzip",
+            Comp::Xz => "xz",
+            Comp::Zstd => "zstd",
+            Comp::Lz4 => "lz4",
+            Comp::Lzo => "lzo",
+        }
+    }
 }
 
 /// `mksquashfs src img` with the given compression.
@@ -238,10 +257,7 @@ pub fn mksquashfs(src: &Path, img: &Path, comp: Comp) {
     if let Some(parent) = img.parent() {
         fs::create_dir_all(parent).unwrap();
     }
-    let comp = match comp {
-        Comp::Gzip => "gzip",
-        Comp::Xz => "xz",
-    };
+    let comp = comp.name();
     sh(
         "mksquashfs",
         &[
@@ -258,9 +274,15 @@ pub fn mksquashfs(src: &Path, img: &Path, comp: Comp) {
     );
 }
 
-/// Compression implied by an image file name: xz for `.squashfs.xz`, else gzip.
+/// Compression implied by an image file name: the one named in it (`a-zstd.squashfs`,
+/// `x-lzo.sqfs`), xz for `.squashfs.xz`, else gzip.
 pub fn comp_for(name: &str) -> Comp {
-    if name.ends_with(".xz") {
+    if let Some(c) = Comp::ALL
+        .into_iter()
+        .find(|c| name.contains(&format!("-{}.", c.name())))
+    {
+        c
+    } else if name.ends_with(".xz") {
         Comp::Xz
     } else {
         Comp::Gzip
