@@ -23,6 +23,7 @@ usage:
   overboot seal IMAGE [--sign SECRET.key]
   overboot publish IMAGE... --sign SECRET.key -o DIR
   overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR] [--compress zstd|xz|gzip|none] [--add-shell]
+  overboot mkuki -o FILE --kernel VMLINUZ --initrd INITRD [--cmdline STR] [--sign-key KEY --sign-cert CERT]
   overboot help | --help | --version
 
 Run as /init (PID 1) it boots: finds BootExt, assembles the root, switches to it.

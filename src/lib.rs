@@ -29,6 +29,7 @@ pub mod superblock;
 pub mod sys;
 pub mod trial;
 pub mod trial_boot;
+pub mod uki;
 pub mod units;
 pub mod verify;
 pub mod verity;

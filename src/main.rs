@@ -22,6 +22,7 @@ fn main() {
         Some("mkinitramfs") => overboot::initramfs::main(rest),
         Some("seal") => overboot::verity::seal::main(rest),
         Some("publish") => overboot::publish::main(rest),
+        Some("mkuki") => overboot::uki::main(rest),
         Some("help" | "--help" | "-h") => {
             println!("{}", cli::USAGE);
             0

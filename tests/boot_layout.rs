@@ -1,15 +1,16 @@
 //! The BootExt reference layout (`boot-layout/`): the skeleton, the GRUB template
 //! (checked by `grub-script-check`), the scripts (shellcheck), and a disk made by
-//! `boot-layout/mkbootext` booted by SeaBIOS + GRUB (Debian's grub-pc-bin) under
-//! QEMU TCG: first the recovery entry chosen through `grubenv` (`next_entry`, one
-//! shot), then, from the same disk, the active entry again because GRUB cleared it.
+//! `boot-layout/mkbootext` (hybrid: GPT with a BIOS boot partition and an ESP) booted
+//! under QEMU TCG: first by OVMF + GRUB x86_64-efi into the recovery entry chosen
+//! through `grubenv` (`next_entry`, one shot), then, from the same disk, by SeaBIOS +
+//! GRUB i386-pc into the active entry again because GRUB cleared it.
 //!
-//! Needs: grub-common, grub-pc-bin, shellcheck, e2fsprogs, fdisk, squashfs-tools,
-//! qemu-system-x86, and the musl build for the initramfs (test.sh builds it).
+//! Needs: grub-common, grub-pc-bin, grub-efi-amd64-bin, ovmf, dosfstools, mtools,
+//! shellcheck, e2fsprogs, fdisk, squashfs-tools, qemu-system-x86, and the musl build for the initramfs (test.sh builds it).
 
 mod e2e_common;
 
-use e2e_common::run;
+use e2e_common::{Firmware, run};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -185,51 +186,31 @@ fn skeleton_example_manifest_is_valid_once_uncommented() {
     assert!(text.contains("0 error(s), 0 warning(s)"), "{text}");
 }
 
-/// Serial console of a BIOS boot of `disk` (virtio-blk, SeaBIOS, TCG).
-fn bios_boot(disk: &Path, log: &Path) -> String {
-    let out = output(
-        Command::new("timeout")
-            .args(["-k", "5", "240", "qemu-system-x86_64"])
-            .args(["-accel", "tcg", "-display", "none", "-serial", "stdio"])
-            .args(["-monitor", "none", "-no-reboot", "-m", "512", "-smp", "1"])
-            .args(["-nic", "none", "-drive"])
-            .arg(format!("if=none,id=d0,file={},format=raw", disk.display()))
-            .args(["-device", "virtio-blk-pci,drive=d0,bootindex=0"])
-            .stdin(std::process::Stdio::null()),
-    );
-    // GRUB draws its menu with escape sequences; keep the text.
-    let mut text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    fs::write(log, &text).unwrap();
+/// A boot of `disk` from its own boot loader that must end with a guest power-off.
+fn boot_disk(disk: &Path, firmware: Firmware, log: &Path) -> e2e_common::Boot {
+    let boot = e2e_common::disk_boot(disk, firmware, 240, log);
     assert!(
-        out.status.success(),
-        "QEMU did not power off by itself ({}); console in {log:?}:\n{}",
-        out.status,
-        tail(&text)
+        boot.powered_off(),
+        "QEMU did not power off by itself ({:?}); console in {log:?}:\n{}",
+        boot.code,
+        boot.tail()
     );
-    text
+    boot.assert_lacks("Kernel panic");
+    boot
 }
 
-fn tail(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
-}
-
-fn assert_has(log: &str, needle: &str) {
-    assert!(
-        log.contains(needle),
-        "the console never showed '{needle}':\n{}",
-        tail(log)
-    );
-}
+const OVMF: Firmware = Firmware::Uefi {
+    code: "/usr/share/OVMF/OVMF_CODE_4M.fd",
+    vars: "/usr/share/OVMF/OVMF_VARS_4M.fd",
+};
 
 /// A directory under /tmp owned by `nobody`, with copies of what mkbootext reads (the
 /// checkout itself may not be readable by other users); removed on drop.
 struct Stage(PathBuf);
 
 impl Stage {
-    fn new() -> Stage {
-        let d = std::env::temp_dir().join(format!("overboot-layout-{}", std::process::id()));
+    fn new(name: &str) -> Stage {
+        let d = std::env::temp_dir().join(format!("overboot-layout-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
         std::os::unix::fs::chown(&d, Some(NOBODY), Some(NOBODY)).unwrap();
@@ -251,24 +232,20 @@ impl Drop for Stage {
 
 const NOBODY: u32 = 65534;
 
-/// `debugfs -R CMD` on partition 1 of `disk` (taken out at 1 MiB).
-fn debugfs(disk: &Path, part: &Path, cmd: &str) -> String {
+/// `debugfs -R CMD` on partition `n` of `disk` (taken out into `part`).
+fn debugfs(disk: &Path, n: usize, part: &Path, cmd: &str) -> String {
+    let at = e2e_common::partition_offset(disk, n);
     run(Command::new("dd")
         .arg(format!("if={}", disk.display()))
         .arg(format!("of={}", part.display()))
-        .args(["bs=1M", "skip=1", "status=none"]));
+        .arg(format!("skip={at}"))
+        .args(["bs=1M", "iflag=skip_bytes", "status=none"]));
     run(Command::new("debugfs").arg("-R").arg(cmd).arg(part))
 }
 
-#[test]
-fn mkbootext_disk_boots_recovery_once_then_active_under_seabios() {
+/// mkbootext as `nobody` with `stage`'s copies of the fixture; returns the disk.
+fn make_disk(stage: &Stage, name: &str, args: &[&str]) -> (PathBuf, String) {
     let f = e2e_common::fixture();
-    let dir = scratch("disk");
-    let stage = Stage::new();
-    let dirs = stage.0.join("dirs");
-    fs::create_dir_all(dirs.join("DIR_etc_ssh")).unwrap();
-    fs::write(dirs.join("DIR_etc_ssh/marker"), "from-bootext-ssh\n").unwrap();
-    fs::write(dirs.join("FILE_etc_hostname"), "bootext-host\n").unwrap();
     let layout = stage.copy(&top().join("boot-layout"), "boot-layout");
     let overboot = stage.copy(Path::new(BIN), "overboot");
     let system = stage.copy(&f.system, "appliance.squashfs");
@@ -278,7 +255,7 @@ fn mkbootext_disk_boots_recovery_once_then_active_under_seabios() {
     let out = stage.0.join("out");
     fs::create_dir_all(&out).unwrap();
     std::os::unix::fs::chown(&out, Some(NOBODY), Some(NOBODY)).unwrap();
-    let disk = out.join("bootext.img");
+    let disk = out.join(name);
     // Built by an unprivileged user: no loop device, no mount, no root.
     let made = run(Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
@@ -295,50 +272,122 @@ fn mkbootext_disk_boots_recovery_once_then_active_under_seabios() {
         .arg(&kernel)
         .arg("--initrd")
         .arg(&initrd)
-        .arg("--dirs")
-        .arg(&dirs)
-        .args(["--grubenv", "menu_timeout=1"])
-        .args([
-            "--grubenv",
-            "overboot_args=overboot.onfail=poweroff no_timer_check",
-        ])
-        .args(["--grubenv", "next_entry=recovery"]));
+        .args(args));
     assert!(made.contains("labelled BootExt"), "{made}");
     assert_eq!(fs::metadata(&disk).unwrap().uid(), NOBODY);
-    // The files on BootExt belong to root all the same.
-    let part = out.join("part.img");
-    let st = debugfs(&disk, &part, "stat /DIRS/FILE_etc_hostname");
+    (disk, made)
+}
+
+/// The default disk (hybrid: GPT, BIOS boot partition, ESP, BootExt) boots both ways:
+/// under OVMF (UEFI, GRUB x86_64-efi from EFI/BOOT/BOOTX64.EFI) the recovery entry
+/// chosen once through `next_entry`, then under SeaBIOS (GRUB i386-pc from the BIOS
+/// boot partition) the active entry, because GRUB for UEFI cleared `next_entry` on
+/// BootExt. Two boots, about two minutes under TCG.
+#[test]
+fn mkbootext_hybrid_disk_boots_recovery_once_under_ovmf_then_active_under_seabios() {
+    let dir = scratch("disk");
+    let stage = Stage::new("hybrid");
+    let dirs = stage.0.join("dirs");
+    fs::create_dir_all(dirs.join("DIR_etc_ssh")).unwrap();
+    fs::write(dirs.join("DIR_etc_ssh/marker"), "from-bootext-ssh\n").unwrap();
+    fs::write(dirs.join("FILE_etc_hostname"), "bootext-host\n").unwrap();
+    let (disk, made) = make_disk(
+        &stage,
+        "bootext.img",
+        &[
+            "--dirs",
+            dirs.to_str().unwrap(),
+            "--grubenv",
+            "menu_timeout=1",
+            "--grubenv",
+            "overboot_args=overboot.onfail=poweroff no_timer_check",
+            "--grubenv",
+            "next_entry=recovery",
+        ],
+    );
+    assert!(made.contains("GPT, EFI system partition"), "{made}");
+    assert!(made.contains("BIOS boot partition"), "{made}");
+    let parts = run(Command::new("sfdisk").arg("--dump").arg(&disk));
+    assert!(parts.contains("label: gpt"), "{parts}");
+    for ty in [
+        "21686148-6449-6E6F-744E-656564454649", // BIOS boot
+        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", // EFI system
+        "0FC63DAF-8483-4772-8E79-3D69D8477DE4", // Linux filesystem: BootExt
+    ] {
+        assert!(parts.contains(ty), "no partition of type {ty}:\n{parts}");
+    }
+    // The files on BootExt (partition 3) belong to root all the same.
+    let part = stage.0.join("out/part.img");
+    let st = debugfs(&disk, 3, &part, "stat /DIRS/FILE_etc_hostname");
     assert!(st.contains("User:     0   Group:     0"), "{st}");
-    let env = debugfs(&disk, &part, "cat /grub/grubenv");
+    let env = debugfs(&disk, 3, &part, "cat /grub/grubenv");
     assert!(env.contains("next_entry=recovery"), "{env}");
-    // An MBR with GRUB's boot code and the boot signature; the partition is bootable.
+    // GRUB's boot.img in the protective MBR, pointing at the BIOS boot partition.
     let head = fs::read(&disk).unwrap();
     assert_eq!(&head[510..512], &[0x55, 0xaa]);
-    assert_eq!(head[0x1be], 0x80, "partition 1 is not marked bootable");
     let boot_img = fs::read("/usr/lib/grub/i386-pc/boot.img").unwrap();
-    assert_eq!(&head[..0x66], &boot_img[..0x66]);
+    assert_eq!(&head[..0x5c], &boot_img[..0x5c]);
+    assert_eq!(&head[0x5c..0x64], &2048u64.to_le_bytes());
 
-    // Boot 1: next_entry=recovery picks the recovery entry, once.
-    let log = bios_boot(&disk, &dir.join("boot-recovery.log"));
-    assert_has(&log, "Booting `overboot: recovery system'");
-    assert_has(&log, "overboot.system=recovery");
-    assert_has(&log, "OVERBOOT-E2E: system=recovery");
-    assert_has(&log, "OVERBOOT-E2E: done");
-    assert!(!log.contains("Kernel panic"), "{}", tail(&log));
-
-    let env = debugfs(&disk, &part, "cat /grub/grubenv");
+    // Boot 1, UEFI: next_entry=recovery picks the recovery entry, once.
+    let boot = boot_disk(&disk, OVMF, &dir.join("boot-uefi-recovery.log"));
+    boot.assert_has("Booting `overboot: recovery system'");
+    boot.assert_has("overboot.system=recovery");
+    boot.assert_has("OVERBOOT-E2E: system=recovery");
+    boot.assert_has("OVERBOOT-E2E: done");
+    let env = debugfs(&disk, 3, &part, "cat /grub/grubenv");
     assert!(!env.contains("next_entry=recovery"), "GRUB left it:\n{env}");
 
-    // Boot 2: GRUB cleared next_entry on the disk, so the default entry boots.
-    let log = bios_boot(&disk, &dir.join("boot-active.log"));
-    assert_has(&log, "Booting `overboot: active system'");
-    assert_has(&log, "overboot.bootext=LABEL=BootExt");
-    assert_has(&log, "OVERBOOT-E2E: system=appliance");
-    assert_has(&log, "OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh");
-    assert_has(&log, "OVERBOOT-E2E: file /etc/hostname=bootext-host");
-    assert_has(&log, "OVERBOOT-E2E: done");
-    assert!(!log.contains("overboot.system=recovery"), "{}", tail(&log));
-    assert!(!log.contains("Kernel panic"), "{}", tail(&log));
+    // Boot 2, BIOS: the default entry boots, with BootExt's DIRS entries.
+    let boot = boot_disk(&disk, Firmware::Bios, &dir.join("boot-bios-active.log"));
+    boot.assert_has("Booting `overboot: active system'");
+    boot.assert_has("overboot.bootext=LABEL=BootExt");
+    boot.assert_has("OVERBOOT-E2E: system=appliance");
+    boot.assert_has("OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh");
+    boot.assert_has("OVERBOOT-E2E: file /etc/hostname=bootext-host");
+    boot.assert_has("OVERBOOT-E2E: done");
+    boot.assert_lacks("overboot.system=recovery");
+}
+
+/// `--firmware uefi` and `--firmware bios` lay the disk out for one firmware only (their
+/// boot loaders are the ones the hybrid disk boots with, above): no boot booted here.
+#[test]
+fn mkbootext_uefi_and_bios_disks_carry_one_boot_loader() {
+    let stage = Stage::new("one-loader");
+    let (disk, made) = make_disk(&stage, "uefi.img", &["--firmware", "uefi"]);
+    assert!(!made.contains("BIOS boot"), "{made}");
+    let parts = run(Command::new("sfdisk").arg("--dump").arg(&disk));
+    assert!(parts.contains("label: gpt"), "{parts}");
+    assert!(
+        !parts.contains("21686148-6449-6E6F-744E-656564454649"),
+        "{parts}"
+    );
+    // The ESP (partition 1) has GRUB at the removable-media path; BootExt is 2.
+    let esp = e2e_common::partition_offset(&disk, 1);
+    let listing = run(Command::new("mdir")
+        .arg("-i")
+        .arg(format!("{}@@{esp}", disk.display()))
+        .arg("::/EFI/BOOT"));
+    assert!(listing.contains("BOOTX64  EFI"), "{listing}");
+    let part = stage.0.join("out/part.img");
+    let ls = debugfs(&disk, 2, &part, "ls /grub");
+    assert!(ls.contains("x86_64-efi") && !ls.contains("i386-pc"), "{ls}");
+    // No boot code in the protective MBR.
+    let head = fs::read(&disk).unwrap();
+    assert!(
+        head[..440].iter().all(|&b| b == 0),
+        "boot code in a UEFI-only MBR"
+    );
+
+    let (disk, made) = make_disk(&stage, "bios.img", &["--firmware", "bios"]);
+    assert!(made.contains("MBR, GRUB i386-pc"), "{made}");
+    let parts = run(Command::new("sfdisk").arg("--dump").arg(&disk));
+    assert!(parts.contains("label: dos"), "{parts}");
+    let head = fs::read(&disk).unwrap();
+    assert_eq!(head[0x1be], 0x80, "partition 1 is not marked bootable");
+    assert_eq!(&head[0x5c..0x64], &1u64.to_le_bytes());
+    let ls = debugfs(&disk, 1, &part, "ls /grub");
+    assert!(ls.contains("i386-pc") && !ls.contains("x86_64-efi"), "{ls}");
 }
 
 #[test]

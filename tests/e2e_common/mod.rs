@@ -178,3 +178,61 @@ pub fn initramfs_with(f: &Fixture, name: &str, args: &[&str]) -> PathBuf {
         .args(args));
     out
 }
+
+/// The firmware a whole-disk boot starts from: SeaBIOS, or OVMF with a pflash CODE
+/// file and a VARS template (copied per boot: the firmware writes to it).
+pub enum Firmware<'a> {
+    Bios,
+    Uefi { code: &'a str, vars: &'a str },
+}
+
+/// Boot `disk` (virtio-blk, boot index 0) from its own boot loader under `firmware`,
+/// TCG, no network (the firmware would try PXE); the serial console goes to `log`.
+/// q35 with SMM and secure pflash, as OVMF's Secure Boot builds need.
+pub fn disk_boot(disk: &Path, firmware: Firmware, timeout_s: u32, log: &Path) -> Boot {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["-k", "5", &timeout_s.to_string(), "qemu-system-x86_64"])
+        .args(["-accel", "tcg", "-display", "none", "-serial", "stdio"])
+        .args(["-monitor", "none", "-no-reboot", "-m", "512", "-smp", "1"])
+        .args(["-nic", "none", "-drive"])
+        .arg(format!("if=none,id=d0,file={},format=raw", disk.display()))
+        .args(["-device", "virtio-blk-pci,drive=d0,bootindex=0"]);
+    if let Firmware::Uefi { code, vars } = firmware {
+        let own_vars = log.with_extension("vars.fd");
+        std::fs::copy(vars, &own_vars).unwrap_or_else(|e| panic!("copy {vars}: {e}"));
+        cmd.args(["-machine", "q35,smm=on"])
+            .args(["-global", "driver=cfi.pflash01,property=secure,value=on"])
+            .arg("-drive")
+            .arg(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={code}"
+            ))
+            .arg("-drive")
+            .arg(format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                own_vars.display()
+            ));
+    }
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    // Boot loaders draw menus with escape sequences; the text stays.
+    let mut text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    std::fs::write(log, &text).unwrap();
+    Boot {
+        log: text,
+        code: out.status.code(),
+    }
+}
+
+/// Where partition `n` (from 1) of a disk image starts, in bytes (`sfdisk --json`).
+pub fn partition_offset(disk: &Path, n: usize) -> u64 {
+    let json = run(Command::new("sfdisk").arg("--json").arg(disk));
+    let table: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let part = &table["partitiontable"]["partitions"][n - 1];
+    part["start"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{disk:?} has no partition {n}:\n{json}"))
+        * 512
+}
