@@ -12,7 +12,7 @@ use crate::names::TargetPath;
 pub use crate::pid1::Fatal;
 use crate::plan::{self, MountKind, PlannedMount, Skipped};
 use crate::select::{self, CheckedImage};
-use crate::state::{self, Attempt, Booted, Clock, Fallback, MountRecord, State};
+use crate::state::{self, Booted, Clock, MountRecord, State};
 use crate::sys::confined::Confined;
 use crate::sys::resolve::{self, RootTree, Want};
 use crate::sys::{errno_text, loopdev, mounts};
@@ -401,74 +401,58 @@ fn mount_system_image(
         meminfo: &paths.meminfo,
         boot: state.mode == "boot",
     };
-    for candidate in candidates {
-        let result = select::check(be, &candidate).and_then(|img| {
-            let prepared = crate::sys::toram::prepare(be, &img.image, &img.file, &opts)?;
-            let backing = prepared.ram.as_ref().unwrap_or(&img.file);
-            let (mnt, dev) =
-                mount_image(backing, &img.image).map_err(|e| format!("{}: {e}", img.image))?;
-            mounts::attach(&mnt, &target)
-                .map_err(|e| format!("{}: cannot attach: {}", img.image, errno_text(e)))?;
-            Ok((img, dev, prepared))
-        });
-        match result {
-            Ok((img, dev, prepared)) => {
-                let summary = prepared.verified.summary();
-                if !summary.is_empty() {
-                    log::info!("{}: {summary}", img.image);
-                }
-                if let Some(reason) = prepared.toram.as_ref().and_then(|t| t.reason.as_ref()) {
-                    state
-                        .warnings
-                        .push(format!("toram refused, booted from BootExt: {reason}"));
-                }
-                log::info!(
-                    "system image {} ({}, {}) from {}",
-                    img.image,
-                    img.superblock.compression,
-                    dev,
-                    candidate.path
-                );
-                state.attempts.push(Attempt {
-                    choice: candidate.choice.into(),
-                    link: img.link.clone(),
-                    image: Some(img.image.clone()),
-                    ok: true,
-                    reason: None,
-                });
-                if let Some(first) = state.attempts.iter().find(|a| !a.ok) {
-                    let reason = first.reason.clone().unwrap_or_default();
-                    log::warn!(
-                        "fell back from {} to {}: {reason}",
-                        first.choice,
-                        candidate.choice
-                    );
-                    state.fallback = Some(Fallback {
-                        from: first.choice.clone(),
-                        reason,
-                    });
-                }
-                state.booted = Some(Booted {
-                    choice: candidate.choice.into(),
-                    link: img.link.clone(),
-                    image: img.image.clone(),
-                    loop_device: Some(dev),
-                    verified: Some(prepared.verified),
-                    toram: prepared.toram,
-                });
-                return Ok(img);
-            }
-            Err(reason) => {
-                log::warn!("{} image unusable: {reason}", candidate.choice);
-                state.attempts.push(Attempt {
-                    choice: candidate.choice.into(),
-                    link: Some(candidate.path.clone()),
-                    image: None,
-                    ok: false,
-                    reason: Some(reason),
-                });
-            }
+    let selection = select::first_usable(be, candidates, |img| {
+        let prepared = crate::sys::toram::prepare(be, &img.image, &img.file, &opts)?;
+        let backing = prepared.ram.as_ref().unwrap_or(&img.file);
+        let (mnt, dev) =
+            mount_image(backing, &img.image).map_err(|e| format!("{}: {e}", img.image))?;
+        mounts::attach(&mnt, &target)
+            .map_err(|e| format!("{}: cannot attach: {}", img.image, errno_text(e)))?;
+        Ok((dev, prepared))
+    });
+    for a in selection.attempts.iter().filter(|a| !a.ok) {
+        log::warn!(
+            "{} image unusable: {}",
+            a.choice,
+            a.reason.as_deref().unwrap_or("?")
+        );
+    }
+    state.attempts.extend(selection.attempts);
+    if let Some((candidate, img, (dev, prepared))) = selection.chosen {
+        let summary = prepared.verified.summary();
+        if !summary.is_empty() {
+            log::info!("{}: {summary}", img.image);
         }
+        if let Some(reason) = prepared.toram.as_ref().and_then(|t| t.reason.as_ref()) {
+            state
+                .warnings
+                .push(format!("toram refused, booted from BootExt: {reason}"));
+        }
+        log::info!(
+            "system image {} ({}, {}) from {}",
+            img.image,
+            img.superblock.compression,
+            dev,
+            candidate.path
+        );
+        state.fallback = select::fallback(&state.attempts);
+        if let Some(f) = &state.fallback {
+            log::warn!(
+                "fell back from {} to {}: {}",
+                f.from,
+                candidate.choice,
+                f.reason
+            );
+        }
+        state.booted = Some(Booted {
+            choice: candidate.choice.into(),
+            link: img.link.clone(),
+            image: img.image.clone(),
+            loop_device: Some(dev),
+            verified: Some(prepared.verified),
+            toram: prepared.toram,
+        });
+        return Ok(img);
     }
     let found = state
         .attempts

@@ -14,8 +14,8 @@ overboot: early-boot overlay assembler for read-only appliance systems
 
 usage:
   overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE] [--run-dir DIR]
-  overboot plan --bootext DIR [--cmdline STR] [--json]
-  overboot check DIR
+  overboot plan --bootext DIR [--cmdline STR] [--trust-keys DIR] [--json]
+  overboot check DIR [--trust-keys DIR]
   overboot status [--json] [--state FILE]
   overboot set-active IMAGE [--tries N] [--bootext DIR]
   overboot bless [--bootext DIR] [--state FILE]
@@ -75,16 +75,20 @@ ROOT, make the DIRS/ and manifest overmounts, publish BootExt, image and overlay
   --run-dir DIR   where Units/ are installed, as DIR/systemd/system/ (default: /run)";
 
 const PLAN_USAGE: &str = "\
-usage: overboot plan --bootext DIR [--cmdline STR] [--json]
+usage: overboot plan --bootext DIR [--cmdline STR] [--trust-keys DIR] [--json]
 
-Print the ordered mount plan for the BootExt tree DIR; mounts nothing. Names are
-decoded against the selected image, read offline.";
+Print the ordered mount plan for the BootExt tree DIR; mounts nothing. The image is
+chosen and verified as the boot does, and names are decoded against it, read through
+a detached read-only loop mount (as root) or in user space.
+  --trust-keys DIR  the keys the boot's initramfs trusts (*.pub; default: /etc/overboot/trusted-keys)";
 
 const CHECK_USAGE: &str = "\
-usage: overboot check DIR
+usage: overboot check DIR [--trust-keys DIR]
 
-Validate a BootExt tree: System links and images, DIRS/ names and their decoded
-targets, conflicts, the manifest. One line per problem; exit 1 if any is an error.";
+Validate a BootExt tree: System links and images (verified as the boot does), DIRS/
+names and their decoded targets, conflicts, the manifest. One line per problem; exit 1
+if any is an error: whatever the boot would refuse, drop or skip.
+  --trust-keys DIR  the keys the boot's initramfs trusts (*.pub; default: /etc/overboot/trusted-keys)";
 
 /// A parsed option list: flags that take a value, and switches.
 pub(crate) struct Args {
@@ -242,7 +246,11 @@ pub fn plan_main(args: &[String]) -> i32 {
         println!("{PLAN_USAGE}");
         return 0;
     }
-    let a = match parse_args(args, &["--bootext", "--cmdline"], &["--json"]) {
+    let a = match parse_args(
+        args,
+        &["--bootext", "--cmdline", "--trust-keys"],
+        &["--json"],
+    ) {
         Ok(a) => a,
         Err(e) => return usage_error(&e, PLAN_USAGE),
     };
@@ -253,7 +261,13 @@ pub fn plan_main(args: &[String]) -> i32 {
         Ok(be) => be,
         Err(code) => return code,
     };
-    let out = preview::compute(&be, &cmdline_or_proc(&a));
+    let opts = preview::Options {
+        cmdline: cmdline_or_proc(&a),
+        trust: crate::verify::TrustStore::load(std::path::Path::new(
+            a.value("--trust-keys").unwrap_or(crate::verify::TRUST_DIR),
+        )),
+    };
+    let out = preview::compute(&be, &opts);
     if a.has("--json") {
         match serde_json::to_string_pretty(&out) {
             Ok(j) => println!("{j}"),
@@ -283,7 +297,7 @@ pub fn check_main(args: &[String]) -> i32 {
         println!("{CHECK_USAGE}");
         return 0;
     }
-    let a = match parse_args(args, &[], &[]) {
+    let a = match parse_args(args, &["--trust-keys"], &[]) {
         Ok(a) => a,
         Err(e) => return usage_error(&e, CHECK_USAGE),
     };
@@ -294,7 +308,10 @@ pub fn check_main(args: &[String]) -> i32 {
         Ok(be) => be,
         Err(code) => return code,
     };
-    let report = preview::check(&be);
+    let trust = crate::verify::TrustStore::load(std::path::Path::new(
+        a.value("--trust-keys").unwrap_or(crate::verify::TRUST_DIR),
+    ));
+    let report = preview::check(&be, trust);
     print!("{}", report.render());
     if report.errors.is_empty() { 0 } else { 1 }
 }

@@ -44,7 +44,18 @@ pub struct SystemOutput {
     /// How the image's tree was read: `kernel` (a read-only loop mount, as root) or
     /// `backhand` (user space).
     pub read_by: &'static str,
+    /// What verification found (as the boot records it in `state.json`).
+    pub verified: crate::verify::Verification,
     pub fallback: Option<state::Fallback>,
+}
+
+/// What the preview is asked about, beside BootExt.
+#[derive(Default)]
+pub struct Options {
+    /// The kernel command line of the boot to preview.
+    pub cmdline: String,
+    /// The keys the boot's initramfs trusts (`--trust-keys DIR`, `--initramfs FILE`).
+    pub trust: crate::verify::TrustStore,
 }
 
 /// Read the image a candidate names, as the boot would mount it. An image that
@@ -55,46 +66,45 @@ fn read_image(img: &select::CheckedImage) -> Result<ImageTree, String> {
         .map_err(|e| format!("{}: cannot be read: {e}", img.image))
 }
 
+/// The boot's verification (step 4) of one image, without the RAM copy.
+fn verify(
+    be: &Confined,
+    img: &select::CheckedImage,
+    verify: Option<bool>,
+    trust: &crate::verify::TrustStore,
+) -> Result<crate::verify::Verification, String> {
+    let opts = crate::sys::toram::Options {
+        mode: crate::verify::Mode::from_setting(verify),
+        trust,
+        toram: false,
+        meminfo: std::path::Path::new("/proc/meminfo"),
+        boot: false,
+    };
+    Ok(crate::sys::toram::prepare(be, &img.image, &img.file, &opts)?.verified)
+}
+
 /// Everything `plan` and `check` compute: image choice and the plan, no mounts.
-pub fn compute(be: &Confined, cmdline_text: &str) -> Preview {
+pub fn compute(be: &Confined, opts: &Options) -> Preview {
     let mut warnings = Vec::new();
-    let (config, manifest) = assemble::configure(be, cmdline_text, &mut warnings);
-    let mut attempts: Vec<state::Attempt> = Vec::new();
-    let mut chosen = None;
-    for candidate in select::candidates(&config.system) {
-        match select::check(be, &candidate).and_then(|img| Ok((read_image(&img)?, img))) {
-            Ok((tree, img)) => {
-                let fallback = attempts.first().map(|a| state::Fallback {
-                    from: a.choice.clone(),
-                    reason: a.reason.clone().unwrap_or_default(),
-                });
-                attempts.push(state::Attempt {
-                    choice: candidate.choice.into(),
-                    link: img.link.clone(),
-                    image: Some(img.image.clone()),
-                    ok: true,
-                    reason: None,
-                });
-                let system = SystemOutput {
-                    choice: candidate.choice.into(),
-                    link: img.link,
-                    image: img.image,
-                    compression: img.superblock.compression.into(),
-                    read_by: tree.read_by,
-                    fallback,
-                };
-                chosen = Some((system, tree));
-                break;
-            }
-            Err(reason) => attempts.push(state::Attempt {
-                choice: candidate.choice.into(),
-                link: Some(candidate.path.clone()),
-                image: None,
-                ok: false,
-                reason: Some(reason),
-            }),
-        }
-    }
+    let (config, manifest) = assemble::configure(be, &opts.cmdline, &mut warnings);
+    let candidates = crate::trial_boot::next_boot_order(be, &config.system);
+    let selection = select::first_usable(be, candidates, |img| {
+        let verified = verify(be, img, config.verify, &opts.trust)?;
+        Ok((verified, read_image(img)?))
+    });
+    let attempts = selection.attempts;
+    let chosen = selection.chosen.map(|(candidate, img, (verified, tree))| {
+        let system = SystemOutput {
+            choice: candidate.choice.into(),
+            link: img.link,
+            image: img.image,
+            compression: img.superblock.compression.into(),
+            read_by: tree.read_by,
+            verified,
+            fallback: select::fallback(&attempts),
+        };
+        (system, tree)
+    });
     let trial = crate::trial::describe(&crate::trial::status(&crate::trial_boot::read_disk(be)))
         .map(|(line, _)| line);
     let upper = if config.persist { "persist" } else { "tmpfs" }.into();
@@ -124,6 +134,8 @@ pub fn compute(be: &Confined, cmdline_text: &str) -> Preview {
     layer_skips.extend(more);
     let (mounts, mut skipped) =
         assemble::plan_overmounts(be, &manifest, &config, &tree, &mut warnings);
+    let (mounts, nested_skips) = below_other_mounts(be, mounts);
+    skipped.extend(nested_skips);
     skipped.splice(0..0, layer_skips);
     let (apps, app_skips) = crate::apps::scan(be);
     skipped.extend(app_skips);
@@ -145,6 +157,89 @@ pub fn compute(be: &Confined, cmdline_text: &str) -> Preview {
         skipped,
         warnings,
     }
+}
+
+/// What is inside an overmount's source, for entries mounted below it.
+enum Inside {
+    /// A `DIRS/` directory (or manifest bind) on BootExt, at this path.
+    BootExt(String),
+    Image(ImageTree),
+    /// A fresh tmpfs: nothing.
+    Empty,
+    /// An image that cannot be read here: the boot's walk decides.
+    Unknown,
+}
+
+impl Inside {
+    /// Whether `rest` (below the mount) exists; `None` when a symlink is met (the
+    /// boot follows it inside the new root; the preview does not guess).
+    fn has(&self, be: &Confined, rest: &[String]) -> Option<Result<(), usize>> {
+        for depth in 1..=rest.len() {
+            let node = match self {
+                Inside::BootExt(src) => {
+                    let rel = format!("{src}/{}", rest[..depth].join("/"));
+                    match be.lstat_type(&rel) {
+                        Ok(rustix::fs::FileType::Symlink) => return None,
+                        Ok(_) => true,
+                        Err(_) => false,
+                    }
+                }
+                Inside::Image(tree) => match crate::names::Tree::lstat(tree, &rest[..depth]) {
+                    Some(crate::names::Node::Symlink(_)) => return None,
+                    found => found.is_some(),
+                },
+                Inside::Empty => false,
+                Inside::Unknown => return None,
+            };
+            if !node {
+                return Some(Err(depth));
+            }
+        }
+        Some(Ok(()))
+    }
+}
+
+/// The boot makes the overmounts one after another, and creates a missing target
+/// only on the overlay, never inside an earlier overmount (that would write to
+/// BootExt, or fail on an image): an entry below another entry's mount whose place
+/// does not exist there is skipped, with the boot's own reason.
+fn below_other_mounts(
+    be: &Confined,
+    planned: Vec<PlannedMount>,
+) -> (Vec<PlannedMount>, Vec<Skipped>) {
+    let mut kept: Vec<(PlannedMount, Option<Inside>)> = Vec::new();
+    let mut skipped = Vec::new();
+    for m in planned {
+        let parent = kept
+            .iter_mut()
+            .rev()
+            .find(|(p, _)| m.resolved != p.resolved && m.resolved.starts_with(&p.resolved));
+        if let Some((p, inside)) = parent {
+            let inside = inside.get_or_insert_with(|| match (p.kind, &p.source) {
+                (plan::MountKind::Image, Some(src)) => be
+                    .open_read(src)
+                    .ok()
+                    .and_then(|f| ImageTree::read(&f, src).ok())
+                    .map_or(Inside::Unknown, Inside::Image),
+                (plan::MountKind::Bind, Some(src)) => Inside::BootExt(src.clone()),
+                _ => Inside::Empty,
+            });
+            let rest = &m.resolved.components()[p.resolved.components().len()..];
+            if let Some(Err(depth)) = inside.has(be, rest) {
+                let upto = &m.resolved.components()[..p.resolved.components().len() + depth];
+                skipped.push(Skipped {
+                    entry: m.origin.clone(),
+                    reason: crate::sys::resolve::missing_on_another_mount(&format!(
+                        "/{}",
+                        upto.join("/")
+                    )),
+                });
+                continue;
+            }
+        }
+        kept.push((m, None));
+    }
+    (kept.into_iter().map(|(m, _)| m).collect(), skipped)
 }
 
 pub fn describe(m: &PlannedMount) -> String {
@@ -299,47 +394,82 @@ impl Report {
     }
 }
 
+/// One image the boot may use, as the boot would take it: link and superblock
+/// checked, verified, its tree read.
+struct Examined {
+    link: &'static str,
+    img: select::CheckedImage,
+    verified: crate::verify::Verification,
+    tree: ImageTree,
+}
+
+fn examine(
+    be: &Confined,
+    link: &'static str,
+    config: &crate::cmdline::BootConfig,
+    trust: &crate::verify::TrustStore,
+) -> Result<Examined, String> {
+    let cand = select::Candidate {
+        choice: "check",
+        path: link.into(),
+    };
+    let img = select::check(be, &cand)?;
+    let verified = verify(be, &img, config.verify, trust)?;
+    let tree = read_image(&img)?;
+    Ok(Examined {
+        link,
+        img,
+        verified,
+        tree,
+    })
+}
+
 /// Judge a BootExt tree: every image the boot may use, and the plan of a boot with
-/// no command-line options. Whatever the boot would refuse is an error.
-pub fn check(be: &Confined) -> Report {
+/// no command-line options. Whatever the boot would refuse, drop or skip is an error.
+pub fn check(be: &Confined, trust: crate::verify::TrustStore) -> Report {
     let mut r = Report::default();
-    let manifest = crate::bootext::read_manifest(be);
-    if manifest.syntax_error {
-        r.errors.extend(manifest.warnings.iter().cloned());
-    }
-    // Both links, whatever the command line would choose.
-    for (link, required) in [(select::ACTIVE_LINK, true), (select::RECOVERY_LINK, false)] {
-        let cand = select::Candidate {
-            choice: "check",
-            path: link.into(),
-        };
-        match select::check(be, &cand).and_then(|img| Ok((read_image(&img)?, img))) {
-            Ok((tree, img)) => r.lines.push(format!(
-                "{link} -> {} ({}, {} bytes, read by {})",
-                img.image, img.superblock.compression, img.superblock.bytes_used, tree.read_by
-            )),
-            Err(e) if !required && be.lstat_type(link).is_err() => r.warnings.push(format!(
-                "{e}: there is no way back if the active image fails"
-            )),
-            Err(e) => r.errors.push(e),
-        }
-    }
-    // The image a trial returns to: needed while a trial runs.
+    let opts = Options {
+        cmdline: String::new(),
+        trust,
+    };
+    let (config, manifest) = assemble::configure(be, "", &mut Vec::new());
+    // The boot ignores what it cannot use in the manifest: each such thing is an error.
+    r.errors.extend(manifest.warnings.iter().cloned());
     let disk = crate::trial_boot::read_disk(be);
     let status = crate::trial::status(&disk);
-    if disk.previous.is_some() {
-        let cand = select::Candidate {
-            choice: "check",
-            path: select::PREVIOUS_LINK.into(),
-        };
-        match select::check(be, &cand) {
-            Ok(img) => r
-                .lines
-                .push(format!("{} -> {}", select::PREVIOUS_LINK, img.image)),
-            Err(e) if matches!(status, crate::trial::Status::Pending(_)) => r.errors.push(format!(
+    let pending = matches!(status, crate::trial::Status::Pending(_));
+    let mut images = Vec::new();
+    for link in [
+        select::ACTIVE_LINK,
+        select::PREVIOUS_LINK,
+        select::RECOVERY_LINK,
+    ] {
+        let present = be.lstat_type(link).is_ok();
+        if link == select::PREVIOUS_LINK && disk.previous.is_none() {
+            continue;
+        }
+        match examine(be, link, &config, &opts.trust) {
+            Ok(e) => {
+                let verified = e.verified.summary();
+                r.lines.push(format!(
+                    "{link} -> {} ({}, {} bytes, read by {}{}{})",
+                    e.img.image,
+                    e.img.superblock.compression,
+                    e.img.superblock.bytes_used,
+                    e.tree.read_by,
+                    if verified.is_empty() { "" } else { ", " },
+                    verified
+                ));
+                images.push(e);
+            }
+            Err(e) if link == select::RECOVERY_LINK && !present => r.warnings.push(format!(
+                "{e}: there is no way back if the active image fails"
+            )),
+            Err(e) if link == select::PREVIOUS_LINK && pending => r.errors.push(format!(
                 "{e}: the trial running has nothing to roll back to"
             )),
-            Err(e) => r.warnings.push(e),
+            Err(e) if link == select::PREVIOUS_LINK => r.warnings.push(e),
+            Err(e) => r.errors.push(e),
         }
     }
     match crate::trial::describe(&status) {
@@ -359,17 +489,16 @@ pub fn check(be: &Confined) -> Report {
             r.errors.push(format!("{rel}: {e}"));
         }
     }
-    let out = compute(be, "");
+    let out = compute(be, &opts);
     for l in &out.layers {
         r.lines.push(describe_layer(l));
     }
-    for w in out
-        .warnings
-        .iter()
-        .filter(|w| !manifest.warnings.contains(w) || !manifest.syntax_error)
-    {
-        r.warnings.push(w.clone());
-    }
+    r.warnings.extend(
+        out.warnings
+            .iter()
+            .filter(|w| !manifest.warnings.contains(w))
+            .cloned(),
+    );
     for m in &out.mounts {
         r.lines.push(describe(m));
         for other in &m.also_exist {
@@ -386,5 +515,41 @@ pub fn check(be: &Confined) -> Report {
     for s in &out.skipped {
         r.errors.push(format!("{}: {}", s.entry, s.reason));
     }
+    if let Some(system) = &out.system {
+        r.warnings.extend(decoded_differently(
+            be, &manifest, &config, &out, system, &images,
+        ));
+    }
     r
+}
+
+/// Entries that land elsewhere (or are skipped) when the boot uses another of the
+/// images than the one the plan chose: after a fallback or a rollback, the same
+/// `DIRS/` name would be mounted somewhere else.
+fn decoded_differently(
+    be: &Confined,
+    manifest: &crate::manifest::Manifest,
+    config: &crate::cmdline::BootConfig,
+    out: &Preview,
+    system: &SystemOutput,
+    images: &[Examined],
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for other in images.iter().filter(|e| e.img.image != system.image) {
+        let (mounts, _) =
+            assemble::plan_overmounts(be, manifest, config, &other.tree, &mut Vec::new());
+        for m in &out.mounts {
+            let there = mounts.iter().find(|o| o.origin == m.origin);
+            let elsewhere = match there {
+                Some(o) if o.target == m.target => continue,
+                Some(o) => format!("on {}", o.target),
+                None => "not at all".to_string(),
+            };
+            found.push(format!(
+                "{}: mounted on {} with {} but {elsewhere} with {} ({}); escape '_' as '__' to make the name mean one place",
+                m.origin, m.target, system.image, other.img.image, other.link
+            ));
+        }
+    }
+    found
 }

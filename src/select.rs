@@ -99,6 +99,62 @@ fn lookup_error(be: &Confined, path: &str, e: Errno) -> String {
     }
 }
 
+/// What a selection found: the chosen image (with what `accept` made of it), and
+/// every attempt in order, failed ones with their reason.
+pub struct Selection<T> {
+    pub chosen: Option<(Candidate, CheckedImage, T)>,
+    pub attempts: Vec<crate::state::Attempt>,
+}
+
+/// The boot's selection (steps 4 to 6): the first candidate that passes [`check`]
+/// and that `accept` takes (at boot: verification, then the mount; in a preview:
+/// verification, then reading its tree). The boot and the preview both call this,
+/// so they choose alike.
+pub fn first_usable<T>(
+    be: &Confined,
+    candidates: Vec<Candidate>,
+    mut accept: impl FnMut(&CheckedImage) -> Result<T, String>,
+) -> Selection<T> {
+    let mut attempts = Vec::new();
+    for candidate in candidates {
+        match check(be, &candidate).and_then(|img| Ok((accept(&img)?, img))) {
+            Ok((made, img)) => {
+                attempts.push(crate::state::Attempt {
+                    choice: candidate.choice.into(),
+                    link: img.link.clone(),
+                    image: Some(img.image.clone()),
+                    ok: true,
+                    reason: None,
+                });
+                return Selection {
+                    chosen: Some((candidate, img, made)),
+                    attempts,
+                };
+            }
+            Err(reason) => attempts.push(crate::state::Attempt {
+                choice: candidate.choice.into(),
+                link: Some(candidate.path.clone()),
+                image: None,
+                ok: false,
+                reason: Some(reason),
+            }),
+        }
+    }
+    Selection {
+        chosen: None,
+        attempts,
+    }
+}
+
+/// The fallback a selection made: from the first candidate that failed, if any.
+pub fn fallback(attempts: &[crate::state::Attempt]) -> Option<crate::state::Fallback> {
+    let first = attempts.iter().find(|a| !a.ok)?;
+    Some(crate::state::Fallback {
+        from: first.choice.clone(),
+        reason: first.reason.clone().unwrap_or_default(),
+    })
+}
+
 /// Check one candidate: the link resolves inside BootExt to a regular file whose
 /// squashfs superblock is sound.
 pub fn check(be: &Confined, candidate: &Candidate) -> Result<CheckedImage, String> {

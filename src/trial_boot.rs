@@ -129,15 +129,29 @@ pub fn at_boot(
             detail: r.detail.clone(),
         });
     }
-    let candidates = if disk.previous.is_some() {
-        select::candidates_with_previous(&config.system, plan.first == First::Previous)
-    } else if plan.first == First::Previous {
+    (order(&config.system, &disk, plan.first), plan.reason)
+}
+
+/// The images to try, in order, once the trial logic has said which comes first.
+fn order(system: &SystemChoice, disk: &Disk, first: First) -> Vec<Candidate> {
+    if disk.previous.is_some() {
+        select::candidates_with_previous(system, first == First::Previous)
+    } else if first == First::Previous {
         // No image to return to: recovery first, the active image last.
         select::candidates(&SystemChoice::Recovery)
     } else {
-        select::candidates(&config.system)
-    };
-    (candidates, plan.reason)
+        select::candidates(system)
+    }
+}
+
+/// The candidates the next boot will try, without counting anything down (`plan`,
+/// `check`): the boot's own decision ([`trial::boot`], [`order`]).
+pub fn next_boot_order(be: &Confined, system: &SystemChoice) -> Vec<Candidate> {
+    if *system != SystemChoice::Active {
+        return select::candidates(system);
+    }
+    let disk = read_disk(be);
+    order(system, &disk, trial::boot(&disk).first)
 }
 
 /// After the image is selected: when the trial logic chose the previous image on

@@ -96,7 +96,11 @@ fn assert_check_error(dir: &Path, words: &[&str]) -> Vec<String> {
 /// A BootExt with one of everything (all good).
 fn rich_bootext(ns: &Ns) -> BootExt {
     let b = BootExt::standard(ns);
-    b.dir_entry("DIR_opt", &[("readme", "P"), ("tools/.keep", "")]);
+    // DIR_opt is mounted first: the places of the entries below it must exist in it.
+    b.dir_entry(
+        "DIR_opt",
+        &[("readme", "P"), ("tools/.keep", ""), ("my_app/.keep", "")],
+    );
     b.image_entry("DIR_opt_tools.squashfs", &[("bin/tool", "T")]);
     b.file_entry("FILE_etc_hostname", "unit-42\n");
     b.dir_entry("DIR_usr_lib_x86_64-linux-gnu", &[("libextra.so", "E")]);

@@ -125,3 +125,198 @@ fn an_unreadable_image_is_an_error_not_a_guess() {
         );
     });
 }
+
+/// What a boot did, or what a plan says it will do: the image, every overmount in
+/// order (origin, target, where it lands, kind) and every skip with its reason.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    image: String,
+    mounts: Vec<String>,
+    skipped: Vec<String>,
+}
+
+fn is_overmount(origin: &str) -> bool {
+    origin.starts_with("DIRS/") || origin.starts_with("overboot.toml")
+}
+
+fn outcome(image: &Value, mounts: &Value, skipped: &Value) -> Outcome {
+    let s = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let mounts = mounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| is_overmount(m["origin"].as_str().unwrap_or("")))
+        .map(|m| {
+            format!(
+                "{} -> {} (at {}, {})",
+                s(&m["origin"]),
+                s(&m["target"]),
+                s(&m["resolved"]),
+                s(&m["kind"])
+            )
+        })
+        .collect();
+    let mut skipped: Vec<String> = skipped
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| format!("{}: {}", s(&k["entry"]), s(&k["reason"])))
+        .collect();
+    skipped.sort();
+    Outcome {
+        image: s(image),
+        mounts,
+        skipped,
+    }
+}
+
+/// One code path: for every compression, with verification on and off, `plan
+/// --json` and `assemble` on the same tree agree on the image, every target (where
+/// names are ambiguous, where entries nest inside other entries' mounts, for
+/// manifest mounts good and bad) and every skip, reason for reason.
+#[test]
+fn plan_and_assemble_agree_on_every_compression() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        b.dir_entry("DIR_opt_my_app", &[("f", "f")]);
+        b.dir_entry("DIR_srv_data_store_x", &[("f", "f")]);
+        // Nested: /etc/ssh/keys is not in the BootExt directory mounted on /etc/ssh
+        // (skipped); /var/lib/app is (mounted).
+        b.dir_entry("DIR_etc_ssh", &[("sshd_config", "x")]);
+        b.dir_entry("DIR_etc_ssh_keys", &[("k", "k")]);
+        b.dir_entry("DIR_var_lib", &[("app/.keep", "")]);
+        b.dir_entry("DIR_var_lib_app", &[("f", "f")]);
+        // Nested in an image: bin exists in it, share does not.
+        b.image_entry("DIR_srv_tools.squashfs", &[("bin/tool", "t")]);
+        b.dir_entry("DIR_srv_tools_bin", &[("f", "f")]);
+        b.dir_entry("DIR_srv_tools_share", &[("f", "f")]);
+        // Nested in a manifest tmpfs (empty: skipped), and manifest mounts the boot
+        // drops (a misspelt kind, a source outside BootExt).
+        b.dir_entry("DIR_var_cache_scratch_x", &[("f", "f")]);
+        write(&b.path, "Data/app/f", "f");
+        b.manifest(concat!(
+            "[[mount]]\ntarget = \"/var/cache/scratch\"\nkind = \"tmpfs\"\n",
+            "[[mount]]\nsource = \"Data/app\"\ntarget = \"/srv/data\"\nkind = \"bindd\"\n",
+            "[[mount]]\nsource = \"../etc\"\ntarget = \"/srv/etc\"\n",
+            "[[mount]]\nsource = \"Data/app\"\ntarget = \"/srv/site\"\nread_only = true\n",
+        ));
+        for comp in Comp::ALL {
+            let name = format!("a-{}.squashfs", comp.name());
+            let img = b.system_with(&name, "a", ambiguous_tree);
+            // Checksums beside every image; lzo's is wrong, so with verification on
+            // the boot falls back to recovery (which decodes names differently).
+            let digest = if matches!(comp, Comp::Lzo) {
+                "0".repeat(64)
+            } else {
+                sha256_hex(&img)
+            };
+            fs::write(
+                b.path.join(format!("System/{name}.sha256")),
+                format!("{digest}  {name}\n"),
+            )
+            .unwrap();
+            b.link("active-system", &name);
+            for cmdline in ["", "overboot.verify=0"] {
+                let p = plan_json(&b.path, cmdline);
+                let a = assemble_ok(ns, &b.path, cmdline);
+                let st = a.state();
+                let planned = outcome(&p["system"]["image"], &p["mounts"], &p["skipped"]);
+                let booted = outcome(&st["booted"]["image"], &st["mounts"], &st["skipped"]);
+                a.teardown(ns);
+                assert_eq!(planned, booted, "{comp:?}, cmdline '{cmdline}'");
+                let active = !(matches!(comp, Comp::Lzo) && cmdline.is_empty());
+                let want = if active {
+                    name.clone()
+                } else {
+                    "r.squashfs".into()
+                };
+                assert_eq!(
+                    booted.image,
+                    format!("System/{want}"),
+                    "{comp:?} '{cmdline}'"
+                );
+                let my_app = if active { "/opt/my_app" } else { "/opt/my/app" };
+                assert!(
+                    booted
+                        .mounts
+                        .iter()
+                        .any(|m| m.starts_with(&format!("DIRS/DIR_opt_my_app -> {my_app} "))),
+                    "{booted:#?}"
+                );
+                for nested in [
+                    "DIR_etc_ssh_keys",
+                    "DIR_srv_tools_share",
+                    "DIR_var_cache_scratch_x",
+                ] {
+                    assert!(
+                        booted
+                            .skipped
+                            .iter()
+                            .any(|s| s.starts_with(&format!("DIRS/{nested}: "))
+                                && s.contains("its parent is another mount")),
+                        "{nested} not skipped: {booted:#?}"
+                    );
+                }
+                for mounted in ["DIRS/DIR_var_lib_app -> ", "DIRS/DIR_srv_tools_bin -> "] {
+                    assert!(
+                        booted.mounts.iter().any(|m| m.starts_with(mounted)),
+                        "{mounted}: {booted:#?}"
+                    );
+                }
+            }
+        }
+    });
+}
+
+fn sha256_hex(path: &Path) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(fs::read(path).unwrap());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `check` fails on everything the boot would refuse, drop or skip, all at once:
+/// an image whose checksum is wrong, entries nested where the boot creates nothing,
+/// manifest mounts it drops; and it warns about names that decode differently
+/// against the recovery image.
+#[test]
+fn check_predicts_every_refusal() {
+    Ns::run(|ns| {
+        let b = BootExt::standard_with(ns, ambiguous_tree);
+        b.dir_entry("DIR_opt_my_app", &[("f", "f")]);
+        b.dir_entry("DIR_etc_ssh", &[("sshd_config", "x")]);
+        b.dir_entry("DIR_etc_ssh_keys", &[("k", "k")]);
+        write(&b.path, "Data/app/f", "f");
+        b.manifest(concat!(
+            "[[mount]]\nsource = \"Data/app\"\ntarget = \"/srv/data\"\nkind = \"bindd\"\n",
+            "[[mount]]\nsource = \"../etc\"\ntarget = \"/srv/etc\"\n",
+        ));
+        let run = check(&b.path);
+        run.expect_code(1);
+        let out = run.all();
+        for want in [
+            "error: DIRS/DIR_etc_ssh_keys: /etc/ssh/keys does not exist and its parent is another mount",
+            "error: overboot.toml: [[mount]] #1: kind 'bindd' is not bind, image or tmpfs",
+            "error: overboot.toml: [[mount]] #2: source '../etc' must be a plain path inside BootExt",
+            "warning: DIRS/DIR_opt_my_app: mounted on /opt/my_app with System/a.squashfs but on /opt/my/app with System/r.squashfs (System/recovery-system)",
+        ] {
+            assert!(
+                out.lines().any(|l| l.starts_with(want)),
+                "no line {want:?}:\n{out}"
+            );
+        }
+
+        // A wrong checksum: the boot refuses the active image, so check does too.
+        fs::write(
+            b.path.join("System/a.squashfs.sha256"),
+            format!("{}  a.squashfs\n", "0".repeat(64)),
+        )
+        .unwrap();
+        let out = check(&b.path).all();
+        assert!(
+            out.lines().any(|l| l.starts_with("error: ")
+                && l.contains("a.squashfs")
+                && l.contains("sha256")),
+            "{out}"
+        );
+    });
+}

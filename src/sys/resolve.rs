@@ -46,6 +46,14 @@ fn show(path: &[String]) -> String {
     format!("/{}", path.join("/"))
 }
 
+/// Why a target below another overmount cannot be made (shared with the preview,
+/// which predicts it).
+pub fn missing_on_another_mount(here: &str) -> String {
+    format!(
+        "{here} does not exist and its parent is another mount (a DIR_ entry on BootExt, or an image), where overboot creates nothing; create it there, or use a [[mount]] elsewhere"
+    )
+}
+
 /// Resolve `target` under `root` for a mount of kind `want`, creating what is missing.
 pub fn resolve_target(
     root: &impl AsFd,
@@ -151,10 +159,7 @@ pub fn resolve_target(
                 // or fail on a read-only image.
                 let parent_dev = fs::fstat(&dir).map(|st| st.st_dev).unwrap_or(0);
                 if parent_dev != root_dev {
-                    return Err(format!(
-                        "{} does not exist and its parent is another mount (a DIR_ entry on BootExt, or an image), where overboot creates nothing; create it there, or use a [[mount]] elsewhere",
-                        here()
-                    ));
+                    return Err(missing_on_another_mount(&here()));
                 }
                 let made = if last && want == Want::File {
                     fs::openat(
