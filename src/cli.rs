@@ -17,7 +17,7 @@ usage:
   overboot plan --bootext DIR [--cmdline STR] [--trust-keys DIR] [--json]
   overboot check DIR [--trust-keys DIR]
   overboot status [--json] [--state FILE]
-  overboot set-active IMAGE [--tries N] [--bootext DIR]
+  overboot set-active IMAGE [--tries N] [--bootext DIR] [--trust-keys DIR] [--force]
   overboot bless [--bootext DIR] [--state FILE]
   overboot rollback [--bootext DIR]
   overboot seal IMAGE [--sign SECRET.key]

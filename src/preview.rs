@@ -397,7 +397,7 @@ impl Report {
 /// One image the boot may use, as the boot would take it: link and superblock
 /// checked, verified, its tree read.
 struct Examined {
-    link: &'static str,
+    link: String,
     img: select::CheckedImage,
     verified: crate::verify::Verification,
     tree: ImageTree,
@@ -405,23 +405,33 @@ struct Examined {
 
 fn examine(
     be: &Confined,
-    link: &'static str,
+    path: &str,
     config: &crate::cmdline::BootConfig,
     trust: &crate::verify::TrustStore,
 ) -> Result<Examined, String> {
     let cand = select::Candidate {
         choice: "check",
-        path: link.into(),
+        path: path.into(),
     };
     let img = select::check(be, &cand)?;
     let verified = verify(be, &img, config.verify, trust)?;
     let tree = read_image(&img)?;
     Ok(Examined {
-        link,
+        link: path.into(),
         img,
         verified,
         tree,
     })
+}
+
+/// Whether the boot would take `System/NAME` (`set-active` asks before it switches):
+/// the boot's own checks (link, superblock, verification with `opts.trust` and the
+/// settings of `opts.cmdline` and the manifest) and its tree read as the boot would
+/// mount it. `Ok` says what verification found.
+pub fn would_boot(be: &Confined, name: &str, opts: &Options) -> Result<String, String> {
+    let (config, _) = assemble::configure(be, &opts.cmdline, &mut Vec::new());
+    let e = examine(be, &format!("System/{name}"), &config, &opts.trust)?;
+    Ok(e.verified.summary())
 }
 
 /// Judge a BootExt tree: every image the boot may use, and the plan of a boot with

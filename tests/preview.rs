@@ -320,3 +320,81 @@ fn check_predicts_every_refusal() {
         );
     });
 }
+
+fn set_active(b: &BootExt, extra: &[&OsStr]) -> Run {
+    let mut args = vec![
+        OsStr::new("set-active"),
+        OsStr::new("--bootext"),
+        b.path.as_os_str(),
+    ];
+    args.extend_from_slice(extra);
+    overboot(args)
+}
+
+fn active_link(b: &BootExt) -> String {
+    fs::read_link(b.path.join("System/active-system"))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+/// `set-active` refuses an image the boot would refuse (checksum, signature with the
+/// keys given, unreadable), changing nothing; `--force` switches anyway.
+#[test]
+fn set_active_refuses_what_would_not_boot() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let img = b.system("n.squashfs", "n");
+        fs::write(
+            b.path.join("System/n.squashfs.sha256"),
+            format!("{}  n.squashfs\n", "0".repeat(64)),
+        )
+        .unwrap();
+        let run = set_active(&b, &[OsStr::new("n.squashfs")]);
+        run.expect_code(1);
+        assert!(
+            run.stderr.contains("the boot would refuse it") && run.stderr.contains("sha256"),
+            "{}",
+            run.all()
+        );
+        assert_eq!(active_link(&b), "a.squashfs", "changed despite the refusal");
+        set_active(&b, &[OsStr::new("n.squashfs"), OsStr::new("--force")]).expect_code(0);
+        assert_eq!(active_link(&b), "n.squashfs");
+
+        // A good checksum, but the keys given require a signature.
+        fs::write(
+            b.path.join("System/n.squashfs.sha256"),
+            format!("{}  n.squashfs\n", sha256_hex(&img)),
+        )
+        .unwrap();
+        let keys = ns.dir("keys");
+        let (_, secret) = keypair(&keys, "site");
+        let with_keys = [
+            OsStr::new("r.squashfs"),
+            OsStr::new("--trust-keys"),
+            keys.as_os_str(),
+        ];
+        let run = set_active(&b, &with_keys);
+        run.expect_code(1);
+        assert!(
+            run.stderr.contains("the boot would refuse it"),
+            "{}",
+            run.all()
+        );
+        assert_eq!(active_link(&b), "n.squashfs");
+        sh(
+            "minisign",
+            &[
+                OsStr::new("-S"),
+                OsStr::new("-s"),
+                secret.as_os_str(),
+                OsStr::new("-m"),
+                b.path.join("System/r.squashfs").as_os_str(),
+            ],
+        );
+        let run = set_active(&b, &with_keys);
+        run.expect_code(0);
+        assert!(run.stdout.contains("signature ok"), "{}", run.all());
+        assert_eq!(active_link(&b), "r.squashfs");
+    });
+}

@@ -16,14 +16,17 @@ use std::path::{Path, PathBuf};
 pub const DEFAULT_BOOTEXT: &str = crate::assemble::BOOTEXT_AT;
 
 pub const SET_ACTIVE_USAGE: &str = "\
-usage: overboot set-active IMAGE [--tries N] [--bootext DIR]
+usage: overboot set-active IMAGE [--tries N] [--bootext DIR] [--trust-keys DIR] [--force]
 
 Make IMAGE (a squashfs file in System/ on BootExt: NAME, System/NAME or a path) the
 active image, atomically. The image active before is kept as System/previous-system
 (the image to return to). With --tries N the switch is a trial: each boot counts
 down System/trial; `overboot bless` in the booted system makes it permanent; a trial
-that runs out boots the previous image again and makes it active.
-  --bootext DIR   the mounted BootExt (default: /mnt/cdrom)";
+that runs out boots the previous image again and makes it active. An image the boot
+would refuse (superblock, checksum, signature, unreadable) is refused first.
+  --bootext DIR   the mounted BootExt (default: /mnt/cdrom)
+  --trust-keys DIR  the keys the boot trusts (*.pub; default: /etc/overboot/trusted-keys)
+  --force         switch even to an image the boot would refuse (it then falls back)";
 
 pub const BLESS_USAGE: &str = "\
 usage: overboot bless [--bootext DIR] [--state FILE]
@@ -44,6 +47,8 @@ effect at the next boot.
 struct Opts {
     bootext: PathBuf,
     tries: Option<u32>,
+    trust_keys: Option<PathBuf>,
+    force: bool,
     state: Option<String>,
     positional: Vec<String>,
 }
@@ -52,6 +57,8 @@ fn parse(args: &[String], allowed: &[&str]) -> Result<Opts, String> {
     let mut o = Opts {
         bootext: PathBuf::from(DEFAULT_BOOTEXT),
         tries: None,
+        trust_keys: None,
+        force: false,
         state: None,
         positional: vec![],
     };
@@ -61,6 +68,10 @@ fn parse(args: &[String], allowed: &[&str]) -> Result<Opts, String> {
             Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
             _ => (a.as_str(), None),
         };
+        if key == "--force" && allowed.contains(&key) {
+            o.force = true;
+            continue;
+        }
         if key.starts_with('-') && key.len() > 1 {
             if !allowed.contains(&key) {
                 return Err(format!("unknown option {key}"));
@@ -72,6 +83,7 @@ fn parse(args: &[String], allowed: &[&str]) -> Result<Opts, String> {
             match key {
                 "--bootext" => o.bootext = PathBuf::from(value),
                 "--state" => o.state = Some(value),
+                "--trust-keys" => o.trust_keys = Some(PathBuf::from(value)),
                 "--tries" => {
                     o.tries = Some(
                         value
@@ -185,11 +197,43 @@ fn check_image(be: &Confined, name: &str) -> Result<(), String> {
     .map(|_| ())
 }
 
+/// Refuse an image the boot would refuse (verification included), unless forced:
+/// switching to it would only make the next boot fall back.
+fn would_boot(
+    be: &Confined,
+    name: &str,
+    trust_keys: Option<&Path>,
+    force: bool,
+) -> Result<(), String> {
+    let opts = crate::preview::Options {
+        cmdline: std::fs::read_to_string("/proc/cmdline").unwrap_or_default(),
+        trust: crate::verify::TrustStore::load(
+            trust_keys.unwrap_or(Path::new(crate::verify::TRUST_DIR)),
+        ),
+    };
+    match crate::preview::would_boot(be, name, &opts) {
+        Ok(summary) if !summary.is_empty() => {
+            println!("overboot: System/{name}: {summary}");
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) if force => {
+            eprintln!(
+                "overboot: warning: the boot would refuse System/{name} ({e}); switching anyway (--force)"
+            );
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "the boot would refuse it: {e} (--force switches anyway)"
+        )),
+    }
+}
+
 pub fn set_active_main(args: &[String]) -> i32 {
     if help(args, SET_ACTIVE_USAGE) {
         return 0;
     }
-    let o = match parse(args, &["--bootext", "--tries"]) {
+    let o = match parse(args, &["--bootext", "--tries", "--trust-keys", "--force"]) {
         Ok(o) => o,
         Err(e) => return usage(&e, SET_ACTIVE_USAGE),
     };
@@ -204,6 +248,9 @@ pub fn set_active_main(args: &[String]) -> i32 {
         Ok(n) => n,
         Err(e) => return fail(&format!("set-active: {e}; nothing changed")),
     };
+    if let Err(e) = would_boot(&be, &name, o.trust_keys.as_deref(), o.force) {
+        return fail(&format!("set-active: {e}; nothing changed"));
+    }
     let disk = read_disk(&be);
     let active_ok = select::check(
         &be,
