@@ -22,6 +22,7 @@ usage:
   overboot rollback [--bootext DIR]
   overboot seal IMAGE [--sign SECRET.key]
   overboot publish IMAGE... --sign SECRET.key -o DIR
+  overboot update [URL] [--image NAME] [--tries N] [--keep K] [--bootext DIR] [--json]
   overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR] [--compress zstd|xz|gzip|none] [--add-shell]
   overboot mkuki -o FILE --kernel VMLINUZ --initrd INITRD [--cmdline STR] [--sign-key KEY --sign-cert CERT]
   overboot help | --help | --version
@@ -317,17 +318,18 @@ pub fn check_main(args: &[String]) -> i32 {
 }
 
 const STATUS_USAGE: &str = "\
-usage: overboot status [--json] [--state FILE]
+usage: overboot status [--json] [--state FILE] [--bootext DIR]
 
 In the booted system: which image booted, from where and why, fallbacks, every
-overmount made and skipped, and the time each step took (from the state file).";
+overmount made and skipped, and the time each step took (from the state file), and
+the last `overboot update` (System/last-update.json on BootExt, default /mnt/cdrom).";
 
 pub fn status_main(args: &[String]) -> i32 {
     if help_asked(args) {
         println!("{STATUS_USAGE}");
         return 0;
     }
-    let a = match parse_args(args, &["--state"], &["--json"]) {
+    let a = match parse_args(args, &["--state", "--bootext"], &["--json"]) {
         Ok(a) if a.positional.is_empty() => a,
         Ok(a) => {
             return usage_error(
@@ -357,6 +359,10 @@ pub fn status_main(args: &[String]) -> i32 {
         return 0;
     }
     print!("{}", render_status(&s));
+    let bootext = a.value("--bootext").unwrap_or(crate::assemble::BOOTEXT_AT);
+    if let Some(line) = crate::update::record::status_line(std::path::Path::new(bootext)) {
+        println!("{line}");
+    }
     0
 }
 

@@ -31,5 +31,6 @@ pub mod trial;
 pub mod trial_boot;
 pub mod uki;
 pub mod units;
+pub mod update;
 pub mod verify;
 pub mod verity;

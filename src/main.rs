@@ -23,6 +23,7 @@ fn main() {
         Some("seal") => overboot::verity::seal::main(rest),
         Some("publish") => overboot::publish::main(rest),
         Some("mkuki") => overboot::uki::main(rest),
+        Some("update") => overboot::update::main(rest),
         Some("help" | "--help" | "-h") => {
             println!("{}", cli::USAGE);
             0

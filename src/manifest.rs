@@ -60,6 +60,9 @@ struct RawManifest {
     defaults: toml::Table,
     #[serde(default)]
     mount: Vec<RawMount>,
+    /// `[update] url = "..."`: read by `overboot update`, not by the boot.
+    #[serde(default, rename = "update")]
+    _update: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]

@@ -53,7 +53,7 @@ pub fn read_disk(be: &Confined) -> Disk {
 }
 
 /// `System/` opened for `*at` changes and fsync, confined to BootExt.
-fn system_dir(be: &Confined) -> Result<OwnedFd, String> {
+pub fn system_dir(be: &Confined) -> Result<OwnedFd, String> {
     let dir = be.open_read(trial::SYSTEM_DIR).map_err(|e| {
         format!(
             "cannot open {}/{}: {}",

@@ -72,7 +72,7 @@ impl Mode {
 }
 
 /// A SHA-256 digest.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Sha256Digest(pub [u8; 32]);
 
 impl fmt::Display for Sha256Digest {
@@ -299,7 +299,7 @@ pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
 
 /// The key id in the second line of a minisign key or signature file (bytes 2..10 of
 /// its base64 payload).
-fn key_id_of(text: &str) -> Option<KeyId> {
+pub(crate) fn key_id_of(text: &str) -> Option<KeyId> {
     let line = text.lines().nth(1)?.trim();
     let bin = base64_decode(line)?;
     let id: [u8; 8] = bin.get(2..10)?.try_into().ok()?;

@@ -134,3 +134,418 @@ fn publish_writes_signed_images_chunk_indexes_and_sums() {
         bad.stderr
     );
 }
+
+// ---------------------------------------------------------------------------
+// nginx on 127.0.0.1
+// ---------------------------------------------------------------------------
+
+/// Debian's nginx serving `root` on 127.0.0.1 at a free port, with a generated
+/// configuration (`daemon off`, everything under its own directory), stopped on
+/// drop. Locations: `/` the published directory, `/slow/` the same at 256 KB/s,
+/// `/moved/` a redirect to `/`, `/broken/` HTTP 500 for everything.
+struct Nginx {
+    child: std::process::Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Nginx {
+    fn start(dir: &Path, root: &Path) -> Nginx {
+        fs::create_dir_all(dir.join("tmp")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nuser root;\nworker_processes 1;\n\
+             pid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n\
+               log_format bytes '$status $body_bytes_sent \"$request\" \"$http_range\"';\n\
+               access_log {d}/access.log bytes;\n\
+               client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;\n\
+               fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi;\n\
+               scgi_temp_path {d}/tmp/scgi;\n\
+               default_type application/octet-stream;\n\
+               server {{\n\
+                 listen 127.0.0.1:{port};\n\
+                 root {root};\n\
+                 location /slow/ {{ alias {root}/; limit_rate 256k; }}\n\
+                 location /moved/ {{ rewrite ^/moved/(.*)$ /$1 redirect; }}\n\
+                 location /broken/ {{ return 500; }}\n\
+               }}\n\
+             }}\n",
+            root = root.display()
+        );
+        fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start nginx (is it installed?)");
+        let n = Nginx {
+            child,
+            dir: dir.to_path_buf(),
+            port,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "nginx did not listen on 127.0.0.1:{port}: {}",
+            fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// Body bytes served with a 2xx status for requests whose line contains
+    /// `what`, since `from` (a line count of the access log).
+    fn served(&self, what: &str, from: usize) -> u64 {
+        self.log()
+            .iter()
+            .skip(from)
+            .filter(|l| l.starts_with('2') && l.contains(what))
+            .map(|l| l.split(' ').nth(1).unwrap().parse::<u64>().unwrap())
+            .sum()
+    }
+
+    fn log(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Appliance side
+// ---------------------------------------------------------------------------
+
+/// The publisher's image `app-VERSION.squashfs`: a system tree with 3 MB of
+/// packages; `changed` replaces one 200 KB package (an update of one package).
+fn app_image(work: &Path, out: &Path, version: &str, changed: bool) -> PathBuf {
+    let img = out.join(format!("app-{version}.squashfs"));
+    squashfs_from(work, &img, Comp::Gzip, |t| {
+        system_tree(t, &format!("app-{version}"));
+        for i in 0..40u64 {
+            let seed = if changed && i == 17 { 1000 + i } else { i };
+            let p = t.join(format!("usr/lib/pkg{i:02}/lib.so"));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, noise(seed, 200 * 1024)).unwrap();
+        }
+    });
+    img
+}
+
+fn trust_dir(ns: &Ns, keys: &Keys) -> PathBuf {
+    let d = ns.dir("trusted-keys");
+    fs::copy(&keys.public, d.join("publisher.pub")).unwrap();
+    d
+}
+
+fn update(be: &Path, trust: &Path, url: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "update",
+        url,
+        "--bootext",
+        be.to_str().unwrap(),
+        "--trust-keys",
+        trust.to_str().unwrap(),
+        "--timeout",
+        "10",
+    ];
+    args.extend(extra);
+    overboot(args)
+}
+
+/// Every file under BootExt and its content (links as `-> target`), except the
+/// partial download.
+fn snapshot(be: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in fs::read_dir(be.join("System")).unwrap() {
+        let p = e.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".partial") {
+            continue;
+        }
+        let v = match fs::read_link(&p) {
+            Ok(t) => format!("-> {}", t.display()).into_bytes(),
+            Err(_) => fs::read(&p).unwrap(),
+        };
+        out.insert(name, v);
+    }
+    out
+}
+
+fn link(be: &Path, name: &str) -> String {
+    fs::read_link(be.join("System").join(name))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn fresh_download_up_to_date_then_delta_of_one_package() {
+    Ns::run(|ns| {
+        let k = keys(&ns.dir("keys"));
+        let trust = trust_dir(ns, &k);
+        let builds = ns.dir("builds");
+        let work = ns.dir("work");
+        let public = ns.dir("public");
+        let v1 = app_image(&work, &builds, "1.0", false);
+        publish(&[&v1], &k, &public).expect_code(0);
+        let nginx = Nginx::start(&ns.dir("nginx"), &public);
+        let be = BootExt::standard(ns);
+
+        // Fresh: nothing in common with a.squashfs; through a redirect.
+        let r = update(&be.path, &trust, &nginx.url("moved/"), &["--json"]);
+        r.expect_code(0);
+        let rec: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(rec["outcome"], "installed", "{}", r.stdout);
+        let size = fs::metadata(&v1).unwrap().len();
+        assert_eq!(rec["size"], size);
+        assert_eq!(nginx.served("app-1.0.squashfs HTTP", 0), size);
+        assert_eq!(
+            fs::read(be.path.join("System/app-1.0.squashfs")).unwrap(),
+            fs::read(&v1).unwrap()
+        );
+        assert_eq!(link(&be.path, "active-system"), "app-1.0.squashfs");
+        assert_eq!(link(&be.path, "previous-system"), "a.squashfs");
+        let trial = fs::read_to_string(be.path.join("System/trial")).unwrap();
+        assert!(trial.contains("tries=3"), "{trial}");
+        assert!(!be.path.join("System/.app-1.0.squashfs.partial").exists());
+        // The boot takes it, signature checked with the same key.
+        let boot = assemble_args(ns, &be.path, "", &["--trust-keys", trust.to_str().unwrap()]);
+        boot.run.expect_code(0);
+        let st = boot.state();
+        assert_eq!(st["booted"]["image"], "System/app-1.0.squashfs", "{st}");
+        assert!(st["booted"]["verified"]["key_id"].is_string(), "{st}");
+        overboot([
+            "bless",
+            "--bootext",
+            be.path.to_str().unwrap(),
+            "--state",
+            boot.state_path.to_str().unwrap(),
+        ])
+        .expect_code(0);
+        boot.teardown(ns);
+
+        // Again: up to date, only the index is read.
+        let seen = nginx.log().len();
+        let r = update(&be.path, &trust, &nginx.url(""), &[]);
+        r.expect_code(0);
+        assert!(
+            r.stdout.contains("app-1.0.squashfs: up-to-date"),
+            "{}",
+            r.stdout
+        );
+        assert_eq!(nginx.served("squashfs", seen), 0);
+
+        // One package changed: only what changed is fetched.
+        let v2 = app_image(&work, &builds, "1.1", true);
+        publish(&[&v2], &k, &public).expect_code(0);
+        let seen = nginx.log().len();
+        let r = update(&be.path, &trust, &nginx.url(""), &["--json"]);
+        r.expect_code(0);
+        let rec: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let size = fs::metadata(&v2).unwrap().len();
+        let fetched = nginx.served("app-1.1.squashfs HTTP", seen);
+        eprintln!(
+            "delta: {fetched} of {size} bytes ({:.1}%), {} range requests",
+            100.0 * fetched as f64 / size as f64,
+            rec["range_requests"]
+        );
+        assert_eq!(rec["bytes_fetched"], fetched);
+        assert_eq!(
+            rec["bytes_fetched"].as_u64().unwrap() + rec["bytes_reused"].as_u64().unwrap(),
+            size
+        );
+        assert!(fetched * 10 <= size, "fetched {fetched} of {size}");
+        assert!(rec["range_requests"].as_u64().unwrap() <= 4, "{rec}");
+        assert_eq!(
+            fs::read(be.path.join("System/app-1.1.squashfs")).unwrap(),
+            fs::read(&v2).unwrap()
+        );
+        assert_eq!(link(&be.path, "active-system"), "app-1.1.squashfs");
+        assert_eq!(link(&be.path, "previous-system"), "app-1.0.squashfs");
+        // overboot status shows it.
+        let boot = assemble_ok(ns, &be.path, "");
+        let st = overboot([
+            "status",
+            "--state",
+            boot.state_path.to_str().unwrap(),
+            "--bootext",
+            be.path.to_str().unwrap(),
+        ]);
+        st.expect_code(0);
+        assert!(
+            st.stdout
+                .contains("Last update: installed app-1.1.squashfs"),
+            "{}",
+            st.stdout
+        );
+        boot.teardown(ns);
+    });
+}
+
+/// A copy of the published directory `from` as `www/NAME`, changed by `edit`.
+fn variant(www: &Path, from: &Path, name: &str, edit: impl FnOnce(&Path)) {
+    let d = www.join(name);
+    fs::create_dir_all(&d).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        fs::copy(&p, d.join(p.file_name().unwrap())).unwrap();
+    }
+    edit(&d);
+}
+
+#[test]
+fn faults_leave_bootext_as_it_was() {
+    Ns::run(|ns| {
+        let k = keys(&ns.dir("keys"));
+        let other = keys(&ns.dir("other-keys"));
+        let trust = trust_dir(ns, &k);
+        let work = ns.dir("work");
+        let good = ns.dir("good");
+        let v1 = app_image(&work, &ns.dir("builds"), "1.0", false);
+        publish(&[&v1], &k, &good).expect_code(0);
+        let www = ns.dir("www");
+        let img = "app-1.0.squashfs";
+        let resign = |d: &Path, key: &Keys, comment: &str| {
+            let sums = d.join("SHA256SUMS");
+            sh(
+                "minisign",
+                &[
+                    "-S".as_ref(),
+                    "-s".as_ref(),
+                    key.secret.as_os_str(),
+                    "-m".as_ref(),
+                    sums.as_os_str(),
+                    "-t".as_ref(),
+                    comment.as_ref(),
+                ],
+            );
+        };
+        variant(&www, &good, "good", |_| {});
+        variant(&www, &good, "foreign-key", |d| {
+            resign(d, &other, "file:SHA256SUMS")
+        });
+        variant(&www, &good, "other-file", |d| {
+            resign(d, &k, "file:SHA256SUMS.old")
+        });
+        variant(&www, &good, "altered-index", |d| {
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .open(d.join("SHA256SUMS"))
+                .unwrap();
+            std::io::Write::write_all(
+                &mut f,
+                format!("{}  x.squashfs\n", "0".repeat(64)).as_bytes(),
+            )
+            .unwrap();
+        });
+        variant(&www, &good, "garbage", |d| {
+            let p = d.join(img);
+            let mut data = fs::read(&p).unwrap();
+            data[3_000_000..3_000_100].fill(0x55);
+            fs::write(&p, data).unwrap();
+        });
+        variant(&www, &good, "image-signature-of-another-file", |d| {
+            let sig = d.join(format!("{img}.minisig"));
+            fs::copy(d.join("SHA256SUMS.minisig"), sig).unwrap();
+        });
+        variant(&www, &good, "bad-image-signature", |d| {
+            // The right key and name, over other bytes.
+            let sig = d.join(format!("{img}.minisig"));
+            let comment = format!("file:{img}");
+            let args = ["-S", "-s", k.secret.to_str().unwrap(), "-m"];
+            let mut args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_ref()).collect();
+            let sums = d.join("SHA256SUMS");
+            args.extend([sums.as_os_str(), "-x".as_ref(), sig.as_os_str()]);
+            args.extend(["-t", comment.as_str()].map(std::ffi::OsStr::new));
+            sh("minisign", &args);
+        });
+        variant(&www, &good, "short", |d| {
+            let p = d.join(img);
+            let len = fs::metadata(&p).unwrap().len();
+            truncate(&p, len - 100_000);
+        });
+        let nginx = Nginx::start(&ns.dir("nginx"), &www);
+        let be = BootExt::standard(ns);
+        let before = snapshot(&be.path);
+        let cases = [
+            ("nothing/", "HTTP 404"),
+            ("broken/", "HTTP 500"),
+            ("foreign-key/", "which is not trusted"),
+            ("other-file/", "a good signature for another file"),
+            ("altered-index/", "bad signature"),
+            ("garbage/", "the server sent wrong data for bytes"),
+            (
+                "image-signature-of-another-file/",
+                "a signature for another file",
+            ),
+            ("bad-image-signature/", "bad signature"),
+            ("short/", img),
+        ];
+        for (path, want) in cases {
+            let r = update(&be.path, &trust, &nginx.url(path), &[]);
+            r.expect_code(1);
+            assert!(r.stderr.contains(want), "{path}: {}", r.stderr);
+            assert_eq!(snapshot(&be.path), before, "{path} changed BootExt");
+            let _ = fs::remove_file(be.path.join(format!("System/.{img}.partial")));
+        }
+        // No trusted key: refused before anything is fetched.
+        let seen = nginx.log().len();
+        let r = update(&be.path, &ns.dir("no-keys"), &nginx.url("good/"), &[]);
+        r.expect_code(1);
+        assert!(r.stderr.contains("no trusted key"), "{}", r.stderr);
+        assert_eq!(nginx.log().len(), seen);
+
+        // A BootExt too small for the image: refused before writing.
+        let small = ns.dir("small");
+        sh(
+            "mount",
+            &[
+                "-t".as_ref(),
+                "tmpfs".as_ref(),
+                "-o".as_ref(),
+                "size=2m".as_ref(),
+                "tmpfs".as_ref(),
+                small.as_os_str(),
+            ],
+        );
+        fs::create_dir(small.join("System")).unwrap();
+        let r = update(&small, &trust, &nginx.url("good/"), &[]);
+        r.expect_code(1);
+        assert!(r.stderr.contains("BootExt has 2.1 MB free"), "{}", r.stderr);
+        assert_eq!(
+            fs::metadata(small.join(format!("System/.{img}.partial")))
+                .unwrap()
+                .len(),
+            0
+        );
+
+        // Then the good directory installs.
+        update(&be.path, &trust, &nginx.url("good/"), &[]).expect_code(0);
+        assert_eq!(link(&be.path, "active-system"), img);
+    });
+}

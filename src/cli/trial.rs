@@ -251,20 +251,27 @@ pub fn set_active_main(args: &[String]) -> i32 {
     if let Err(e) = would_boot(&be, &name, o.trust_keys.as_deref(), o.force) {
         return fail(&format!("set-active: {e}; nothing changed"));
     }
-    let disk = read_disk(&be);
+    run(&be, decide_set_active(&be, &name, o.tries), "set-active")
+}
+
+/// The steps that make `System/NAME` active (a trial of `tries` boots when given),
+/// after checking the image. Shared by `set-active` and `update`.
+pub fn decide_set_active(
+    be: &Confined,
+    name: &str,
+    tries: Option<u32>,
+) -> Result<(Vec<Step>, String), String> {
+    check_image(be, name)?;
+    let disk = read_disk(be);
     let active_ok = select::check(
-        &be,
+        be,
         &Candidate {
             choice: "active",
             path: select::ACTIVE_LINK.into(),
         },
     )
     .is_ok();
-    run(
-        &be,
-        trial::set_active(&disk, &name, o.tries, active_ok),
-        "set-active",
-    )
+    trial::set_active(&disk, name, tries, active_ok)
 }
 
 fn run(be: &Confined, decided: Result<(Vec<Step>, String), String>, cmd: &str) -> i32 {

@@ -1,0 +1,524 @@
+//! `overboot update [URL]`: fetch, verify and stage a new system image from a
+//! directory made by `overboot publish` and served by any HTTP server, downloading
+//! only the chunks the appliance does not already have.
+//!
+//! The steps, in order (nothing on BootExt changes before step 6 but the partial
+//! file, so any failure before it leaves BootExt as it was):
+//! 1. the index: `SHA256SUMS`, checked against `SHA256SUMS.minisig` with a trusted
+//!    key, whose trusted comment must name `SHA256SUMS`;
+//! 2. the image: `--image NAME` or the newest by version; stop when it is active
+//!    already, or was tried and rolled back;
+//! 3. its chunk index (digest from the signed index) and its signature;
+//! 4. room on BootExt for what is still missing;
+//! 5. `System/.NAME.partial`: resumed, local chunks copied, the rest fetched
+//!    ([`fetch`]), then the whole image checked against the signature (and the
+//!    signed digest) as the boot will check it;
+//! 6. `NAME.minisig`, then the rename of the partial file to `NAME` and an fsync of
+//!    `System/`;
+//! 7. `set-active --tries N`: the next boot is a trial (bless/rollback do the rest);
+//! 8. `--keep K`: older images deleted, never the active, previous or recovery one;
+//! 9. `System/last-update.json`.
+
+pub mod fetch;
+pub mod http;
+pub mod pick;
+pub mod record;
+
+use crate::chunks::{self, Chunk};
+use crate::cli::{help_asked, parse_args, usage_error};
+use crate::sys::atomic;
+use crate::sys::confined::Confined;
+use crate::trial::{self, SYSTEM_DIR, Slot};
+use crate::trial_boot::{apply_steps, read_disk, system_dir};
+use crate::verify::{self, ChecksumEntry, Mode, SUMS_FILE, TrustStore};
+use minisign_verify::Signature;
+use record::Record;
+use rustix::fd::OwnedFd;
+use rustix::fs::{AtFlags, Mode as FileMode, OFlags};
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+usage: overboot update [URL] [--image NAME] [--tries N] [--keep K] [--bootext DIR]
+                       [--trust-keys DIR] [--timeout SECS] [--json]
+
+Fetch the newest image from URL (a directory made by `overboot publish`; default:
+[update] url in BootExt's overboot.toml), verify it, download only the chunks the
+local images lack (resuming an interrupted download), install it in System/ and
+make it active for a trial of N boots (bless/rollback do the rest).
+  --image NAME      this image instead of the newest
+  --tries N         boots the trial may take before it rolls back (default 3)
+  --keep K          keep at most K images besides the active, previous, recovery
+                    and new ones (oldest deleted first; default: delete nothing)
+  --bootext DIR     the mounted BootExt (default: /mnt/cdrom)
+  --trust-keys DIR  trusted minisign keys (*.pub; default /etc/overboot/trusted-keys)
+  --timeout SECS    for connecting, the response, and each read (default 30)
+  --json            print the result as JSON";
+
+/// Bounds on what is read whole from the server.
+const MAX_SUMS: u64 = 1 << 20;
+const MAX_SIG: u64 = 4096;
+const MAX_CHUNK_INDEX: u64 = 64 << 20;
+const DEFAULT_TRIES: u32 = 3;
+const DEFAULT_TIMEOUT: u64 = 30;
+
+pub struct Options {
+    pub url: Option<String>,
+    pub image: Option<String>,
+    pub tries: u32,
+    pub keep: Option<usize>,
+    pub bootext: PathBuf,
+    pub trust_keys: PathBuf,
+    pub timeout: Duration,
+}
+
+pub fn main(args: &[String]) -> i32 {
+    if help_asked(args) {
+        println!("{USAGE}");
+        return 0;
+    }
+    let a = match parse_args(
+        args,
+        &[
+            "--image",
+            "--tries",
+            "--keep",
+            "--bootext",
+            "--trust-keys",
+            "--timeout",
+        ],
+        &["--json"],
+    ) {
+        Ok(a) if a.positional.len() <= 1 => a,
+        Ok(_) => return usage_error("update takes at most one URL", USAGE),
+        Err(e) => return usage_error(&e, USAGE),
+    };
+    let number = |key: &str, default: u64| -> Result<u64, String> {
+        a.value(key).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| format!("{key} {v}: not a number"))
+        })
+    };
+    let parsed = number("--tries", DEFAULT_TRIES.into())
+        .and_then(|t| u32::try_from(t).map_err(|_| "--tries: too large".to_string()))
+        .and_then(|t| Ok((t, number("--timeout", DEFAULT_TIMEOUT)?)))
+        .and_then(|(t, s)| {
+            Ok((
+                t,
+                s,
+                a.value("--keep").map(|_| number("--keep", 0)).transpose()?,
+            ))
+        });
+    let (tries, timeout, keep) = match parsed {
+        Ok(x) => x,
+        Err(e) => return usage_error(&e, USAGE),
+    };
+    let opts = Options {
+        url: a.positional.first().cloned(),
+        image: a.value("--image").map(String::from),
+        tries,
+        keep: keep.map(|k| k as usize),
+        bootext: a
+            .value("--bootext")
+            .unwrap_or(crate::assemble::BOOTEXT_AT)
+            .into(),
+        trust_keys: a.value("--trust-keys").unwrap_or(verify::TRUST_DIR).into(),
+        timeout: Duration::from_secs(timeout.max(1)),
+    };
+    match run(&opts) {
+        Ok(r) => {
+            if a.has("--json") {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                println!("overboot: {}", r.summary());
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("overboot: update: {e}");
+            1
+        }
+    }
+}
+
+/// The update, steps 1 to 9 (module documentation).
+pub fn run(o: &Options) -> Result<Record, String> {
+    let be = Confined::open(&o.bootext)
+        .map_err(|e| format!("BootExt: {e} (give the mounted BootExt with --bootext DIR)"))?;
+    let url = match &o.url {
+        Some(u) => u.clone(),
+        None => manifest_url(&be)?,
+    };
+    let trust = TrustStore::load(&o.trust_keys);
+    if trust.keys.is_empty() {
+        return Err(format!(
+            "no trusted key in {}{}: an update is only installed when its signature is checked; put the publisher's minisign .pub there or give --trust-keys DIR",
+            o.trust_keys.display(),
+            if trust.problems.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", trust.problems.join("; "))
+            }
+        ));
+    }
+    let client = http::Client::new(&url, o.timeout);
+    let mut rec = Record {
+        url: url.clone(),
+        when: now(),
+        ..Record::default()
+    };
+
+    // 1. The signed index.
+    let sums = client.get_small(SUMS_FILE, MAX_SUMS)?;
+    let sums_sig = text(
+        client.get_small(&format!("{SUMS_FILE}.minisig"), MAX_SIG)?,
+        SUMS_FILE,
+    )?;
+    verify_detached(&trust, &sums, &sums_sig, SUMS_FILE, &client)?;
+    let sums = text(sums, SUMS_FILE)?;
+    let entries =
+        verify::parse_checksums(&sums).map_err(|e| format!("{}: {e}", client.url(SUMS_FILE)))?;
+
+    // 2. Which image, and whether there is anything to do.
+    let name = pick::choose(&entries, o.image.as_deref())?;
+    rec.image = name.clone();
+    let disk = read_disk(&be);
+    if disk.active.as_deref() == Some(name.as_str()) {
+        rec.outcome = "up-to-date".into();
+        return Ok(rec);
+    }
+    if let Slot::Present(t) = &disk.trial
+        && t.image == name
+        && t.outcome == trial::Outcome::RolledBack
+    {
+        log::warn!(
+            "{name} was tried and rolled back; not installing it again (publish a newer image, or set-active it by hand)"
+        );
+        rec.outcome = "rolled-back-before".into();
+        return Ok(rec);
+    }
+
+    // 3. Its chunk index and signature.
+    let index_name = format!("{name}{}", chunks::INDEX_SUFFIX);
+    let index = client.get_small(&index_name, MAX_CHUNK_INDEX)?;
+    check_listed(&entries, &index_name, &index, &client)?;
+    let target = chunks::parse_index(&text(index, &index_name)?, &client.url(&index_name))?;
+    let sig_name = format!("{name}.minisig");
+    let image_sig = text(client.get_small(&sig_name, MAX_SIG)?, &sig_name)?;
+    rec.size = target.iter().map(|c| c.len).sum();
+
+    // 4 and 5. The partial file.
+    let sys = system_dir(&be)?;
+    let partial_name = format!(".{name}.partial");
+    let partial = open_partial(&sys, &partial_name)?;
+    let (local, local_chunks) = local_images(&be, &name);
+    let store = pick::local_store(&local_chunks);
+    let b = fetch::Build {
+        partial: &partial,
+        target: &target,
+        local: &local,
+        store: &store,
+        client: &client,
+        name: &name,
+    };
+    let from = fetch::resume(&b)?;
+    check_room(&sys, rec.size - from.bytes(&target), &name, rec.size)?;
+    let counts = fetch::build(&b, from)?;
+    rec.bytes_fetched = counts.fetched;
+    rec.bytes_reused = counts.reused;
+    rec.bytes_resumed = counts.resumed;
+    rec.range_requests = counts.requests;
+    if let Err(e) = verify_image(&partial, &name, &sums, &image_sig, &trust) {
+        // Complete and wrong: the publisher's files disagree. Start afresh next time.
+        let _ = rustix::fs::unlinkat(&sys, partial_name.as_str(), AtFlags::empty());
+        return Err(e);
+    }
+
+    // 6. Into place.
+    atomic::write_file(
+        &sys,
+        &sig_name,
+        &trial::temp_name(&sig_name),
+        image_sig.as_bytes(),
+    )
+    .map_err(|e| format!("cannot write {SYSTEM_DIR}/{sig_name}: {e}"))?;
+    rustix::fs::renameat(&sys, partial_name.as_str(), &sys, name.as_str())
+        .and_then(|()| rustix::fs::fsync(&sys))
+        .map_err(|e| format!("cannot rename {partial_name} to {name} in {SYSTEM_DIR}: {e}"))?;
+
+    // 7. Active, as a trial.
+    let (steps, _) = crate::cli::trial::decide_set_active(&be, &name, Some(o.tries))?;
+    apply_steps(&be, &steps)
+        .map_err(|e| format!("{name} is in {SYSTEM_DIR}/ but could not be made active: {e}"))?;
+    rec.tries = Some(o.tries);
+    rec.outcome = "installed".into();
+
+    // 8. Old images.
+    if let Some(k) = o.keep {
+        rec.removed = prune(&be, &sys, &name, k);
+    }
+
+    // 9. The record.
+    let json = serde_json::to_string_pretty(&rec).unwrap_or_default();
+    if let Err(e) = atomic::write_file(
+        &sys,
+        record::FILE,
+        &trial::temp_name(record::FILE),
+        json.as_bytes(),
+    ) {
+        log::warn!("cannot write {SYSTEM_DIR}/{}: {e}", record::FILE);
+    }
+    Ok(rec)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn text(bytes: Vec<u8>, name: &str) -> Result<String, String> {
+    String::from_utf8(bytes).map_err(|_| format!("{name} from the server is not text"))
+}
+
+/// `[update] url` in BootExt's manifest.
+fn manifest_url(be: &Confined) -> Result<String, String> {
+    let missing = "no URL: give one, or set [update] url = \"...\" in BootExt's overboot.toml";
+    let text = be
+        .read_small(crate::manifest::MANIFEST_PATH, 1 << 20)?
+        .ok_or(missing)?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("{}: {e}", crate::manifest::MANIFEST_PATH))?;
+    table
+        .get("update")
+        .and_then(|u| u.get("url"))
+        .and_then(|u| u.as_str())
+        .map(String::from)
+        .ok_or_else(|| missing.to_string())
+}
+
+/// Whether a minisign trusted comment names `file` (`file:NAME` as one of its
+/// tab-separated fields, as minisign and `overboot publish` write it).
+pub fn names_file(trusted_comment: &str, file: &str) -> bool {
+    trusted_comment
+        .split('\t')
+        .any(|f| f.strip_prefix("file:") == Some(file))
+}
+
+/// Check a signature over `data` (a small file) with the trusted keys.
+fn verify_detached(
+    trust: &TrustStore,
+    data: &[u8],
+    sig_text: &str,
+    name: &str,
+    client: &http::Client,
+) -> Result<(), String> {
+    let url = client.url(name);
+    let sig = Signature::decode(sig_text)
+        .map_err(|e| format!("{url}.minisig is not a minisign signature: {e}"))?;
+    let id = verify::key_id_of(sig_text)
+        .ok_or_else(|| format!("{url}.minisig is not a minisign signature"))?;
+    let key = trust.keys.iter().find(|k| k.id == id).ok_or_else(|| {
+        format!(
+            "{url} is signed by key {id}, which is not trusted (trusted: {})",
+            ids(trust)
+        )
+    })?;
+    key.key.verify(data, &sig, false).map_err(|e| {
+        format!("{url}: bad signature under trusted key {id}: {e}; the index or its signature was altered; nothing changed")
+    })?;
+    if !names_file(sig.trusted_comment(), name) {
+        return Err(format!(
+            "{url}.minisig is a good signature for another file (trusted comment '{}', expected file:{name}); nothing changed",
+            sig.trusted_comment()
+        ));
+    }
+    Ok(())
+}
+
+fn ids(trust: &TrustStore) -> String {
+    trust
+        .keys
+        .iter()
+        .map(|k| k.id.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `data` must have the digest the signed index lists for `name`.
+fn check_listed(
+    entries: &[ChecksumEntry],
+    name: &str,
+    data: &[u8],
+    client: &http::Client,
+) -> Result<(), String> {
+    let want = verify::find_digest(entries, name, SUMS_FILE)?
+        .ok_or_else(|| format!("{name} is not listed in {SUMS_FILE}"))?;
+    let got = verify::Sha256Digest(<sha2::Sha256 as sha2::Digest>::digest(data).into());
+    if got != want {
+        return Err(format!(
+            "{}: SHA-256 {got}, the signed {SUMS_FILE} says {want}; the server sent something else; nothing changed",
+            client.url(name)
+        ));
+    }
+    Ok(())
+}
+
+fn open_partial(sys: &OwnedFd, name: &str) -> Result<File, String> {
+    rustix::fs::openat(
+        sys,
+        name,
+        OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        FileMode::from_raw_mode(0o644),
+    )
+    .map(File::from)
+    .map_err(|e| {
+        format!(
+            "cannot open {SYSTEM_DIR}/{name}: {}",
+            crate::sys::errno_text(e)
+        )
+    })
+}
+
+/// The images whose chunks can be reused (active, previous, recovery, and an
+/// older copy of the new image), opened and chunked. One that cannot be read is
+/// left out (its chunks are fetched instead).
+fn local_images(be: &Confined, new: &str) -> (Vec<File>, Vec<Vec<Chunk>>) {
+    let mut names: Vec<String> = [trial::ACTIVE, trial::PREVIOUS, trial::RECOVERY]
+        .iter()
+        .filter_map(|l| be.readlink(&format!("{SYSTEM_DIR}/{l}")).ok())
+        .chain(std::iter::once(new.to_string()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut files = Vec::new();
+    let mut lists = Vec::new();
+    for n in names {
+        let Ok(fd) = be.open_read(&format!("{SYSTEM_DIR}/{n}")) else {
+            continue;
+        };
+        let f = File::from(fd);
+        match chunks::chunk_reader(&f) {
+            Ok(list) if f.metadata().is_ok_and(|m| m.is_file()) => {
+                files.push(f);
+                lists.push(list);
+            }
+            Ok(_) => {}
+            Err(e) => log::warn!("{SYSTEM_DIR}/{n} not reused: {e}"),
+        }
+    }
+    (files, lists)
+}
+
+/// Refuse to start when BootExt lacks room for the bytes still missing.
+fn check_room(sys: &OwnedFd, missing: u64, name: &str, size: u64) -> Result<(), String> {
+    let st = rustix::fs::fstatvfs(sys).map_err(|e| format!("cannot statvfs {SYSTEM_DIR}: {e}"))?;
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    if missing > free {
+        return Err(format!(
+            "BootExt has {:.1} MB free, {name} ({:.1} MB) needs {:.1} MB more; make room (--keep K deletes old images) and run again; nothing changed",
+            free as f64 / 1e6,
+            size as f64 / 1e6,
+            missing as f64 / 1e6
+        ));
+    }
+    Ok(())
+}
+
+/// The whole image against its signature (trusted comment naming it) and the
+/// signed digest, as the boot checks it.
+fn verify_image(
+    partial: &File,
+    name: &str,
+    sums: &str,
+    sig: &str,
+    trust: &TrustStore,
+) -> Result<(), String> {
+    let read = |rel: &str| -> Result<Option<String>, String> {
+        Ok(if rel == SUMS_FILE {
+            Some(sums.to_string())
+        } else if rel == format!("{name}.minisig") {
+            Some(sig.to_string())
+        } else {
+            None
+        })
+    };
+    let expected = verify::prepare(name, Mode::Required, trust, &read)?;
+    let comment = Signature::decode(sig)
+        .map(|s| s.trusted_comment().to_string())
+        .unwrap_or_default();
+    if !names_file(&comment, name) {
+        return Err(format!(
+            "{name}.minisig is a signature for another file (trusted comment '{comment}', expected file:{name}); nothing changed"
+        ));
+    }
+    let mut d = expected.digester()?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    loop {
+        use std::os::unix::fs::FileExt;
+        let n = partial
+            .read_at(&mut buf, offset)
+            .map_err(|e| format!("cannot read the partial file: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        d.update(buf.get(..n).unwrap_or_default());
+        offset += n as u64;
+    }
+    d.finish(name)
+        .map(|_| ())
+        .map_err(|e| format!("{e}; nothing changed"))
+}
+
+/// Delete images beyond `keep` (oldest first), with their signatures; returns them.
+fn prune(be: &Confined, sys: &OwnedFd, new: &str, keep: usize) -> Vec<String> {
+    let links: Vec<String> = [trial::ACTIVE, trial::PREVIOUS, trial::RECOVERY]
+        .iter()
+        .filter_map(|l| be.readlink(&format!("{SYSTEM_DIR}/{l}")).ok())
+        .collect();
+    let mut protected: Vec<&str> = links.iter().map(String::as_str).collect();
+    protected.push(new);
+    let images: Vec<(String, i64)> = be
+        .list(SYSTEM_DIR)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| pick::is_image_name(n))
+        .filter_map(|n| {
+            let fd = be.open_path(&format!("{SYSTEM_DIR}/{n}")).ok()?;
+            let meta = File::from(fd).metadata().ok()?;
+            meta.is_file().then(|| (n, meta.mtime()))
+        })
+        .collect();
+    let mut removed = Vec::new();
+    for n in pick::prune(&images, &protected, keep) {
+        let sig = format!("{n}.minisig");
+        match atomic::remove(sys, &n).and_then(|()| atomic::remove(sys, &sig)) {
+            Ok(()) => removed.push(n),
+            Err(e) => log::warn!("cannot delete {SYSTEM_DIR}/{n}: {e}"),
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trusted_comment_names_the_file() {
+        assert!(names_file(
+            "timestamp:1\tfile:a.squashfs\thashed",
+            "a.squashfs"
+        ));
+        assert!(names_file("file:SHA256SUMS", "SHA256SUMS"));
+        assert!(!names_file(
+            "timestamp:1\tfile:a.squashfs.old\thashed",
+            "a.squashfs"
+        ));
+        assert!(!names_file("timestamp:1", "a.squashfs"));
+    }
+}
