@@ -54,7 +54,8 @@ if command -v readelf >/dev/null 2>&1 &&
     die "$binary is dynamically linked: use the x86_64-unknown-linux-musl build"
 fi
 for f in boot-layout/skeleton boot-layout/grub.cfg boot-layout/mkbootext \
-    systemd/overboot-bless.service doc/overboot.8 packaging/copyright; do
+    systemd/overboot-bless.service systemd/overboot-update.service \
+    systemd/overboot-update.timer doc/overboot.8 packaging/copyright; do
     [ -e "$top/$f" ] || die "$top/$f is missing"
 done
 
@@ -86,6 +87,10 @@ install_tree "$top/mkinitcpio-hook/hooks" "$root/usr/lib/initcpio/hooks"
 install_tree "$top/mkinitcpio-hook/sd-overboot" "$root/usr/lib/initcpio/sd-overboot"
 install -D -m 0644 "$top/systemd/overboot-bless.service" \
     "$root/lib/systemd/system/overboot-bless.service"
+# Fleet updates: shipped disabled (the operator enables the timer).
+for unit in overboot-update.service overboot-update.timer; do
+    install -D -m 0644 "$top/systemd/$unit" "$root/lib/systemd/system/$unit"
+done
 mkdir -p "$root/usr/share/man/man8"
 gzip -9n <"$top/doc/overboot.8" >"$root/usr/share/man/man8/overboot.8.gz"
 chmod 0644 "$root/usr/share/man/man8/overboot.8.gz"

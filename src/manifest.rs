@@ -62,7 +62,7 @@ struct RawManifest {
     mount: Vec<RawMount>,
     /// `[update] url = "..."`: read by `overboot update`, not by the boot.
     #[serde(default, rename = "update")]
-    _update: Option<toml::Table>,
+    _update: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]

@@ -87,6 +87,8 @@ fn expected_files(src: &Path) -> BTreeSet<String> {
         "/usr/lib/overboot/overboot-init",
         "/usr/bin/mkbootext",
         "/lib/systemd/system/overboot-bless.service",
+        "/lib/systemd/system/overboot-update.service",
+        "/lib/systemd/system/overboot-update.timer",
         "/usr/share/man/man8/overboot.8.gz",
         "/usr/share/overboot/grub.cfg",
         "/usr/share/overboot/mkbootext",
@@ -138,6 +140,8 @@ fn assert_holds(deb: &Path, src: &Path) {
             }
             "/usr/share/overboot/skeleton/boot" => assert_eq!(link.as_deref(), Some(".")),
             "/lib/systemd/system/overboot-bless.service"
+            | "/lib/systemd/system/overboot-update.service"
+            | "/lib/systemd/system/overboot-update.timer"
             | "/usr/share/man/man8/overboot.8.gz"
             | "/usr/share/doc/overboot/copyright" => assert_eq!(mode, "-rw-r--r--", "{path}"),
             _ => {}
@@ -283,6 +287,12 @@ fn package_holds_every_file_in_its_place_and_runs() {
         text.lines()
             .any(|l| l.starts_with("After=") && l.contains("boot-complete.target"))
     );
+    // The update timer: a fleet's machines spread out; the service runs update.
+    let timer = fs::read_to_string(root.join("lib/systemd/system/overboot-update.timer")).unwrap();
+    assert!(timer.contains("RandomizedDelaySec=") && timer.contains("WantedBy=timers.target"));
+    let service =
+        fs::read_to_string(root.join("lib/systemd/system/overboot-update.service")).unwrap();
+    assert!(service.contains("ExecStart=/usr/bin/overboot update"));
     // A root with the package and the host's systemd units (boot-complete.target...).
     let vroot = dir.join("verify-root");
     run(Command::new("cp").arg("-a").arg(&root).arg(&vroot));
@@ -295,11 +305,13 @@ fn package_holds_every_file_in_its_place_and_runs() {
             .arg("verify")
             .arg(format!("--root={}", vroot.display()))
             .arg("--man=no")
-            .arg(vroot.join("lib/systemd/system/overboot-bless.service")),
+            .arg(vroot.join("lib/systemd/system/overboot-bless.service"))
+            .arg(vroot.join("lib/systemd/system/overboot-update.service"))
+            .arg(vroot.join("lib/systemd/system/overboot-update.timer")),
     );
     let err = String::from_utf8_lossy(&verify.stderr);
     assert!(
-        verify.status.success() && !err.contains("overboot-bless"),
+        verify.status.success() && !err.contains("overboot-"),
         "systemd-analyze verify: {}\n{err}",
         verify.status
     );

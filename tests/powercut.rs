@@ -1,8 +1,8 @@
 //! Power cut at every write step of `set-active`, of the boot countdown
-//! (`assemble`), of `bless` and of `rollback`: each command runs under
+//! (`assemble`), of `bless`, of `rollback` and of `update`: each command runs under
 //! `strace -e inject=SYSCALL:signal=KILL:when=N`, which kills it on entry to the
 //! N-th call of SYSCALL (before the call runs), for every syscall that changes
-//! BootExt (openat, write, fsync, rename*, unlinkat, symlinkat) and N = 1, 2, …
+//! BootExt (openat, write, pwrite64, fsync, rename*, unlinkat, symlinkat) and N = 1, 2, …
 //! until the command completes without being killed. Killing before the N-th call
 //! of each of them is killing at every point between two changes.
 //!
@@ -31,6 +31,7 @@ use std::process::{Command, Stdio};
 const SYSCALLS: &[&str] = &[
     "openat",
     "write",
+    "pwrite64",
     "fsync",
     "rename",
     "renameat",
@@ -39,16 +40,28 @@ const SYSCALLS: &[&str] = &[
     "symlinkat",
 ];
 
-/// The names in `System/` that the trial commands may change.
+/// The names in `System/` that the trial commands may change, and those `update`
+/// writes (the image it installs, `app-*` here, its signature, the partial download,
+/// `last-update.json`).
 fn trial_file(rel: &str) -> bool {
     let Some(name) = rel.strip_prefix("System/") else {
         return false;
     };
     let base = name
         .strip_prefix('.')
-        .and_then(|n| n.strip_suffix(".tmp"))
+        .and_then(|n| {
+            n.strip_suffix(".tmp")
+                .or_else(|| n.strip_suffix(".partial"))
+        })
         .unwrap_or(name);
-    ["active-system", "previous-system", "trial"].contains(&base)
+    [
+        "active-system",
+        "previous-system",
+        "trial",
+        "last-update.json",
+    ]
+    .contains(&base)
+        || base.starts_with("app-")
 }
 
 fn others(snap: &BTreeMap<String, String>) -> BTreeMap<String, String> {
@@ -414,5 +427,37 @@ fn block_level_cut_of_set_active() {
         }
         assert!(cuts >= 3, "{cuts} cuts");
         assert!(seen.contains("a:") && seen.contains("b:trial"), "{seen:?}");
+    });
+}
+
+/// `overboot update` cut at every step, from the first byte fetched to the record
+/// written: the appliance reboots on the old image, or on the new one only as a
+/// counted trial (its signature written before it is renamed into place, its link
+/// only after).
+#[test]
+fn cut_update() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let keys = fleet::keys(&ns.dir("keys"));
+        let trust = fleet::trust_dir(ns, &keys);
+        let public = ns.dir("public");
+        // Two 200 KB packages: a few chunks, so a few writes to cut between.
+        let img = fleet::app_image(&ns.dir("work"), &ns.dir("builds"), "1.0", 2, false);
+        fleet::publish(&[&img], &keys, &public).expect_code(0);
+        let nginx = fleet::Nginx::start(&ns.dir("nginx"), &public);
+        let url = nginx.url("");
+        let args = args_with(
+            &b.path,
+            &["update", &url, "--trust-keys", trust.to_str().unwrap()],
+        );
+        let setup = Setup {
+            active: Some("a.squashfs"),
+            previous: None,
+            trial: None,
+        };
+        let good = ["a", "app-1.0"];
+        let n = cut_everywhere(ns, &b.path, &setup, &args, 0, &good, &["app-1.0"], &|| {});
+        eprintln!("update cut at {n} points");
+        assert!(n >= 20, "only {n} cut points: is strace injecting?");
     });
 }

@@ -6,35 +6,11 @@
 
 mod common;
 
+use common::fleet::*;
 use common::*;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-/// A minisign key pair made by the minisign tool (unencrypted: `-W`).
-struct Keys {
-    secret: PathBuf,
-    public: PathBuf,
-}
-
-fn keys(dir: &Path) -> Keys {
-    let k = Keys {
-        secret: dir.join("test.key"),
-        public: dir.join("test.pub"),
-    };
-    sh(
-        "minisign",
-        &[
-            "-G".as_ref(),
-            "-W".as_ref(),
-            "-p".as_ref(),
-            k.public.as_os_str(),
-            "-s".as_ref(),
-            k.secret.as_os_str(),
-        ],
-    );
-    k
-}
 
 /// `minisign -V` of `file` with `key`: the trusted comment it prints.
 fn minisign_verify(file: &Path, key: &Path) -> String {
@@ -52,18 +28,6 @@ fn minisign_verify(file: &Path, key: &Path) -> String {
         file.display()
     );
     text
-}
-
-fn publish(images: &[&Path], keys: &Keys, out: &Path) -> Run {
-    let mut args: Vec<&std::ffi::OsStr> = vec!["publish".as_ref()];
-    args.extend(images.iter().map(|p| p.as_os_str()));
-    args.extend([
-        "--sign".as_ref(),
-        keys.secret.as_os_str(),
-        "-o".as_ref(),
-        out.as_os_str(),
-    ]);
-    overboot(args)
 }
 
 #[test]
@@ -136,164 +100,14 @@ fn publish_writes_signed_images_chunk_indexes_and_sums() {
 }
 
 // ---------------------------------------------------------------------------
-// nginx on 127.0.0.1
-// ---------------------------------------------------------------------------
-
-/// Debian's nginx serving `root` on 127.0.0.1 at a free port, with a generated
-/// configuration (`daemon off`, everything under its own directory), stopped on
-/// drop. Locations: `/` the published directory, `/slow/` the same at 256 KB/s,
-/// `/moved/` a redirect to `/`, `/broken/` HTTP 500 for everything.
-struct Nginx {
-    child: std::process::Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Nginx {
-    fn start(dir: &Path, root: &Path) -> Nginx {
-        fs::create_dir_all(dir.join("tmp")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.display();
-        let conf = format!(
-            "daemon off;\nmaster_process off;\nuser root;\nworker_processes 1;\n\
-             pid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 512; }}\n\
-             http {{\n\
-               log_format bytes '$status $body_bytes_sent \"$request\" \"$http_range\"';\n\
-               access_log {d}/access.log bytes;\n\
-               client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;\n\
-               fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi;\n\
-               scgi_temp_path {d}/tmp/scgi;\n\
-               default_type application/octet-stream;\n\
-               server {{\n\
-                 listen 127.0.0.1:{port};\n\
-                 root {root};\n\
-                 location /slow/ {{ alias {root}/; limit_rate 256k; }}\n\
-                 location /moved/ {{ rewrite ^/moved/(.*)$ /$1 redirect; }}\n\
-                 location /broken/ {{ return 500; }}\n\
-               }}\n\
-             }}\n",
-            root = root.display()
-        );
-        fs::write(dir.join("nginx.conf"), conf).unwrap();
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(dir.join("nginx.conf"))
-            .arg("-p")
-            .arg(dir)
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .expect("start nginx (is it installed?)");
-        let n = Nginx {
-            child,
-            dir: dir.to_path_buf(),
-            port,
-        };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return n;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        panic!(
-            "nginx did not listen on 127.0.0.1:{port}: {}",
-            fs::read_to_string(dir.join("error.log")).unwrap_or_default()
-        );
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
-    }
-
-    /// Body bytes served with a 2xx status for requests whose line contains
-    /// `what`, since `from` (a line count of the access log).
-    fn served(&self, what: &str, from: usize) -> u64 {
-        self.log()
-            .iter()
-            .skip(from)
-            .filter(|l| l.starts_with('2') && l.contains(what))
-            .map(|l| l.split(' ').nth(1).unwrap().parse::<u64>().unwrap())
-            .sum()
-    }
-
-    fn log(&self) -> Vec<String> {
-        fs::read_to_string(self.dir.join("access.log"))
-            .unwrap_or_default()
-            .lines()
-            .map(String::from)
-            .collect()
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ---------------------------------------------------------------------------
 // Appliance side
 // ---------------------------------------------------------------------------
 
-/// The publisher's image `app-VERSION.squashfs`: a system tree with 3 MB of
-/// packages; `changed` replaces one 200 KB package (an update of one package).
-fn app_image(work: &Path, out: &Path, version: &str, changed: bool) -> PathBuf {
-    let img = out.join(format!("app-{version}.squashfs"));
-    squashfs_from(work, &img, Comp::Gzip, |t| {
-        system_tree(t, &format!("app-{version}"));
-        for i in 0..40u64 {
-            let seed = if changed && i == 17 { 1000 + i } else { i };
-            let p = t.join(format!("usr/lib/pkg{i:02}/lib.so"));
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, noise(seed, 200 * 1024)).unwrap();
-        }
-    });
-    img
-}
-
-fn trust_dir(ns: &Ns, keys: &Keys) -> PathBuf {
-    let d = ns.dir("trusted-keys");
-    fs::copy(&keys.public, d.join("publisher.pub")).unwrap();
-    d
-}
-
-fn update(be: &Path, trust: &Path, url: &str, extra: &[&str]) -> Run {
-    let mut args = vec![
-        "update",
-        url,
-        "--bootext",
-        be.to_str().unwrap(),
-        "--trust-keys",
-        trust.to_str().unwrap(),
-        "--timeout",
-        "10",
-    ];
-    args.extend(extra);
-    overboot(args)
-}
-
-/// Every file under BootExt and its content (links as `-> target`), except the
-/// partial download.
-fn snapshot(be: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    for e in fs::read_dir(be.join("System")).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        if name.ends_with(".partial") {
-            continue;
-        }
-        let v = match fs::read_link(&p) {
-            Ok(t) => format!("-> {}", t.display()).into_bytes(),
-            Err(_) => fs::read(&p).unwrap(),
-        };
-        out.insert(name, v);
-    }
-    out
+/// BootExt as [`tree_snapshot`] sees it, without the partial download.
+fn snapshot(be: &Path) -> std::collections::BTreeMap<String, String> {
+    let mut snap = tree_snapshot(be);
+    snap.retain(|k, _| !k.ends_with(".partial"));
+    snap
 }
 
 fn link(be: &Path, name: &str) -> String {
@@ -311,7 +125,7 @@ fn fresh_download_up_to_date_then_delta_of_one_package() {
         let builds = ns.dir("builds");
         let work = ns.dir("work");
         let public = ns.dir("public");
-        let v1 = app_image(&work, &builds, "1.0", false);
+        let v1 = app_image(&work, &builds, "1.0", 40, false);
         publish(&[&v1], &k, &public).expect_code(0);
         let nginx = Nginx::start(&ns.dir("nginx"), &public);
         let be = BootExt::standard(ns);
@@ -361,7 +175,7 @@ fn fresh_download_up_to_date_then_delta_of_one_package() {
         assert_eq!(nginx.served("squashfs", seen), 0);
 
         // One package changed: only what changed is fetched.
-        let v2 = app_image(&work, &builds, "1.1", true);
+        let v2 = app_image(&work, &builds, "1.1", 40, true);
         publish(&[&v2], &k, &public).expect_code(0);
         let seen = nginx.log().len();
         let r = update(&be.path, &trust, &nginx.url(""), &["--json"]);
@@ -426,7 +240,7 @@ fn faults_leave_bootext_as_it_was() {
         let trust = trust_dir(ns, &k);
         let work = ns.dir("work");
         let good = ns.dir("good");
-        let v1 = app_image(&work, &ns.dir("builds"), "1.0", false);
+        let v1 = app_image(&work, &ns.dir("builds"), "1.0", 40, false);
         publish(&[&v1], &k, &good).expect_code(0);
         let www = ns.dir("www");
         let img = "app-1.0.squashfs";
@@ -547,5 +361,60 @@ fn faults_leave_bootext_as_it_was() {
         // Then the good directory installs.
         update(&be.path, &trust, &nginx.url("good/"), &[]).expect_code(0);
         assert_eq!(link(&be.path, "active-system"), img);
+    });
+}
+
+#[test]
+fn a_transfer_cut_mid_way_resumes_where_it_stopped() {
+    Ns::run(|ns| {
+        let k = keys(&ns.dir("keys"));
+        let trust = trust_dir(ns, &k);
+        let public = ns.dir("public");
+        let v1 = app_image(&ns.dir("work"), &ns.dir("builds"), "1.0", 40, false);
+        publish(&[&v1], &k, &public).expect_code(0);
+        let size = fs::metadata(&v1).unwrap().len();
+        let be = BootExt::standard(ns);
+        let partial = be.path.join("System/.app-1.0.squashfs.partial");
+
+        // At 256 KB/s the 8 MB download takes half a minute: the server dies
+        // after 1 MB has arrived.
+        let slow = Nginx::start(&ns.dir("nginx-slow"), &public);
+        let client = Command::new(BIN)
+            .args(["update", &slow.url("slow/"), "--bootext"])
+            .arg(&be.path)
+            .arg("--trust-keys")
+            .arg(&trust)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while fs::metadata(&partial).map_or(0, |m| m.len()) < 1_000_000 {
+            assert!(std::time::Instant::now() < deadline, "no progress");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        drop(slow);
+        let out = client.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("connection lost") || stderr.contains("truncated"),
+            "{stderr}"
+        );
+        assert_eq!(link(&be.path, "active-system"), "a.squashfs");
+        let have = fs::metadata(&partial).unwrap().len();
+        assert!(have >= 1_000_000 && have < size, "{have}");
+
+        // The next run fetches only the rest.
+        let nginx = Nginx::start(&ns.dir("nginx"), &public);
+        let r = update(&be.path, &trust, &nginx.url(""), &["--json"]);
+        r.expect_code(0);
+        let rec: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(rec["bytes_resumed"], have, "{rec}");
+        assert_eq!(nginx.served("app-1.0.squashfs HTTP", 0), size - have);
+        assert_eq!(
+            fs::read(be.path.join("System/app-1.0.squashfs")).unwrap(),
+            fs::read(&v1).unwrap()
+        );
+        assert!(!partial.exists());
     });
 }

@@ -10,8 +10,19 @@ use std::collections::HashMap;
 const IMAGE_SUFFIXES: &[&str] = &[".squashfs", ".sqfs"];
 
 /// Compare names as version strings: runs of digits by number, the rest by byte
-/// (`app-1.10` after `app-1.9`, as `sort -V` does).
+/// (`app-1.10` after `app-1.9`, as `sort -V` does), the image suffix left out
+/// (`app-1.9` before `app-1.9.1`).
 pub fn version_cmp(a: &str, b: &str) -> Ordering {
+    fn stem(n: &str) -> &str {
+        IMAGE_SUFFIXES
+            .iter()
+            .find_map(|s| n.strip_suffix(s))
+            .unwrap_or(n)
+    }
+    stem_cmp(stem(a), stem(b)).then(a.cmp(b))
+}
+
+fn stem_cmp(a: &str, b: &str) -> Ordering {
     fn runs(s: &str) -> Vec<(bool, &str)> {
         let mut out = Vec::new();
         let mut rest = s;
@@ -181,8 +192,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                "app-1.9.squashfs",
                 "app-1.09.squashfs",
+                "app-1.9.squashfs",
                 "app-1.9.1.squashfs",
                 "app-1.10.squashfs",
                 "app-2.squashfs"

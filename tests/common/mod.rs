@@ -24,6 +24,8 @@ use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::thread::UnshareFlags;
 use serde_json::Value;
 
+pub mod fleet;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_overboot");
 

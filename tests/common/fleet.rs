@@ -1,0 +1,182 @@
+//! Helpers for the fleet-update tests (`tests/update.rs`, `tests/powercut.rs`):
+//! minisign keys made by the minisign tool, `overboot publish`, a real nginx on
+//! 127.0.0.1, publisher images, and `overboot update` against a BootExt tree.
+
+use super::*;
+use std::process::Command;
+
+/// A minisign key pair made by the minisign tool (unencrypted: `-W`).
+pub struct Keys {
+    pub secret: PathBuf,
+    pub public: PathBuf,
+}
+
+pub fn keys(dir: &Path) -> Keys {
+    let k = Keys {
+        secret: dir.join("test.key"),
+        public: dir.join("test.pub"),
+    };
+    sh(
+        "minisign",
+        &[
+            "-G".as_ref(),
+            "-W".as_ref(),
+            "-p".as_ref(),
+            k.public.as_os_str(),
+            "-s".as_ref(),
+            k.secret.as_os_str(),
+        ],
+    );
+    k
+}
+
+pub fn publish(images: &[&Path], keys: &Keys, out: &Path) -> Run {
+    let mut args: Vec<&std::ffi::OsStr> = vec!["publish".as_ref()];
+    args.extend(images.iter().map(|p| p.as_os_str()));
+    args.extend([
+        "--sign".as_ref(),
+        keys.secret.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    overboot(args)
+}
+
+// ---------------------------------------------------------------------------
+// nginx on 127.0.0.1
+// ---------------------------------------------------------------------------
+
+/// Debian's nginx serving `root` on 127.0.0.1 at a free port, with a generated
+/// configuration (`daemon off`, everything under its own directory), stopped on
+/// drop. Locations: `/` the published directory, `/slow/` the same at 256 KB/s,
+/// `/moved/` a redirect to `/`, `/broken/` HTTP 500 for everything.
+pub struct Nginx {
+    child: std::process::Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Nginx {
+    pub fn start(dir: &Path, root: &Path) -> Nginx {
+        fs::create_dir_all(dir.join("tmp")).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nuser root;\nworker_processes 1;\n\
+             pid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 512; }}\n\
+             http {{\n\
+               log_format bytes '$status $body_bytes_sent \"$request\" \"$http_range\"';\n\
+               access_log {d}/access.log bytes;\n\
+               client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy;\n\
+               fastcgi_temp_path {d}/tmp/fastcgi; uwsgi_temp_path {d}/tmp/uwsgi;\n\
+               scgi_temp_path {d}/tmp/scgi;\n\
+               default_type application/octet-stream;\n\
+               server {{\n\
+                 listen 127.0.0.1:{port};\n\
+                 root {root};\n\
+                 location /slow/ {{ alias {root}/; limit_rate 256k; }}\n\
+                 location /moved/ {{ rewrite ^/moved/(.*)$ /$1 redirect; }}\n\
+                 location /broken/ {{ return 500; }}\n\
+               }}\n\
+             }}\n",
+            root = root.display()
+        );
+        fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-p")
+            .arg(dir)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start nginx (is it installed?)");
+        let n = Nginx {
+            child,
+            dir: dir.to_path_buf(),
+            port,
+        };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return n;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "nginx did not listen on 127.0.0.1:{port}: {}",
+            fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}/{path}", self.port)
+    }
+
+    /// Body bytes served with a 2xx status for requests whose line contains
+    /// `what`, since `from` (a line count of the access log).
+    pub fn served(&self, what: &str, from: usize) -> u64 {
+        self.log()
+            .iter()
+            .skip(from)
+            .filter(|l| l.starts_with('2') && l.contains(what))
+            .map(|l| l.split(' ').nth(1).unwrap().parse::<u64>().unwrap())
+            .sum()
+    }
+
+    pub fn log(&self) -> Vec<String> {
+        fs::read_to_string(self.dir.join("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The publisher's image `app-VERSION.squashfs` (marker `app-VERSION`): a system
+/// tree with `packages` packages of 200 KB; `changed` replaces the 18th (an update
+/// of one package).
+pub fn app_image(work: &Path, out: &Path, version: &str, packages: u64, changed: bool) -> PathBuf {
+    let img = out.join(format!("app-{version}.squashfs"));
+    squashfs_from(work, &img, Comp::Gzip, |t| {
+        system_tree(t, &format!("app-{version}"));
+        for i in 0..packages {
+            let seed = if changed && i == 17 { 1000 + i } else { i };
+            let p = t.join(format!("usr/lib/pkg{i:02}/lib.so"));
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, noise(seed, 200 * 1024)).unwrap();
+        }
+    });
+    img
+}
+
+pub fn trust_dir(ns: &Ns, keys: &Keys) -> PathBuf {
+    let d = ns.dir("trusted-keys");
+    fs::copy(&keys.public, d.join("publisher.pub")).unwrap();
+    d
+}
+
+pub fn update(be: &Path, trust: &Path, url: &str, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "update",
+        url,
+        "--bootext",
+        be.to_str().unwrap(),
+        "--trust-keys",
+        trust.to_str().unwrap(),
+        "--timeout",
+        "10",
+    ];
+    args.extend(extra);
+    overboot(args)
+}
