@@ -89,7 +89,7 @@ pub fn drop_conflicts(apps: Vec<App>) -> (Vec<App>, Vec<Skipped>) {
 pub fn scan(be: &Confined) -> (Vec<App>, Vec<Skipped>) {
     let mut apps = Vec::new();
     let mut skipped = Vec::new();
-    let names = match be.list(APPS_DIR) {
+    let names = match crate::bootext::list_entries(be, APPS_DIR) {
         Ok(n) => n,
         Err(e) => {
             skipped.push(Skipped {

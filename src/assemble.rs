@@ -17,6 +17,7 @@ use crate::sys::confined::Confined;
 use crate::sys::resolve::{self, RootTree, Want};
 use crate::sys::{errno_text, loopdev, mounts};
 use crate::units;
+use crate::verity::boot::{self as verity, VerityRecord};
 use rustix::fd::OwnedFd;
 use rustix::mount::MountAttrFlags;
 use std::path::{Path, PathBuf};
@@ -156,6 +157,15 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     // (or rolls back) on BootExt first (crate::trial).
     let (candidates, trial_reason) = crate::trial_boot::at_boot(&be, &config, &mut state);
     clock.lap(&mut state, "trial");
+    let trust = crate::verify::TrustStore::load(&req.verify.trust_dir);
+    for p in &trust.problems {
+        log::error!("trusted keys: {p}");
+    }
+    let seals = verity::Policy {
+        mode: config.verity,
+        on_error: config.verity_error,
+        trust: &trust,
+    };
     let image_dir = staging.join("image");
     let image = mount_system_image(
         &be,
@@ -163,7 +173,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
         candidates,
         &image_dir,
         &mut state,
-        &req.verify,
+        (&req.verify, &seals),
     )?;
     crate::trial_boot::note_fallback(&mut state, trial_reason);
     clock.lap(&mut state, "system-image");
@@ -171,7 +181,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     // Step 7 (first half): Overlay/ layers, staged read-only.
     // Safe mode (overboot.dirs=0) boots the image as built: no Overlay/, no Units/.
     let layer_dirs = if config.dirs {
-        mount_layers(&be, &staging, &image_dir, &mut state)
+        mount_layers(&be, &staging, &image_dir, &mut state, &seals)
     } else {
         Vec::new()
     };
@@ -200,14 +210,16 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
         found: errno_text(e),
         fix: "this should not happen; report it".into(),
     })?;
-    state.mounts.push(record(
+    let mut system = record(
         "system",
         Some(image.image.clone()),
         IMAGE_AT,
         IMAGE_AT,
         "squashfs",
         true,
-    ));
+    );
+    system.verity = state.booted.as_ref().and_then(|b| b.verity.clone());
+    state.mounts.push(system);
     state.mounts.push(record(
         "overlay",
         Some(upper.describe(&config)),
@@ -241,8 +253,8 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     );
     state.skipped.extend(skipped);
     for m in planned {
-        match overmount(&be, &root, &req.root, &m) {
-            Ok(resolved) => {
+        match overmount(&be, &root, &req.root, &m, &seals) {
+            Ok((resolved, sealed)) => {
                 log::info!(
                     "{} -> {}{}",
                     m.origin,
@@ -260,6 +272,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
                     resolved: resolved.to_string(),
                     kind: kind_name(m.kind).into(),
                     read_only: m.read_only,
+                    verity: sealed,
                 });
             }
             Err(reason) => state.skipped.push(Skipped {
@@ -271,7 +284,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     clock.lap(&mut state, "overmounts");
 
     // Apps/ and Units/, after the overmounts so that no entry hides them.
-    mount_apps(&be, &root, &mut state);
+    mount_apps(&be, &root, &mut state, &seals);
     clock.lap(&mut state, "apps");
     let units = if config.dirs {
         units::scan(&be, &RootTree(&root))
@@ -315,6 +328,7 @@ fn record(
         resolved: resolved.into(),
         kind: kind.into(),
         read_only,
+        verity: None,
     }
 }
 
@@ -360,18 +374,67 @@ fn setup_staging(staging: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A mounted image, detached: the mount, the device it reads, and the seal when it
+/// is sealed (its dm device goes when the mount goes).
+pub(crate) struct ImageMount {
+    pub mnt: OwnedFd,
+    pub dev: String,
+    pub verity: Option<VerityRecord>,
+}
+
+/// Mount the image `name` on BootExt (open as `file`) read-only: through dm-verity
+/// when sealed (crate::verity::boot), else straight from a loop device.
+pub(crate) fn mount_image(
+    be: &Confined,
+    file: &OwnedFd,
+    name: &str,
+    seals: &verity::Policy<'_>,
+) -> Result<ImageMount, String> {
+    let size = rustix::fs::fstat(file)
+        .map_err(|e| format!("{name}: {}", errno_text(e)))?
+        .st_size as u64;
+    let sealed = verity::open(be, name, size, seals)?;
+    mount_checked(file, name, sealed.as_ref(), seals.on_error)
+}
+
+/// Mount `file` (`name` on BootExt) through its checked seal, if any.
+fn mount_checked(
+    file: &OwnedFd,
+    name: &str,
+    sealed: Option<&verity::Sealed>,
+    on_error: crate::verity::format::OnError,
+) -> Result<ImageMount, String> {
+    if let Some(sealed) = sealed {
+        let m = verity::mount(file, name, sealed, on_error)?;
+        log::info!(
+            "{name}: dm-verity {} ({}), root hash {}{}",
+            m.record.device,
+            m.record.name,
+            m.record.root_hash,
+            m.record
+                .signed_by
+                .as_ref()
+                .map(|k| format!(" signed by key {k}"))
+                .unwrap_or_default()
+        );
+        return Ok(ImageMount {
+            mnt: m.mnt,
+            dev: m.record.device.clone(),
+            verity: Some(m.record),
+        });
+    }
+    let (mnt, dev) = mount_loop(file, name)?;
+    Ok(ImageMount {
+        mnt,
+        dev,
+        verity: None,
+    })
+}
+
 /// Attach and mount an image read-only; returns the detached mount.
-pub(crate) fn mount_image(file: &OwnedFd, name: &str) -> Result<(OwnedFd, String), String> {
+fn mount_loop(file: &OwnedFd, name: &str) -> Result<(OwnedFd, String), String> {
     let dev = loopdev::attach(file, name)?;
-    // "ro" makes the superblock read-only, so the kernel opens the device read-only.
-    let mnt = mounts::new_mount(
-        "squashfs",
-        &dev.path,
-        &[("ro", None)],
-        MountAttrFlags::MOUNT_ATTR_RDONLY
-            | MountAttrFlags::MOUNT_ATTR_NODEV
-            | MountAttrFlags::MOUNT_ATTR_NOSUID,
-    )?;
+    let mnt = mounts::squashfs_ro(&dev.path)?;
     // The mount holds the device now; dropping `dev` closes our handle only.
     Ok((mnt, dev.path.clone()))
 }
@@ -382,7 +445,7 @@ fn mount_system_image(
     candidates: Vec<select::Candidate>,
     at: &Path,
     state: &mut State,
-    paths: &crate::verify::Paths,
+    (paths, seals): (&crate::verify::Paths, &verity::Policy<'_>),
 ) -> Result<CheckedImage, Fatal> {
     let target = mounts::open_dir(at).map_err(|e| Fatal {
         what: "the staging directory for the image".into(),
@@ -390,25 +453,29 @@ fn mount_system_image(
         fix: "report this".into(),
     })?;
     // Steps 4 (verification) and 5 (toram): see sys::toram::prepare.
-    let trust = crate::verify::TrustStore::load(&paths.trust_dir);
-    for p in &trust.problems {
-        log::error!("trusted keys: {p}");
-    }
     let opts = crate::sys::toram::Options {
         mode: crate::verify::Mode::from_setting(config.verify),
-        trust: &trust,
+        trust: seals.trust,
         toram: config.toram,
         meminfo: &paths.meminfo,
         boot: state.mode == "boot",
     };
     let selection = select::first_usable(be, candidates, |img| {
-        let prepared = crate::sys::toram::prepare(be, &img.image, &img.file, &opts)?;
+        let size = rustix::fs::fstat(&img.file)
+            .map_err(|e| format!("{}: {}", img.image, errno_text(e)))?
+            .st_size as u64;
+        let mut sealed = verity::open(be, &img.image, size, seals)?;
+        let prepared =
+            crate::sys::toram::prepare(be, &img.image, &img.file, &opts, sealed.is_some())?;
+        if let (Some(s), Some(_)) = (sealed.as_mut(), prepared.ram.as_ref()) {
+            crate::sys::toram::tree_to_ram(s, opts.boot);
+        }
         let backing = prepared.ram.as_ref().unwrap_or(&img.file);
-        let (mnt, dev) =
-            mount_image(backing, &img.image).map_err(|e| format!("{}: {e}", img.image))?;
-        mounts::attach(&mnt, &target)
+        let m = mount_checked(backing, &img.image, sealed.as_ref(), seals.on_error)
+            .map_err(|e| format!("{}: {e}", img.image))?;
+        mounts::attach(&m.mnt, &target)
             .map_err(|e| format!("{}: cannot attach: {}", img.image, errno_text(e)))?;
-        Ok((dev, prepared))
+        Ok((m.dev, m.verity, prepared))
     });
     for a in selection.attempts.iter().filter(|a| !a.ok) {
         log::warn!(
@@ -418,7 +485,7 @@ fn mount_system_image(
         );
     }
     state.attempts.extend(selection.attempts);
-    if let Some((candidate, img, (dev, prepared))) = selection.chosen {
+    if let Some((candidate, img, (dev, sealed, prepared))) = selection.chosen {
         let summary = prepared.verified.summary();
         if !summary.is_empty() {
             log::info!("{}: {summary}", img.image);
@@ -451,6 +518,7 @@ fn mount_system_image(
             loop_device: Some(dev),
             verified: Some(prepared.verified),
             toram: prepared.toram,
+            verity: sealed,
         });
         return Ok(img);
     }
@@ -486,7 +554,13 @@ impl Upper {
 
 /// `Overlay/` layers, in name order, each mounted read-only at `<staging>/l/<n>`;
 /// returns their directories (bottom first). Bad layers are skipped.
-fn mount_layers(be: &Confined, staging: &Path, image_dir: &Path, state: &mut State) -> Vec<String> {
+fn mount_layers(
+    be: &Confined,
+    staging: &Path,
+    image_dir: &Path,
+    state: &mut State,
+    seals: &verity::Policy<'_>,
+) -> Vec<String> {
     let (found, mut skipped) = layers::scan(be);
     let mut dirs = Vec::new();
     if found.is_empty() {
@@ -504,7 +578,7 @@ fn mount_layers(be: &Confined, staging: &Path, image_dir: &Path, state: &mut Sta
     skipped.extend(more);
     for layer in fit {
         let dir = layers::layer_dir(staging_s, dirs.len());
-        match mount_layer(be, &layer, Path::new(&dir)) {
+        match mount_layer(be, &layer, Path::new(&dir), seals) {
             Ok(()) => {
                 log::info!("layer {} ({:?}) at {dir}", layer.source, layer.kind);
                 dirs.push(dir);
@@ -523,7 +597,12 @@ fn mount_layers(be: &Confined, staging: &Path, image_dir: &Path, state: &mut Sta
     dirs
 }
 
-fn mount_layer(be: &Confined, layer: &layers::Layer, at: &Path) -> Result<(), String> {
+fn mount_layer(
+    be: &Confined,
+    layer: &layers::Layer,
+    at: &Path,
+    seals: &verity::Policy<'_>,
+) -> Result<(), String> {
     let src = &layer.source;
     let mnt = match layer.kind {
         layers::LayerKind::Dir => {
@@ -536,7 +615,7 @@ fn mount_layer(be: &Confined, layer: &layers::Layer, at: &Path) -> Result<(), St
             let file = be
                 .open_read(src)
                 .map_err(|e| format!("{src}: {}", errno_text(e)))?;
-            mount_image(&file, src)?.0
+            mount_image(be, &file, src, seals)?.mnt
         }
     };
     std::fs::create_dir(at).map_err(|e| format!("cannot create {}: {e}", at.display()))?;
@@ -664,7 +743,7 @@ fn overlay_root(lower: &str, overlay_dir: &Path, root_fd: &OwnedFd) -> Result<()
 }
 
 /// `Apps/` images, read-only at `/mnt/apps/<name>`; bad ones skipped.
-fn mount_apps(be: &Confined, root: &OwnedFd, state: &mut State) {
+fn mount_apps(be: &Confined, root: &OwnedFd, state: &mut State, seals: &verity::Policy<'_>) {
     let (found, skipped) = crate::apps::scan(be);
     state.skipped.extend(skipped);
     for app in found {
@@ -672,23 +751,25 @@ fn mount_apps(be: &Confined, root: &OwnedFd, state: &mut State) {
             let file = be
                 .open_read(&app.source)
                 .map_err(|e| format!("{}: {}", app.source, errno_text(e)))?;
-            let (mnt, _dev) = mount_image(&file, &app.source)?;
+            let m = mount_image(be, &file, &app.source, seals)?;
             let target = resolve::resolve_target(root, &app.target, Want::Dir)?;
-            mounts::attach(&mnt, &target.fd)
+            mounts::attach(&m.mnt, &target.fd)
                 .map_err(|e| format!("cannot mount on {}: {}", target.real, errno_text(e)))?;
-            Ok::<_, String>(target.real)
+            Ok::<_, String>((target.real, m.verity))
         })();
         match result {
-            Ok(real) => {
+            Ok((real, sealed)) => {
                 log::info!("app {} -> {real}", app.source);
-                state.mounts.push(record(
+                let mut r = record(
                     &app.source,
                     Some(app.source.clone()),
                     &app.target.to_string(),
                     &real.to_string(),
                     "image",
                     true,
-                ));
+                );
+                r.verity = sealed;
+                state.mounts.push(r);
             }
             Err(reason) => state.skipped.push(Skipped {
                 entry: app.source,
@@ -776,7 +857,8 @@ fn overmount(
     root: &OwnedFd,
     root_path: &Path,
     m: &PlannedMount,
-) -> Result<TargetPath, String> {
+    seals: &verity::Policy<'_>,
+) -> Result<(TargetPath, Option<VerityRecord>), String> {
     let want = if m.kind == MountKind::File {
         Want::File
     } else {
@@ -784,6 +866,7 @@ fn overmount(
     };
     let source = m.source.as_deref().unwrap_or("");
     // Prepare the mount before touching the root, so a bad source creates nothing.
+    let mut sealed = None;
     let mnt = match m.kind {
         MountKind::Bind | MountKind::File => {
             let src = be
@@ -800,7 +883,9 @@ fn overmount(
                 rustix::fs::fstat(&file).map_err(|e| format!("{source}: {}", errno_text(e)))?;
             select::read_superblock(&file, st.st_size as u64)
                 .map_err(|e| format!("bad image: {e}"))?;
-            mount_image(&file, source)?.0
+            let image = mount_image(be, &file, source, seals)?;
+            sealed = image.verity;
+            image.mnt
         }
         MountKind::Tmpfs => {
             let size = m.size.as_deref().unwrap_or("10%");
@@ -826,5 +911,5 @@ fn overmount(
             ));
         }
     }
-    Ok(target.real)
+    Ok((target.real, sealed))
 }

@@ -60,10 +60,21 @@ pub fn source_node(be: &Confined, rel: &str, is_image: bool) -> Result<SourceNod
     })
 }
 
+/// The entries of the BootExt directory `dir` (`DIRS`, `Overlay`, `Apps`), without
+/// the seal files beside sealed images (crate::verity).
+pub fn list_entries(be: &Confined, dir: &str) -> Result<Vec<String>, rustix::io::Errno> {
+    let names = be.list(dir)?;
+    Ok(names
+        .iter()
+        .filter(|n| !crate::verity::seal::is_seal_of_listed(n, &names))
+        .cloned()
+        .collect())
+}
+
 /// Every `DIRS/` entry, classified.
 pub fn dirs_entries(be: &Confined) -> Entries {
     let mut out = Entries::default();
-    let names = match be.list(DIRS) {
+    let names = match list_entries(be, DIRS) {
         Ok(names) => names,
         Err(e) => {
             out.skipped.push(Skipped {

@@ -186,6 +186,9 @@ pub struct Settings {
     pub dirs: Option<bool>,
     pub timeout_secs: Option<u32>,
     pub verify: Option<bool>,
+    /// `overboot.verity`: dm-verity where sealed (unset), required (1) or off (0).
+    pub verity: Option<bool>,
+    pub verity_error: Option<crate::verity::format::OnError>,
     pub onfail: Option<OnFail>,
     pub debug: Option<bool>,
     pub init: Option<String>,
@@ -208,6 +211,11 @@ pub struct BootConfig {
     pub timeout_secs: u32,
     /// `None`: verify where a checksum exists.
     pub verify: Option<bool>,
+    /// `None`: dm-verity for images with a `NAME.verity` (crate::verity::boot).
+    pub verity: Option<bool>,
+    /// What a corrupted block does at run time (default EIO).
+    #[serde(serialize_with = "serialize_on_error")]
+    pub verity_error: crate::verity::format::OnError,
     /// `None`: shell if the initramfs has one, else reboot.
     pub onfail: Option<OnFail>,
     pub debug: bool,
@@ -232,6 +240,8 @@ impl Settings {
             dirs: self.dirs.or(lower.dirs),
             timeout_secs: self.timeout_secs.or(lower.timeout_secs),
             verify: self.verify.or(lower.verify),
+            verity: self.verity.or(lower.verity),
+            verity_error: self.verity_error.or(lower.verity_error),
             onfail: self.onfail.or(lower.onfail),
             debug: self.debug.or(lower.debug),
             init: self.init.or(lower.init),
@@ -250,6 +260,8 @@ impl Settings {
             dirs: self.dirs.unwrap_or(true),
             timeout_secs: self.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS),
             verify: self.verify,
+            verity: self.verity,
+            verity_error: self.verity_error.unwrap_or_default(),
             onfail: self.onfail,
             debug: self.debug.unwrap_or(false),
             init: self.init,
@@ -283,12 +295,27 @@ impl Settings {
                     })?)
             }
             "verify" => self.verify = Some(parse_bool(need(value)?)?),
+            "verity" => self.verity = Some(parse_bool(need(value)?)?),
+            "verity-error" => {
+                let v = need(value)?;
+                self.verity_error =
+                    Some(crate::verity::format::OnError::parse(v).ok_or_else(|| {
+                        format!("overboot.verity-error='{v}': expected eio, restart or panic")
+                    })?)
+            }
             "onfail" => self.onfail = Some(OnFail::parse(need(value)?)?),
             "debug" => self.debug = Some(parse_bool(value.unwrap_or("1"))?),
             _ => return Err(format!("unknown parameter overboot.{key}")),
         }
         Ok(())
     }
+}
+
+fn serialize_on_error<S: serde::Serializer>(
+    v: &crate::verity::format::OnError,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(v.name())
 }
 
 fn parse_bool(v: &str) -> Result<bool, String> {
@@ -443,6 +470,14 @@ mod tests {
             ("overboot.timeout=5", |c| c.timeout_secs == 5),
             ("overboot.verify=0", |c| c.verify == Some(false)),
             ("overboot.verify=1", |c| c.verify == Some(true)),
+            ("overboot.verity=1", |c| c.verity == Some(true)),
+            ("overboot.verity=0", |c| c.verity == Some(false)),
+            ("overboot.verity-error=restart", |c| {
+                c.verity_error == crate::verity::format::OnError::Restart
+            }),
+            ("overboot.debug", |c| {
+                c.verity_error == crate::verity::format::OnError::Eio
+            }),
             ("overboot.onfail=poweroff", |c| {
                 c.onfail == Some(OnFail::Poweroff)
             }),
@@ -483,6 +518,10 @@ mod tests {
             ("overboot.bootext=LABEL=", "needs a value"),
             ("overboot.dirs", "needs a value"),
             ("overboot.toram=maybe", "not 0 or 1"),
+            (
+                "overboot.verity-error=reboot",
+                "expected eio, restart or panic",
+            ),
             ("init=sbin/init", "absolute path"),
         ];
         for (line, expected) in table {

@@ -158,7 +158,7 @@ pub fn lowerdir(layer_dirs: &[String], image_dir: &str) -> String {
 pub fn scan(be: &Confined) -> (Vec<Layer>, Vec<Skipped>) {
     let mut layers = Vec::new();
     let mut skipped = Vec::new();
-    let names = match be.list(OVERLAY_DIR) {
+    let names = match crate::bootext::list_entries(be, OVERLAY_DIR) {
         Ok(n) => n,
         Err(e) => {
             skipped.push(Skipped {

@@ -66,21 +66,41 @@ fn read_image(img: &select::CheckedImage) -> Result<ImageTree, String> {
         .map_err(|e| format!("{}: cannot be read: {e}", img.image))
 }
 
-/// The boot's verification (step 4) of one image, without the RAM copy.
+/// The boot's verification (step 4) of one image, without the RAM copy: a sealed
+/// image's seal is checked as the boot checks it (crate::verity::boot::open), and
+/// then, as at boot, the whole-image pass is skipped.
 fn verify(
     be: &Confined,
     img: &select::CheckedImage,
-    verify: Option<bool>,
+    config: &crate::cmdline::BootConfig,
     trust: &crate::verify::TrustStore,
 ) -> Result<crate::verify::Verification, String> {
     let opts = crate::sys::toram::Options {
-        mode: crate::verify::Mode::from_setting(verify),
+        mode: crate::verify::Mode::from_setting(config.verify),
         trust,
         toram: false,
         meminfo: std::path::Path::new("/proc/meminfo"),
         boot: false,
     };
-    Ok(crate::sys::toram::prepare(be, &img.image, &img.file, &opts)?.verified)
+    let seals = crate::verity::boot::Policy {
+        mode: config.verity,
+        on_error: config.verity_error,
+        trust,
+    };
+    let size = rustix::fs::fstat(&img.file)
+        .map_err(|e| format!("{}: {}", img.image, crate::sys::errno_text(e)))?
+        .st_size as u64;
+    let sealed = crate::verity::boot::open(be, &img.image, size, &seals)?;
+    let mut verified =
+        crate::sys::toram::prepare(be, &img.image, &img.file, &opts, sealed.is_some())?.verified;
+    if let Some(s) = sealed {
+        verified.key_id = s.signed_by;
+        verified.signature_file = verified
+            .key_id
+            .as_ref()
+            .map(|_| format!("{}{}", img.image, crate::verity::seal::SIGNATURE_SUFFIX));
+    }
+    Ok(verified)
 }
 
 /// Everything `plan` and `check` compute: image choice and the plan, no mounts.
@@ -89,7 +109,7 @@ pub fn compute(be: &Confined, opts: &Options) -> Preview {
     let (config, manifest) = assemble::configure(be, &opts.cmdline, &mut warnings);
     let candidates = crate::trial_boot::next_boot_order(be, &config.system);
     let selection = select::first_usable(be, candidates, |img| {
-        let verified = verify(be, img, config.verify, &opts.trust)?;
+        let verified = verify(be, img, &config, &opts.trust)?;
         Ok((verified, read_image(img)?))
     });
     let attempts = selection.attempts;
@@ -414,7 +434,7 @@ fn examine(
         path: path.into(),
     };
     let img = select::check(be, &cand)?;
-    let verified = verify(be, &img, config.verify, trust)?;
+    let verified = verify(be, &img, config, trust)?;
     let tree = read_image(&img)?;
     Ok(Examined {
         link: path.into(),

@@ -35,6 +35,9 @@ pub struct Booted {
     /// `overboot.toram`: whether the image runs from RAM, or why not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toram: Option<Toram>,
+    /// The image is sealed and runs from a dm-verity device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verity: Option<crate::verity::boot::VerityRecord>,
 }
 
 /// The toram step of the booted image.
@@ -96,6 +99,9 @@ pub struct MountRecord {
     pub resolved: String,
     pub kind: String,
     pub read_only: bool,
+    /// Mounted from a dm-verity device (a sealed image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verity: Option<crate::verity::boot::VerityRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -169,3 +169,122 @@ fn seal_refuses_a_partial_block_and_sign_binds_the_name() {
     assert!(!sig.exists(), "a stale signature was left behind");
     assert!(run.stderr.contains("removed"), "{}", run.stderr);
 }
+
+/// `overboot seal IMG [--sign KEY]`, required to succeed.
+fn seal(img: &Path, key: Option<&Path>) {
+    let mut args = vec![OsStr::new("seal"), img.as_os_str()];
+    if let Some(k) = key {
+        args.extend([OsStr::new("--sign"), k.as_os_str()]);
+    }
+    overboot(args).expect_code(0);
+}
+
+/// Recovery (not sealed: the host has no device-mapper) booted after active was
+/// refused; returns the reason.
+#[track_caller]
+fn refused(ns: &Ns, b: &BootExt, cmdline: &str, extra: &[&str]) -> String {
+    let a = assemble_args(ns, &b.path, cmdline, extra);
+    a.run.expect_code(0);
+    let st = a.state();
+    assert_eq!(
+        st["booted"]["choice"], "recovery",
+        "{st:#}\n{}",
+        a.run.stderr
+    );
+    assert_eq!(st["fallback"]["from"], "active", "{st:#}");
+    let reason = st["fallback"]["reason"].as_str().unwrap().to_string();
+    a.teardown(ns);
+    reason
+}
+
+/// What the boot refuses before any device-mapper call: a broken seal, an unsigned
+/// or wrongly signed root hash, a missing seal under `overboot.verity=1`. The host
+/// kernel has no device-mapper, so a good seal reaches the dm step and fails there
+/// with a clear message; `overboot.verity=0` ignores the seal and boots.
+#[test]
+fn broken_or_unsigned_seals_are_refused_before_mounting() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let img = b.path.join("System/a.squashfs");
+        seal(&img, None);
+        let hash = beside(&img, ".verity");
+        let good = fs::read(&hash).unwrap();
+
+        // Truncated tree.
+        fs::write(&hash, &good[..4096]).unwrap();
+        let r = refused(ns, &b, "quiet", &[]);
+        assert!(r.contains("a.squashfs.verity is truncated"), "{r}");
+        // Not a superblock.
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        fs::write(&hash, &bad).unwrap();
+        let r = refused(ns, &b, "quiet", &[]);
+        assert!(r.contains("no verity superblock"), "{r}");
+        // A superblock for another size.
+        let mut bad = good.clone();
+        bad[72] ^= 1;
+        fs::write(&hash, &bad).unwrap();
+        let r = refused(ns, &b, "quiet", &[]);
+        assert!(r.contains("belongs to another image"), "{r}");
+        fs::write(&hash, &good).unwrap();
+        // No root hash.
+        let rh = beside(&img, ".roothash");
+        let root = fs::read(&rh).unwrap();
+        fs::remove_file(&rh).unwrap();
+        let r = refused(ns, &b, "quiet", &[]);
+        assert!(r.contains("a.squashfs.roothash is missing"), "{r}");
+        fs::write(&rh, &root).unwrap();
+
+        // The seal is good: only the missing device-mapper stops it, said plainly.
+        let r = refused(ns, &b, "quiet", &[]);
+        assert!(r.contains("/dev/mapper/control"), "{r}");
+        // overboot.verity=0: the seal is ignored, active boots from a loop device.
+        let a = assemble(ns, &b.path, "quiet overboot.verity=0");
+        a.run.expect_code(0);
+        let st = a.state();
+        assert_eq!(st["booted"]["choice"], "active", "{st:#}");
+        assert!(st["booted"]["verity"].is_null(), "{st:#}");
+        a.teardown(ns);
+
+        // overboot.verity=1: an image without a seal is refused (both here).
+        fs::remove_file(&hash).unwrap();
+        let a = assemble(ns, &b.path, "quiet overboot.verity=1");
+        a.run.expect_code(1);
+        assert!(
+            a.run
+                .stderr
+                .contains("overboot.verity=1 and System/a.squashfs is not sealed"),
+            "{}",
+            a.run.stderr
+        );
+        assert!(a.mounts_outside_root().is_empty());
+
+        // Trusted keys: the root hash must be signed by one of them.
+        let keys = ns.dir("keys");
+        let (public, _) = keypair(&keys, "trusted");
+        let (_, other) = keypair(&ns.dir("other"), "other");
+        seal(&img, Some(&other));
+        let r_img = b.path.join("System/r.squashfs");
+        let signed = Command::new("minisign")
+            .arg("-S")
+            .arg("-s")
+            .arg(keys.join("trusted.key"))
+            .arg("-m")
+            .arg(&r_img)
+            .output()
+            .unwrap();
+        assert!(signed.status.success(), "{signed:?}");
+        fs::remove_file(keys.join("trusted.key")).unwrap();
+        let trust = ["--trust-keys", keys.to_str().unwrap()];
+        let r = refused(ns, &b, "quiet", &trust);
+        assert!(
+            r.contains("a.squashfs.roothash.minisig is signed by key") && r.contains("not trusted"),
+            "{r}"
+        );
+        assert!(public.exists());
+        // Sealed without a signature: unsigned, refused.
+        seal(&img, None);
+        let r = refused(ns, &b, "quiet", &trust);
+        assert!(r.contains("roothash is not signed"), "{r}");
+    });
+}

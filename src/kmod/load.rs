@@ -117,6 +117,15 @@ impl fmt::Display for LoadReport {
     }
 }
 
+/// `/lib/modules/<release of the running kernel>`.
+pub fn running_modules_dir() -> std::path::PathBuf {
+    let kver = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    Path::new("/lib/modules").join(kver)
+}
+
 /// Resolve `wanted` (module names or aliases) in `modules_dir` (= `/lib/modules/<kver>`)
 /// and load the result. Never panics; every problem is in the report.
 pub fn load_modules(modules_dir: &Path, wanted: &[&str]) -> LoadReport {

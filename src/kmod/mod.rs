@@ -9,7 +9,10 @@ mod load;
 pub mod modprobe;
 pub mod parse;
 
-pub use load::{LoadReport, ModuleReport, Outcome, cpu_modalias, load_modules, load_resolution};
+pub use load::{
+    LoadReport, ModuleReport, Outcome, cpu_modalias, load_modules, load_resolution,
+    running_modules_dir,
+};
 
 use parse::{Alias, DepEntry, SoftDep};
 use std::collections::{BTreeMap, BTreeSet};
@@ -101,6 +104,13 @@ pub const MODULE_GROUPS: &[ModuleGroup] = &[
         name: "keyboard",
         what: "a USB keyboard for the emergency shell",
         modules: &["xhci_pci", "ehci_pci", "usbhid", "hid_generic"],
+    },
+    ModuleGroup {
+        name: "verity",
+        // dm-verity pulls in dm-mod, dm-bufio and reed_solomon (FEC): ~0.6 MB
+        // uncompressed, too much for the core of a 1 MB initramfs.
+        what: "sealed images (overboot seal): dm-verity and device-mapper",
+        modules: &["dm-verity"],
     },
 ];
 

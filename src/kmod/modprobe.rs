@@ -61,11 +61,7 @@ pub fn main(args: &[String]) -> i32 {
         );
         return 2;
     };
-    let kver = rustix::system::uname()
-        .release()
-        .to_string_lossy()
-        .into_owned();
-    let report = load_modules(&Path::new("/lib/modules").join(kver), &[name]);
+    let report = load_modules(&super::running_modules_dir(), &[name]);
     let wanted_is_there = report.error.is_none()
         && report.failures().next().is_none()
         && report.modules.iter().any(|m| {

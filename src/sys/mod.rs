@@ -3,6 +3,7 @@
 
 pub mod atomic;
 pub mod confined;
+pub mod dm;
 pub mod loopdev;
 pub mod mounts;
 pub mod resolve;

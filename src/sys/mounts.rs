@@ -122,3 +122,16 @@ pub fn open_dir(path: &Path) -> Result<OwnedFd, Errno> {
         rustix::fs::Mode::empty(),
     )
 }
+
+/// A squashfs image on `device`, mounted read-only, `nodev`, `nosuid`, detached.
+/// "ro" makes the superblock read-only, so the kernel opens the device read-only.
+pub fn squashfs_ro(device: &str) -> Result<OwnedFd, String> {
+    new_mount(
+        "squashfs",
+        device,
+        &[("ro", None)],
+        MountAttrFlags::MOUNT_ATTR_RDONLY
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOSUID,
+    )
+}

@@ -660,6 +660,21 @@ pub fn copy_to_ram(
     Ok(InRam { file, allocated })
 }
 
+/// With toram, the tree of a sealed image goes to RAM too, so that nothing the
+/// verity device reads is left on BootExt. When it cannot, the tree is read from
+/// BootExt (a warning: BootExt must stay attached).
+pub fn tree_to_ram(sealed: &mut crate::verity::boot::Sealed, boot: bool) {
+    let len = crate::verity::boot::tree_len(sealed);
+    let name = sealed.hash_file.clone();
+    let mut progress = Progress::new(boot, "toram", &name, len);
+    match copy_to_ram(&sealed.hash, len, &name, None, &mut progress) {
+        Ok(ram) => sealed.hash = ram.file,
+        Err(PassError::Source(e) | PassError::Ram(e)) => {
+            log::warn!("toram: {name} stays on BootExt ({e}); BootExt must stay attached")
+        }
+    }
+}
+
 /// What [`prepare`] needs besides the image.
 pub struct Options<'a> {
     pub mode: crate::verify::Mode,
@@ -684,14 +699,28 @@ pub struct Prepared {
 /// enough RAM, tmpfs failure) the image is verified and booted from BootExt instead,
 /// with a loud warning and the reason in `toram.reason`: an operator who asked for
 /// toram would rather boot from disk than not boot.
+///
+/// A `sealed` image (dm-verity, crate::verity::boot) skips the whole-image pass: its
+/// blocks are checked as they are read.
 pub fn prepare(
     be: &super::confined::Confined,
     image: &str,
     file: &OwnedFd,
     opts: &Options<'_>,
+    sealed: bool,
 ) -> Result<Prepared, String> {
-    let expected =
-        crate::verify::prepare(image, opts.mode, opts.trust, &|p| be.read_small(p, 1 << 20))?;
+    let expected = if sealed {
+        crate::verify::Expected {
+            sha256: None,
+            signature: None,
+            note: Some(
+                "whole-image hash skipped: sealed, dm-verity checks each block as it is read"
+                    .into(),
+            ),
+        }
+    } else {
+        crate::verify::prepare(image, opts.mode, opts.trust, &|p| be.read_small(p, 1 << 20))?
+    };
     let st = rustix::fs::fstat(file).map_err(|e| format!("{image}: {}", errno_text(e)))?;
     let size = st.st_size as u64;
     let mut toram = None;

@@ -290,10 +290,11 @@ pub fn hex(bytes: &[u8]) -> String {
 /// (`overboot.verity-error=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnError {
-    /// The read fails with EIO.
+    /// The read fails with EIO (the default: a restart would find the same block
+    /// at the next boot and could loop; the kernel logs the block either way).
+    #[default]
     Eio,
     /// The kernel restarts the machine (`restart_on_corruption`).
-    #[default]
     Restart,
     /// The kernel panics (`panic_on_corruption`).
     Panic,
@@ -421,6 +422,7 @@ mod tests {
             salt: vec![0xab],
         };
         let (sectors, p) = table(&sb, "7:0", "7:1", &[0x11; 32], OnError::Restart);
+        assert_eq!(OnError::default(), OnError::Eio);
         assert_eq!(sectors, 2048);
         assert_eq!(
             p,

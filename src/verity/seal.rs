@@ -22,6 +22,15 @@ pub const VERITY_SUFFIX: &str = ".verity";
 pub const ROOTHASH_SUFFIX: &str = ".roothash";
 pub const SIGNATURE_SUFFIX: &str = ".roothash.minisig";
 
+/// Whether `name` is the seal of another entry of the same listing (`X.verity`,
+/// `X.roothash`, `X.roothash.minisig` beside `X`): part of `X`, not an entry.
+pub fn is_seal_of_listed(name: &str, listing: &[String]) -> bool {
+    [SIGNATURE_SUFFIX, VERITY_SUFFIX, ROOTHASH_SUFFIX]
+        .iter()
+        .filter_map(|s| name.strip_suffix(s))
+        .any(|base| listing.iter().any(|n| n == base))
+}
+
 /// What sealing made.
 pub struct Sealed {
     pub root: String,
@@ -231,5 +240,25 @@ beside IMAGE; with --sign, also IMAGE.roothash.minisig (runs minisign -S).";
             eprintln!("overboot seal: {e}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_files_belong_to_their_image() {
+        let listing: Vec<String> = ["DIR_a.squashfs", "DIR_a.squashfs.verity", "x.verity"]
+            .map(String::from)
+            .to_vec();
+        assert!(is_seal_of_listed("DIR_a.squashfs.verity", &listing));
+        assert!(is_seal_of_listed("DIR_a.squashfs.roothash", &listing));
+        assert!(is_seal_of_listed(
+            "DIR_a.squashfs.roothash.minisig",
+            &listing
+        ));
+        assert!(!is_seal_of_listed("x.verity", &listing), "no x beside it");
+        assert!(!is_seal_of_listed("DIR_a.squashfs", &listing));
     }
 }

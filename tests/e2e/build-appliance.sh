@@ -85,6 +85,15 @@ for f in /etc/hostname /etc/ssh/marker /opt/tools/marker; do
     if [ -f "$f" ]; then m "file $f=$(cat "$f")"; else m "file $f missing"; fi
 done
 if touch /.overboot-e2e-write 2>/dev/null; then m "root writable"; else m "root read-only"; fi
+# e2e.read=PATH on the command line (repeatable): read the whole file, report errors.
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        e2e.read=*)
+            f=${arg#e2e.read=}
+            if err=$(cat "$f" 2>&1 >/dev/null); then m "read $f ok"; else m "read $f failed: $err"; fi
+            ;;
+    esac
+done
 if [ -f /run/overboot/state.json ]; then
     m "state begin"
     cat /run/overboot/state.json

@@ -1,0 +1,230 @@
+//! A sealed image at boot: `NAME.verity` beside `NAME` on BootExt. Before mounting,
+//! [`open`] reads and checks the superblock against the image, the size of the tree,
+//! `NAME.roothash`, and its signature `NAME.roothash.minisig` when trusted keys are
+//! baked in (the same policy as whole-image signatures, `crate::verify`). Then
+//! [`mount`] attaches image and tree read-only to loop devices, creates the dm-verity
+//! device over them and mounts squashfs from it: every block read is checked against
+//! the tree, so the whole-image SHA-256 pass is not needed.
+//!
+//! `overboot.verity=`: unset uses verity where `NAME.verity` exists; `1` refuses an
+//! image without one; `0` ignores `.verity` files. `overboot.verity-error=` is what a
+//! corrupted block does once the system runs (format::OnError).
+
+use super::format::{self, BLOCK, Layout, OnError, Superblock};
+use crate::sys::confined::Confined;
+use crate::sys::{dm, errno_text, loopdev, mounts};
+use crate::verify::{Mode, Sha256Digest, TrustStore};
+use rustix::fd::OwnedFd;
+use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+
+/// What the boot does with `.verity` files.
+pub struct Policy<'a> {
+    /// `overboot.verity`: `None` where sealed, `Some(true)` required, `Some(false)` off.
+    pub mode: Option<bool>,
+    pub on_error: OnError,
+    pub trust: &'a TrustStore,
+}
+
+/// The verity state of a mounted image, for `state.json` and `overboot status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct VerityRecord {
+    /// `/dev/dm-N`.
+    pub device: String,
+    /// The device-mapper name (`dmsetup ls`).
+    pub name: String,
+    pub root_hash: String,
+    /// The hash tree file, relative to BootExt.
+    pub hash_file: String,
+    /// The trusted key that signed the root hash, if keys are baked in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
+    /// `overboot.verity-error`: what a corrupted block does at run time.
+    pub on_error: String,
+}
+
+/// A sealed image whose tree and root hash passed the checks.
+pub struct Sealed {
+    pub superblock: Superblock,
+    pub root: [u8; 32],
+    /// The open `NAME.verity` (replaced by its RAM copy with toram).
+    pub hash: OwnedFd,
+    pub hash_file: String,
+    pub signed_by: Option<String>,
+}
+
+/// Check `image`'s seal (`size`: the image's bytes). `Ok(None)`: not sealed and not
+/// required, mount it as before. `Err`: the image is refused, in operator words.
+pub fn open(
+    be: &Confined,
+    image: &str,
+    size: u64,
+    policy: &Policy<'_>,
+) -> Result<Option<Sealed>, String> {
+    if policy.mode == Some(false) {
+        return Ok(None);
+    }
+    let hash_file = format!("{image}{}", super::seal::VERITY_SUFFIX);
+    let hash = match be.open_read(&hash_file) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) if policy.mode.is_none() => return Ok(None),
+        Err(Errno::NOENT) => {
+            return Err(format!(
+                "overboot.verity=1 and {image} is not sealed ({hash_file} missing); seal it with: overboot seal {image}"
+            ));
+        }
+        Err(e) => return Err(format!("{hash_file}: {}", errno_text(e))),
+    };
+    let mut head = [0u8; format::SUPERBLOCK_LEN];
+    let got = rustix::io::pread(&hash, &mut head, 0)
+        .map_err(|e| format!("cannot read {hash_file}: {}", errno_text(e)))?;
+    let superblock = Superblock::parse(&head[..got], &hash_file)?;
+    let blocks = format::data_blocks(size, image)?;
+    if superblock.data_blocks != blocks {
+        return Err(format!(
+            "{hash_file} seals {} blocks but {image} has {blocks}: it belongs to another image; seal again with: overboot seal {image}",
+            superblock.data_blocks
+        ));
+    }
+    let need = Layout::new(blocks)?.file_len();
+    let have = rustix::fs::fstat(&hash)
+        .map_err(|e| format!("{hash_file}: {}", errno_text(e)))?
+        .st_size as u64;
+    if have < need {
+        return Err(format!(
+            "{hash_file} is truncated: {have} bytes, its tree needs {need}; copy it again or seal again with: overboot seal {image}"
+        ));
+    }
+    let roothash_file = format!("{image}{}", super::seal::ROOTHASH_SUFFIX);
+    let text = be.read_small(&roothash_file, 4096)?.ok_or_else(|| {
+        format!("{image} is sealed but {roothash_file} is missing; seal again with: overboot seal {image}")
+    })?;
+    let root = Sha256Digest::parse_hex(text.trim()).ok_or_else(|| {
+        format!(
+            "{roothash_file} is not a SHA-256 root hash (64 hex digits); seal again with: overboot seal {image}"
+        )
+    })?;
+    let signed_by = check_signature(be, &roothash_file, &text, policy.trust)?;
+    Ok(Some(Sealed {
+        superblock,
+        root: root.0,
+        hash,
+        hash_file,
+        signed_by,
+    }))
+}
+
+/// With trusted keys, `NAME.roothash.minisig` must sign the root hash file: the same
+/// rules and messages as a signed image (`crate::verify`), applied to the small file.
+fn check_signature(
+    be: &Confined,
+    roothash_file: &str,
+    text: &str,
+    trust: &TrustStore,
+) -> Result<Option<String>, String> {
+    if !trust.enforcing() {
+        return Ok(None);
+    }
+    let read = |p: &str| be.read_small(p, 1 << 16);
+    let expected = crate::verify::prepare(roothash_file, Mode::Skip, trust, &read)?;
+    let mut digest = expected.digester()?;
+    digest.update(text.as_bytes());
+    Ok(digest.finish(roothash_file)?.key_id)
+}
+
+/// A device-mapper name for `image`: `overboot-` and the path with `/` as `-`.
+pub fn dm_name(image: &str) -> String {
+    let tail: String = image
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '/' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut name = format!("overboot-{tail}");
+    name.truncate(120);
+    name
+}
+
+/// A mounted sealed image: the detached squashfs mount and its dm device (dropping
+/// it lets the device go when the mount goes).
+pub struct Mounted {
+    pub mnt: OwnedFd,
+    pub device: dm::Device,
+    pub record: VerityRecord,
+}
+
+/// Attach `data` (the image, `image` on BootExt) and the tree read-only, create the
+/// dm-verity device, and mount squashfs from it.
+pub fn mount(
+    data: &OwnedFd,
+    image: &str,
+    sealed: &Sealed,
+    on_error: OnError,
+) -> Result<Mounted, String> {
+    let data_loop = loopdev::attach(data, image)?;
+    let hash_loop = loopdev::attach(&sealed.hash, &sealed.hash_file)?;
+    let (sectors, params) = format::table(
+        &sealed.superblock,
+        &data_loop.path,
+        &hash_loop.path,
+        &sealed.root,
+        on_error,
+    );
+    let name = dm_name(image);
+    load_dm_verity();
+    let device = dm::create(&name, "verity", sectors, &params)?;
+    // The device holds both loop devices now; ours close on return.
+    let mnt = mounts::squashfs_ro(&device.path)
+        .map_err(|e| format!("{e} (from {}, verity over {image})", device.path))?;
+    let record = VerityRecord {
+        device: device.path.clone(),
+        name,
+        root_hash: format::hex(&sealed.root),
+        hash_file: sealed.hash_file.clone(),
+        signed_by: sealed.signed_by.clone(),
+        on_error: on_error.name().into(),
+    };
+    Ok(Mounted {
+        mnt,
+        device,
+        record,
+    })
+}
+
+/// dm-verity is a module in most kernels (Debian's), and nothing asks for it before
+/// the first sealed image: load it and what it needs, once. A failure is logged;
+/// the device-mapper call that follows says what is missing.
+fn load_dm_verity() {
+    if std::path::Path::new("/sys/module/dm_verity").exists() {
+        return;
+    }
+    let report = crate::kmod::load_modules(&crate::kmod::running_modules_dir(), &["dm-verity"]);
+    if !report.all_ok() {
+        log::warn!("loading dm-verity: {report}");
+    }
+}
+
+/// Bytes of the tree file to copy for toram (the superblock's block and the tree).
+pub fn tree_len(sealed: &Sealed) -> u64 {
+    Layout::new(sealed.superblock.data_blocks)
+        .map(|l| l.file_len())
+        .unwrap_or(BLOCK as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dm_names_are_flat_and_bounded() {
+        assert_eq!(
+            dm_name("System/sys 1.squashfs"),
+            "overboot-System-sys-1.squashfs"
+        );
+        assert_eq!(dm_name(&"x".repeat(300)).len(), 120);
+    }
+}
