@@ -432,7 +432,7 @@ fn mount_checked(
 }
 
 /// Attach and mount an image read-only; returns the detached mount.
-fn mount_loop(file: &OwnedFd, name: &str) -> Result<(OwnedFd, String), String> {
+pub(crate) fn mount_loop(file: &OwnedFd, name: &str) -> Result<(OwnedFd, String), String> {
     let dev = loopdev::attach(file, name)?;
     let mnt = mounts::squashfs_ro(&dev.path)?;
     // The mount holds the device now; dropping `dev` closes our handle only.

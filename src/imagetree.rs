@@ -99,7 +99,7 @@ impl ImageTree {
 
     /// Read through a real read-only loop mount that is never attached anywhere.
     pub fn through_kernel(file: &OwnedFd, name: &str) -> Result<ImageTree, String> {
-        let (mnt, _dev) = crate::assemble::mount_image(file, name)?;
+        let (mnt, _dev) = crate::assemble::mount_loop(file, name)?;
         let mut nodes = HashMap::new();
         walk(&mnt, &mut nodes)?;
         // Dropping `mnt` unmounts it; the autoclear loop device goes with it.
