@@ -14,8 +14,8 @@ overboot: early-boot overlay assembler for read-only appliance systems
 
 usage:
   overboot assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE] [--run-dir DIR]
-  overboot plan --bootext DIR [--cmdline STR] [--trust-keys DIR] [--json]
-  overboot check DIR [--trust-keys DIR]
+  overboot plan --bootext DIR [--cmdline STR] [--trust-keys DIR] [--initramfs FILE] [--json]
+  overboot check DIR [--trust-keys DIR] [--initramfs FILE]
   overboot status [--json] [--state FILE]
   overboot set-active IMAGE [--tries N] [--bootext DIR] [--trust-keys DIR] [--force]
   overboot bless [--bootext DIR] [--state FILE]
@@ -76,20 +76,22 @@ ROOT, make the DIRS/ and manifest overmounts, publish BootExt, image and overlay
   --run-dir DIR   where Units/ are installed, as DIR/systemd/system/ (default: /run)";
 
 const PLAN_USAGE: &str = "\
-usage: overboot plan --bootext DIR [--cmdline STR] [--trust-keys DIR] [--json]
+usage: overboot plan --bootext DIR [--cmdline STR] [--trust-keys DIR] [--initramfs FILE] [--json]
 
 Print the ordered mount plan for the BootExt tree DIR; mounts nothing. The image is
 chosen and verified as the boot does, and names are decoded against it, read through
 a detached read-only loop mount (as root) or in user space.
-  --trust-keys DIR  the keys the boot's initramfs trusts (*.pub; default: /etc/overboot/trusted-keys)";
+  --trust-keys DIR  the keys the boot's initramfs trusts (*.pub; default: /etc/overboot/trusted-keys)
+  --initramfs FILE  the initramfs that will boot: its keys are trusted (any compression)";
 
 const CHECK_USAGE: &str = "\
-usage: overboot check DIR [--trust-keys DIR]
+usage: overboot check DIR [--trust-keys DIR] [--initramfs FILE]
 
 Validate a BootExt tree: System links and images (verified as the boot does), DIRS/
 names and their decoded targets, conflicts, the manifest. One line per problem; exit 1
 if any is an error: whatever the boot would refuse, drop or skip.
-  --trust-keys DIR  the keys the boot's initramfs trusts (*.pub; default: /etc/overboot/trusted-keys)";
+  --trust-keys DIR  the keys the boot's initramfs trusts (*.pub; default: /etc/overboot/trusted-keys)
+  --initramfs FILE  the initramfs that will boot: its keys are trusted (any compression)";
 
 /// A parsed option list: flags that take a value, and switches.
 pub(crate) struct Args {
@@ -242,6 +244,18 @@ fn open_bootext(dir: &str) -> Result<Confined, i32> {
     })
 }
 
+/// `--trust-keys DIR` and `--initramfs FILE`: the keys the boot will trust.
+fn trust_of(a: &Args) -> Result<crate::verify::TrustStore, i32> {
+    preview::trust_from(
+        a.value("--trust-keys").map(std::path::Path::new),
+        a.value("--initramfs").map(std::path::Path::new),
+    )
+    .map_err(|e| {
+        eprintln!("overboot: --initramfs: {e}");
+        1
+    })
+}
+
 pub fn plan_main(args: &[String]) -> i32 {
     if help_asked(args) {
         println!("{PLAN_USAGE}");
@@ -262,11 +276,13 @@ pub fn plan_main(args: &[String]) -> i32 {
         Ok(be) => be,
         Err(code) => return code,
     };
+    let trust = match trust_of(&a) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let opts = preview::Options {
         cmdline: cmdline_or_proc(&a),
-        trust: crate::verify::TrustStore::load(std::path::Path::new(
-            a.value("--trust-keys").unwrap_or(crate::verify::TRUST_DIR),
-        )),
+        trust,
     };
     let out = preview::compute(&be, &opts);
     if a.has("--json") {
@@ -298,7 +314,7 @@ pub fn check_main(args: &[String]) -> i32 {
         println!("{CHECK_USAGE}");
         return 0;
     }
-    let a = match parse_args(args, &["--trust-keys"], &[]) {
+    let a = match parse_args(args, &["--trust-keys", "--initramfs"], &[]) {
         Ok(a) => a,
         Err(e) => return usage_error(&e, CHECK_USAGE),
     };
@@ -309,9 +325,10 @@ pub fn check_main(args: &[String]) -> i32 {
         Ok(be) => be,
         Err(code) => return code,
     };
-    let trust = crate::verify::TrustStore::load(std::path::Path::new(
-        a.value("--trust-keys").unwrap_or(crate::verify::TRUST_DIR),
-    ));
+    let trust = match trust_of(&a) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
     let report = preview::check(&be, trust);
     print!("{}", report.render());
     if report.errors.is_empty() { 0 } else { 1 }

@@ -58,6 +58,28 @@ pub struct Options {
     pub trust: crate::verify::TrustStore,
 }
 
+/// The keys the boot will trust: those of an initramfs (`--initramfs FILE`, read
+/// from its cpio) and of a directory (`--trust-keys DIR`); with neither, the
+/// directory the boot reads ([`crate::verify::TRUST_DIR`]).
+pub fn trust_from(
+    keys_dir: Option<&std::path::Path>,
+    initramfs: Option<&std::path::Path>,
+) -> Result<crate::verify::TrustStore, String> {
+    let mut store = match (keys_dir, initramfs) {
+        (Some(dir), _) => crate::verify::TrustStore::load(dir),
+        (None, Some(_)) => Default::default(),
+        (None, None) => {
+            crate::verify::TrustStore::load(std::path::Path::new(crate::verify::TRUST_DIR))
+        }
+    };
+    if let Some(file) = initramfs {
+        let more = crate::initramfs::keys::trusted_keys(file)?;
+        store.keys.extend(more.keys);
+        store.problems.extend(more.problems);
+    }
+    Ok(store)
+}
+
 /// Read the image a candidate names, as the boot would mount it. An image that
 /// cannot be read is a failed attempt, as a mount failure is at boot: names are
 /// never decoded against a guess.

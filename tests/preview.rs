@@ -382,19 +382,138 @@ fn set_active_refuses_what_would_not_boot() {
             run.all()
         );
         assert_eq!(active_link(&b), "n.squashfs");
-        sh(
-            "minisign",
-            &[
-                OsStr::new("-S"),
-                OsStr::new("-s"),
-                secret.as_os_str(),
-                OsStr::new("-m"),
-                b.path.join("System/r.squashfs").as_os_str(),
-            ],
-        );
+        sign(&secret, &b.path.join("System/r.squashfs"));
         let run = set_active(&b, &with_keys);
         run.expect_code(0);
         assert!(run.stdout.contains("signature ok"), "{}", run.all());
         assert_eq!(active_link(&b), "r.squashfs");
+    });
+}
+
+/// The kernel modules tree `tests/kernel/fetch` provides (Debian's stock kernel).
+fn modules_dir() -> std::path::PathBuf {
+    let top = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(top.join("tests/kernel/fetch"))
+        .output()
+        .expect("tests/kernel/fetch");
+    assert!(out.status.success(), "fetch: {out:?}");
+    let kdir = std::path::PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let kver = kdir.file_name().unwrap().to_owned();
+    kdir.join("root/lib/modules").join(kver)
+}
+
+/// `mkinitramfs -o OUT --modules ext4` with busybox standing in for /init, and
+/// more arguments.
+fn mkinitramfs(out: &Path, modules: &Path, extra: &[&OsStr]) {
+    let mut args = vec![
+        OsStr::new("mkinitramfs"),
+        OsStr::new("-o"),
+        out.as_os_str(),
+        OsStr::new("--modules-dir"),
+        modules.as_os_str(),
+        OsStr::new("--modules"),
+        OsStr::new("ext4"),
+        OsStr::new("--binary"),
+        OsStr::new("/bin/busybox"),
+    ];
+    args.extend_from_slice(extra);
+    overboot(args).expect_code(0);
+}
+
+/// `check --initramfs FILE` judges BootExt with the keys of the initramfs that will
+/// boot, read from its cpio in every compression the kernel unpacks (gzip written by
+/// mkinitramfs; xz, zstd and lz4 by their tools from mkinitramfs' uncompressed
+/// archive, at fast levels: the same streams, quicker to make): an unsigned image is
+/// an error exactly when that initramfs carries a key.
+#[test]
+fn check_uses_the_keys_of_the_initramfs() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let keys = ns.dir("keys");
+        let (public, secret) = keypair(&keys, "site");
+        sign(&secret, &b.path.join("System/r.squashfs"));
+        let modules = modules_dir();
+        let check_with = |initrd: &Path| {
+            overboot([
+                OsStr::new("check"),
+                b.path.as_os_str(),
+                OsStr::new("--initramfs"),
+                initrd.as_os_str(),
+            ])
+        };
+        let dir = ns.dir("initrd");
+        let with_key = [OsStr::new("--trust-key"), public.as_os_str()];
+        let none = dir.join("initrd-none.img");
+        mkinitramfs(
+            &none,
+            &modules,
+            &[
+                &with_key[..],
+                &[OsStr::new("--compress"), OsStr::new("none")],
+            ]
+            .concat(),
+        );
+        let gzip = dir.join("initrd-gzip.img");
+        mkinitramfs(
+            &gzip,
+            &modules,
+            &[
+                &with_key[..],
+                &[OsStr::new("--compress"), OsStr::new("gzip")],
+            ]
+            .concat(),
+        );
+        let mut initrds = vec![none.clone(), gzip];
+        for (tool, args) in [
+            ("xz", ["-0", "--check=crc32", "-c"]),
+            ("zstd", ["-1", "-q", "-c"]),
+            ("lz4", ["-l", "-q", "-c"]),
+        ] {
+            let out = std::process::Command::new(tool)
+                .args(args)
+                .arg(&none)
+                .output()
+                .unwrap_or_else(|e| panic!("{tool}: {e}"));
+            assert!(out.status.success(), "{tool}: {out:?}");
+            let file = dir.join(format!("initrd-{tool}.img"));
+            fs::write(&file, out.stdout).unwrap();
+            initrds.push(file);
+        }
+        for initrd in &initrds {
+            let run = check_with(initrd);
+            run.expect_code(1);
+            assert!(
+                run.stdout
+                    .lines()
+                    .any(|l| l.starts_with("error: ") && l.contains("a.squashfs.minisig")),
+                "{}: {}",
+                initrd.display(),
+                run.all()
+            );
+            assert!(
+                run.stdout
+                    .contains("System/recovery-system -> System/r.squashfs")
+                    && run.stdout.contains("signature ok"),
+                "{}: {}",
+                initrd.display(),
+                run.all()
+            );
+        }
+        // Signed as well: the initramfs's key accepts both images.
+        sign(&secret, &b.path.join("System/a.squashfs"));
+        check_with(&none).expect_code(0);
+        // Without keys in the initramfs nothing is enforced, as at boot.
+        let plain = dir.join("plain.img");
+        mkinitramfs(
+            &plain,
+            &modules,
+            &[OsStr::new("--compress"), OsStr::new("none")],
+        );
+        check_with(&plain).expect_code(0);
+        let bad = dir.join("bad.img");
+        fs::write(&bad, b"not an initramfs").unwrap();
+        let run = check_with(&bad);
+        run.expect_code(1);
+        assert!(run.stderr.contains("--initramfs"), "{}", run.all());
     });
 }

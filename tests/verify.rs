@@ -6,7 +6,6 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,20 +34,6 @@ fn sidecar(img: &Path) {
     let mut p = img.as_os_str().to_owned();
     p.push(".sha256");
     fs::write(PathBuf::from(p), sha256sum_line(img)).unwrap();
-}
-
-/// `minisign -S`: writes `IMG.minisig`.
-fn sign(secret: &Path, img: &Path) {
-    sh(
-        "minisign",
-        &[
-            OsStr::new("-S"),
-            OsStr::new("-s"),
-            secret.as_os_str(),
-            OsStr::new("-m"),
-            img.as_os_str(),
-        ],
-    );
 }
 
 fn sig_path(img: &Path) -> PathBuf {

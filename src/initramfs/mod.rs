@@ -9,6 +9,7 @@
 
 pub mod cpio;
 pub mod elf;
+pub mod keys;
 
 use crate::kmod::{MODULE_GROUPS, ModuleIndex, Resolution, modules_for, parse};
 use cpio::{Archive, Kind};
@@ -586,7 +587,7 @@ pub fn compress(data: &[u8], c: Compression) -> Result<Vec<u8>, String> {
     }
 }
 
-fn pipe(cmd: &str, args: &[&str], data: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn pipe(cmd: &str, args: &[&str], data: &[u8]) -> Result<Vec<u8>, String> {
     let mut child = Command::new(cmd)
         .args(args)
         .stdin(Stdio::piped())

@@ -934,6 +934,20 @@ pub fn tree_snapshot(dir: &Path) -> std::collections::BTreeMap<String, String> {
     out
 }
 
+/// `minisign -S`: writes `FILE.minisig`, signed with `secret`.
+pub fn sign(secret: &Path, file: &Path) {
+    sh(
+        "minisign",
+        &[
+            OsStr::new("-S"),
+            OsStr::new("-s"),
+            secret.as_os_str(),
+            OsStr::new("-m"),
+            file.as_os_str(),
+        ],
+    );
+}
+
 /// A minisign key pair (no password) in `dir`: (public, secret).
 pub fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let p = dir.join(format!("{name}.pub"));
