@@ -3,15 +3,16 @@
 //! Pure modules (data in, data out, unit-tested without root): `cmdline`,
 //! `manifest`, `names`, `superblock`, `plan`, `state`. The thin layer that touches
 //! the kernel lives in `sys`. `select` and `bootext` read BootExt through it;
-//! `assemble` runs a plan with it; `cli` is the command-line front end.
+//! `assemble` runs a plan with it; `command` is what the two binaries share on their
+//! command lines (the `overboot` binary declares its own in `src/cli/`).
 
 pub mod apps;
 pub mod assemble;
 pub mod boot;
 pub mod bootext;
 pub mod chunks;
-pub mod cli;
 pub mod cmdline;
+pub mod command;
 pub mod imagetree;
 pub mod initramfs;
 pub mod kmod;

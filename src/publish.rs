@@ -11,23 +11,10 @@
 //! renamed, so a server never serves half a file.
 
 use crate::chunks;
-use crate::cli::{Args, help_asked, parse_args, usage_error};
 use crate::verify::{self, ChecksumEntry, SUMS_FILE, Sha256Digest};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-
-pub const USAGE: &str = "\
-usage: overboot publish IMAGE... --sign SECRET.key -o DIR
-
-Write DIR for any HTTP server to serve to `overboot update`: each IMAGE with its
-minisign signature (NAME.minisig), its chunk index (NAME.chunks, for downloads of
-only what changed), NAME.verity and NAME.roothash when they lie beside it, and a
-signed SHA256SUMS (+ SHA256SUMS.minisig) listing them all, merged with the one
-already in DIR.
-  --sign FILE   minisign secret key (minisign -G; encrypted keys take their
-                password from $OVERBOOT_SIGN_PASSWORD)
-  -o DIR        the directory to publish into (created if missing)";
 
 /// Files published beside an image when they lie beside it (dm-verity sealing).
 const COMPANIONS: &[&str] = &[".verity", ".roothash", ".roothash.minisig"];
@@ -37,23 +24,10 @@ const SECRET_KEY_BYTES: usize = 2 + 2 + 2 + 32 + 8 + 8 + 8 + 64 + 32;
 /// The environment variable holding the password of an encrypted secret key.
 const PASSWORD_ENV: &str = "OVERBOOT_SIGN_PASSWORD";
 
-pub fn main(args: &[String]) -> i32 {
-    if help_asked(args) {
-        println!("{USAGE}");
-        return 0;
-    }
-    let a: Args = match parse_args(args, &["--sign", "-o"], &[]) {
-        Ok(a) => a,
-        Err(e) => return usage_error(&e, USAGE),
-    };
-    let (Some(key), Some(out)) = (a.value("--sign"), a.value("-o")) else {
-        return usage_error("--sign and -o are required", USAGE);
-    };
-    if a.positional.is_empty() {
-        return usage_error("give at least one IMAGE", USAGE);
-    }
-    let images: Vec<PathBuf> = a.positional.iter().map(PathBuf::from).collect();
-    match run(&images, Path::new(key), Path::new(out)) {
+/// The `publish` command: publish, then one line per file set written. Exit code 0
+/// or 1.
+pub fn execute(images: &[PathBuf], key: &Path, out: &Path) -> i32 {
+    match run(images, key, out) {
         Ok(lines) => {
             for l in lines {
                 println!("overboot: {l}");

@@ -1,7 +1,7 @@
 //! Trial updates, the side that touches BootExt: the countdown a boot runs before
 //! the image is selected ([`at_boot`]), and the reading and writing of `System/` that
-//! the boot and the commands (`crate::cli::trial`) share ([`read_disk`],
-//! [`apply_steps`]). The decisions are made by the pure [`crate::trial`]; this module
+//! the boot and the commands (`set-active`, `bless`, `rollback`, `update`) share
+//! ([`read_disk`], [`apply_steps`], [`decide_set_active`]). The decisions are made by the pure [`crate::trial`]; this module
 //! reads `System/` through [`Confined`] (openat2 beneath BootExt) and carries out the
 //! steps with [`crate::sys::atomic`] on the `System/` directory descriptor.
 
@@ -13,6 +13,8 @@ use crate::sys::confined::Confined;
 use crate::sys::errno_text;
 use crate::trial::{self, Disk, First, Slot, Step};
 use rustix::fd::OwnedFd;
+use rustix::fs::FileType;
+use rustix::io::Errno;
 
 /// `System/NAME`, relative to BootExt.
 pub fn rel(name: &str) -> String {
@@ -176,4 +178,54 @@ pub fn note_fallback(state: &mut State, reason: Option<String>) {
         from: "active".into(),
         reason,
     });
+}
+
+/// Whether `System/NAME` is an image the boot can select: a regular file (not a
+/// link) whose superblock passes [`select::check`].
+pub fn check_image(be: &Confined, name: &str) -> Result<(), String> {
+    let path = rel(name);
+    match be.lstat_type(&path) {
+        Ok(FileType::RegularFile) => {}
+        Ok(FileType::Symlink) => {
+            return Err(format!(
+                "{path} is a symlink; give the image file itself (the link targets overboot writes are plain names in System/)"
+            ));
+        }
+        Ok(_) => return Err(format!("{path} is not a regular file")),
+        Err(Errno::NOENT) => {
+            return Err(format!(
+                "{path} does not exist on BootExt ({}): copy the image there first",
+                be.path.display()
+            ));
+        }
+        Err(e) => return Err(format!("{path}: {}", errno_text(e))),
+    }
+    select::check(
+        be,
+        &Candidate {
+            choice: "named",
+            path,
+        },
+    )
+    .map(|_| ())
+}
+
+/// The steps that make `System/NAME` active (a trial of `tries` boots when given),
+/// after checking the image. Shared by `set-active` and `update`.
+pub fn decide_set_active(
+    be: &Confined,
+    name: &str,
+    tries: Option<u32>,
+) -> Result<(Vec<Step>, String), String> {
+    check_image(be, name)?;
+    let disk = read_disk(be);
+    let active_ok = select::check(
+        be,
+        &Candidate {
+            choice: "active",
+            path: select::ACTIVE_LINK.into(),
+        },
+    )
+    .is_ok();
+    trial::set_active(&disk, name, tries, active_ok)
 }

@@ -182,13 +182,18 @@ pub fn main(args: &[String]) -> i32 {
             return 2;
         }
     };
-    match run(&opts) {
+    execute(&opts)
+}
+
+/// The `mkuki` command: build, then say what was built. Exit code 0 or 1.
+pub fn execute(opts: &Options) -> i32 {
+    match run(opts) {
         Ok(summary) => {
             println!("{summary}");
             0
         }
         Err(e) => {
-            eprintln!("overboot mkuki: {e}");
+            eprintln!("overboot: mkuki: {e}");
             1
         }
     }

@@ -183,7 +183,10 @@ fn package_holds_every_file_in_its_place_and_runs() {
     let root = dir.join("root");
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
     let help = run(Command::new(root.join("usr/bin/overboot")).arg("--help"));
-    assert!(help.contains("overboot assemble"), "{help}");
+    assert!(
+        help.contains("Usage: overboot <COMMAND>") && help.contains("assemble"),
+        "{help}"
+    );
     let version = run(Command::new(root.join("usr/bin/overboot")).arg("--version"));
     assert_eq!(
         version.trim(),

@@ -457,6 +457,12 @@ fn help_on_every_command() {
         vec!["assemble", "--help"],
         vec!["plan", "--help"],
         vec!["check", "--help"],
+        vec!["status", "--help"],
+        vec!["set-active", "--help"],
+        vec!["bless", "--help"],
+        vec!["rollback", "--help"],
+        vec!["mkinitramfs", "--help"],
+        vec!["help", "plan"],
     ] {
         let run = overboot(&args);
         assert_eq!(run.code, 0, "{args:?}: {}", run.all());
@@ -505,14 +511,26 @@ fn bad_usage_exits_2() {
             vec!["assemble", "--root", r, "--cmdline", ""],
             vec!["assemble", "--bootext"],
             vec!["plan", "--bootext", bx, "--cmdline", "", "--frobnicate"],
-            vec!["plan"],
+            vec!["plan", "--bootext", bx, "extra"],
             vec!["check", "--nope", bx],
-            vec!["check"],
+            vec!["check", bx, "--bootext", bx],
+            vec!["status", "--state"],
+            vec!["set-active"],
+            vec!["set-active", "a.squashfs", "--tries", "many"],
+            vec!["bless", "extra"],
+            vec!["rollback", "--json=yes"],
+            vec!["mkinitramfs", "--compress", "lzma", "-o", "x"],
             vec!["no-such-command"],
+            vec![],
         ] {
             let run = overboot(&args);
             assert_eq!(run.code, 2, "{args:?}:\n{}", run.all());
-            assert!(!run.stderr.is_empty(), "{args:?}: usage error says why");
+            assert!(
+                run.stderr.starts_with("overboot: ") || args.is_empty(),
+                "{args:?}: a usage error says why, in the one style:\n{}",
+                run.stderr
+            );
+            assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
         }
         assert!(mounts_under(&root).is_empty());
         assert!(loops_under(ns.scratch()).is_empty());

@@ -366,9 +366,13 @@ fn bad_input_changes_nothing() {
             (
                 vec!["b.squashfs".into(), "--tries".into(), "x".into()],
                 2,
-                "not a number",
+                "invalid value 'x' for '--tries <N>'",
             ),
-            (vec![], 2, "one IMAGE"),
+            (
+                vec![],
+                2,
+                "required arguments were not provided:\n  <IMAGE>",
+            ),
         ];
         for (args, code, want) in cases {
             let mut all = vec!["set-active".to_string()];

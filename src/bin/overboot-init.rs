@@ -4,14 +4,16 @@
 //! leaving them out here lets link-time optimisation drop their code (the offline
 //! squashfs reader among it), which keeps the initramfs small (bench/boot.md).
 
-use overboot::cli;
+use overboot::command;
 use overboot::kmod::modprobe;
 
 const USAGE: &str = "\
 overboot-init: overboot's initramfs build. Run by the kernel as /init (PID 1), it boots
 the appliance (DESIGN section 2). By hand it only knows:
   overboot-init assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE]
-Every other command is in `overboot`.";
+                         [--trust-keys DIR] [--meminfo FILE] [--run-dir DIR]
+  overboot-init --version
+Every other command is in `overboot` (see overboot assemble --help).";
 
 /// Tells `mkinitramfs` that this build never unwinds, so the copy in the initramfs
 /// can do without unwind tables (`overboot::initramfs::elf`).
@@ -29,10 +31,20 @@ fn main() {
     // /sbin/modprobe in the initramfs is a link to /init: the kernel asking for a
     // module (overboot::kmod::modprobe).
     modprobe::exit_if_invoked_as_modprobe(&args);
-    cli::init_stderr_logger();
+    command::init_stderr_logger();
     let rest = args.get(2..).unwrap_or(&[]);
     let code = match args.get(1).map(String::as_str) {
-        Some("assemble") => cli::assemble_main(rest),
+        Some("assemble") => match command::parse_assemble(rest) {
+            Ok(Some(o)) => command::assemble(&o),
+            Ok(None) => {
+                println!("{USAGE}");
+                0
+            }
+            Err(e) => {
+                eprintln!("overboot-init: {e}\n\n{USAGE}");
+                2
+            }
+        },
         Some("--version") => {
             println!("overboot-init {}", env!("CARGO_PKG_VERSION"));
             0
@@ -41,7 +53,11 @@ fn main() {
             println!("{USAGE}");
             0
         }
-        _ => {
+        Some(other) => {
+            eprintln!("overboot-init: unknown command '{other}'\n\n{USAGE}");
+            2
+        }
+        None => {
             eprintln!("{USAGE}");
             2
         }

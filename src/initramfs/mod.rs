@@ -59,7 +59,7 @@ pub enum Compression {
 }
 
 impl Compression {
-    fn parse(s: &str) -> Option<Compression> {
+    pub fn parse(s: &str) -> Option<Compression> {
         match s {
             "zstd" => Some(Compression::Zstd),
             "xz" => Some(Compression::Xz),
@@ -178,13 +178,18 @@ pub fn main(args: &[String]) -> i32 {
             return 2;
         }
     };
-    match run(&opts) {
+    execute(&opts)
+}
+
+/// Build the initramfs `opts` describe and say what went in. Exit code: 0 or 1.
+pub fn execute(opts: &Options) -> i32 {
+    match run(opts) {
         Ok(summary) => {
             print!("{summary}");
             0
         }
         Err(e) => {
-            eprintln!("overboot mkinitramfs: {e}");
+            eprintln!("overboot: mkinitramfs: {e}");
             1
         }
     }
@@ -503,7 +508,7 @@ fn default_compression() -> Compression {
 }
 
 /// The `--modules` groups, one line each, for the help text.
-fn groups_help() -> String {
+pub fn groups_help() -> String {
     let mut s = String::from("\nmodule groups:\n");
     for g in MODULE_GROUPS {
         s += &format!("  {:<10} {} ({})\n", g.name, g.what, g.modules.join(" "));

@@ -25,7 +25,6 @@ pub mod pick;
 pub mod record;
 
 use crate::chunks::{self, Chunk};
-use crate::cli::{help_asked, parse_args, usage_error};
 use crate::sys::atomic;
 use crate::sys::confined::Confined;
 use crate::trial::{self, SYSTEM_DIR, Slot};
@@ -40,29 +39,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub const USAGE: &str = "\
-usage: overboot update [URL] [--image NAME] [--tries N] [--keep K] [--bootext DIR]
-                       [--trust-keys DIR] [--timeout SECS] [--json]
-
-Fetch the newest image from URL (a directory made by `overboot publish`; default:
-[update] url in BootExt's overboot.toml), verify it, download only the chunks the
-local images lack (resuming an interrupted download), install it in System/ and
-make it active for a trial of N boots (bless/rollback do the rest).
-  --image NAME      this image instead of the newest
-  --tries N         boots the trial may take before it rolls back (default 3)
-  --keep K          keep at most K images besides the active, previous, recovery
-                    and new ones (oldest deleted first; default: delete nothing)
-  --bootext DIR     the mounted BootExt (default: /mnt/cdrom)
-  --trust-keys DIR  trusted minisign keys (*.pub; default /etc/overboot/trusted-keys)
-  --timeout SECS    for connecting, the response, and each read (default 30)
-  --json            print the result as JSON";
-
 /// Bounds on what is read whole from the server.
 const MAX_SUMS: u64 = 1 << 20;
 const MAX_SIG: u64 = 4096;
 const MAX_CHUNK_INDEX: u64 = 64 << 20;
-const DEFAULT_TRIES: u32 = 3;
-const DEFAULT_TIMEOUT: u64 = 30;
 
 pub struct Options {
     pub url: Option<String>,
@@ -72,74 +52,6 @@ pub struct Options {
     pub bootext: PathBuf,
     pub trust_keys: PathBuf,
     pub timeout: Duration,
-}
-
-pub fn main(args: &[String]) -> i32 {
-    if help_asked(args) {
-        println!("{USAGE}");
-        return 0;
-    }
-    let a = match parse_args(
-        args,
-        &[
-            "--image",
-            "--tries",
-            "--keep",
-            "--bootext",
-            "--trust-keys",
-            "--timeout",
-        ],
-        &["--json"],
-    ) {
-        Ok(a) if a.positional.len() <= 1 => a,
-        Ok(_) => return usage_error("update takes at most one URL", USAGE),
-        Err(e) => return usage_error(&e, USAGE),
-    };
-    let number = |key: &str, default: u64| -> Result<u64, String> {
-        a.value(key).map_or(Ok(default), |v| {
-            v.parse().map_err(|_| format!("{key} {v}: not a number"))
-        })
-    };
-    let parsed = number("--tries", DEFAULT_TRIES.into())
-        .and_then(|t| u32::try_from(t).map_err(|_| "--tries: too large".to_string()))
-        .and_then(|t| Ok((t, number("--timeout", DEFAULT_TIMEOUT)?)))
-        .and_then(|(t, s)| {
-            Ok((
-                t,
-                s,
-                a.value("--keep").map(|_| number("--keep", 0)).transpose()?,
-            ))
-        });
-    let (tries, timeout, keep) = match parsed {
-        Ok(x) => x,
-        Err(e) => return usage_error(&e, USAGE),
-    };
-    let opts = Options {
-        url: a.positional.first().cloned(),
-        image: a.value("--image").map(String::from),
-        tries,
-        keep: keep.map(|k| k as usize),
-        bootext: a
-            .value("--bootext")
-            .unwrap_or(crate::assemble::BOOTEXT_AT)
-            .into(),
-        trust_keys: a.value("--trust-keys").unwrap_or(verify::TRUST_DIR).into(),
-        timeout: Duration::from_secs(timeout.max(1)),
-    };
-    match run(&opts) {
-        Ok(r) => {
-            if a.has("--json") {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                println!("overboot: {}", r.summary());
-            }
-            0
-        }
-        Err(e) => {
-            eprintln!("overboot: update: {e}");
-            1
-        }
-    }
 }
 
 /// The update, steps 1 to 9 (module documentation).
@@ -248,7 +160,7 @@ pub fn run(o: &Options) -> Result<Record, String> {
         .map_err(|e| format!("cannot rename {partial_name} to {name} in {SYSTEM_DIR}: {e}"))?;
 
     // 7. Active, as a trial.
-    let (steps, _) = crate::cli::trial::decide_set_active(&be, &name, Some(o.tries))?;
+    let (steps, _) = crate::trial_boot::decide_set_active(&be, &name, Some(o.tries))?;
     apply_steps(&be, &steps)
         .map_err(|e| format!("{name} is in {SYSTEM_DIR}/ but could not be made active: {e}"))?;
     rec.tries = Some(o.tries);

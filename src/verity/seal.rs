@@ -223,7 +223,13 @@ beside IMAGE; with --sign, also IMAGE.roothash.minisig (runs minisign -S).";
         eprintln!("{USAGE}");
         return 2;
     };
-    match seal(&image, key.as_deref()) {
+    execute(&image, key.as_deref())
+}
+
+/// Seal `image` (and sign its root hash with `key`), saying what was written.
+/// Exit code: 0 or 1.
+pub fn execute(image: &Path, key: Option<&Path>) -> i32 {
+    match seal(image, key) {
         Ok(s) => {
             println!(
                 "sealed {} ({} blocks): root hash {}",
@@ -237,7 +243,7 @@ beside IMAGE; with --sign, also IMAGE.roothash.minisig (runs minisign -S).";
             0
         }
         Err(e) => {
-            eprintln!("overboot seal: {e}");
+            eprintln!("overboot: seal: {e}");
             1
         }
     }

@@ -1,0 +1,132 @@
+//! The one command-line style of `overboot` (issue 11 §2): `--version`, `--bootext`
+//! on every command that reads BootExt (`check DIR` still accepted), `--json`
+//! reports versioned with structured fields. Real BootExt trees, real images, each
+//! test in its own mount namespace.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn json(run: &Run) -> Value {
+    run.expect_code(0);
+    let v: Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", run.all()));
+    assert_eq!(v["version"], 1, "{v:#}");
+    v
+}
+
+#[test]
+fn version_names_the_program_and_its_version() {
+    for flag in ["--version", "-V"] {
+        let r = overboot([flag]);
+        r.expect_code(0);
+        assert_eq!(
+            r.stdout.trim(),
+            format!("overboot {}", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
+
+#[test]
+fn check_takes_the_tree_either_way() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let bx = b.path.to_str().unwrap();
+        let positional = overboot(["check", bx]);
+        positional.expect_code(0);
+        assert!(
+            positional
+                .stdout
+                .contains("active-system -> System/a.squashfs"),
+            "{}",
+            positional.all()
+        );
+        let flag = overboot(["check", "--bootext", bx]);
+        assert_eq!(flag.stdout, positional.stdout);
+        assert_eq!(flag.code, positional.code);
+        // Without either, the booted system's /mnt/cdrom is read.
+        let none = overboot(["check"]);
+        none.expect_code(1);
+        assert!(none.stderr.contains("/mnt/cdrom"), "{}", none.all());
+    });
+}
+
+#[test]
+fn json_reports_are_versioned_and_structured() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        b.system("b.squashfs", "b");
+        b.dir_entry("DIR_etc_app", &[("app.conf", "x")]);
+        let bx = b.path.to_str().unwrap();
+
+        let c = json(&overboot(["check", "--json", bx]));
+        assert_eq!(c["ok"], true, "{c:#}");
+        assert_eq!(c["errors"].as_array().unwrap().len(), 0, "{c:#}");
+        assert_eq!(c["plan"]["system"]["image"], "System/a.squashfs", "{c:#}");
+        assert!(
+            c["plan"]["mounts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["target"] == "/etc/app"),
+            "{c:#}"
+        );
+        let p = json(&overboot([
+            "plan",
+            "--json",
+            "--cmdline",
+            "",
+            "--bootext",
+            bx,
+        ]));
+        assert_eq!(p["system"], c["plan"]["system"]);
+
+        let s = json(&overboot([
+            "set-active",
+            "b.squashfs",
+            "--tries",
+            "2",
+            "--json",
+            "--bootext",
+            bx,
+        ]));
+        assert_eq!(s["command"], "set-active");
+        assert_eq!(s["changed"], true);
+        assert_eq!(s["active"], "b.squashfs");
+        assert_eq!(s["previous"], "a.squashfs");
+        assert_eq!(s["trial"]["image"], "b.squashfs");
+        assert_eq!(s["trial"]["boots_left"], 2);
+        assert_eq!(s["trial"]["outcome"], "pending");
+
+        // A boot of the trial image, then its record.
+        let a = assemble_ok(ns, &b.path, "");
+        let state = a.state_path.clone();
+        let st = json(&overboot([
+            "status",
+            "--json",
+            "--state",
+            state.to_str().unwrap(),
+        ]));
+        assert_eq!(st["booted"]["image"], "System/b.squashfs", "{st:#}");
+        assert_eq!(st["trial"]["boots_left"], 1, "{st:#}");
+        let bl = json(&overboot([
+            "bless",
+            "--json",
+            "--state",
+            state.to_str().unwrap(),
+            "--bootext",
+            bx,
+        ]));
+        a.teardown(ns);
+        assert_eq!(bl["command"], "bless");
+        assert_eq!(bl["changed"], true);
+        assert!(bl["trial"].is_null(), "{bl:#}");
+
+        let r = json(&overboot(["rollback", "--json", "--bootext", bx]));
+        assert_eq!(r["command"], "rollback");
+        assert_eq!(r["active"], "a.squashfs");
+        assert_eq!(r["previous"], "b.squashfs");
+        assert_eq!(r["steps"].as_array().unwrap().len(), 2, "{r:#}");
+    });
+}
