@@ -157,10 +157,20 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     // (or rolls back) on BootExt first (crate::trial).
     let (candidates, trial_reason) = crate::trial_boot::at_boot(&be, &config, &mut state);
     clock.lap(&mut state, "trial");
-    let trust = crate::verify::TrustStore::load(&req.verify.trust_dir);
+    let mut trust = crate::verify::TrustStore::load(&req.verify.trust_dir);
     for p in &trust.problems {
         log::error!("trusted keys: {p}");
     }
+    if let Some(min) = &manifest.min_version
+        && !trust.enforcing()
+    {
+        let w = format!(
+            "overboot.toml: [verify] min-version = '{min}' has no effect: no trusted key in the initramfs, so no version is signed"
+        );
+        log::warn!("{w}");
+        state.warnings.push(w);
+    }
+    trust.min_version = manifest.min_version.clone();
     let seals = verity::Policy {
         mode: config.verity,
         on_error: config.verity_error,

@@ -13,6 +13,9 @@
 //! kind = "bind"           # bind | image | tmpfs
 //! read_only = false
 //! size = "16M"            # tmpfs only
+//!
+//! [verify]
+//! min-version = "2025.2"  # signed images must carry version: at least this
 //! ```
 
 use crate::cmdline::Settings;
@@ -49,6 +52,8 @@ pub struct Manifest {
     pub settings: Settings,
     pub mounts: Vec<ManifestMount>,
     pub warnings: Vec<String>,
+    /// `[verify] min-version`: signed images must say at least this `version:`.
+    pub min_version: Option<String>,
     /// True when the file could not be parsed at all (check reports it as an error).
     pub syntax_error: bool,
 }
@@ -63,6 +68,14 @@ struct RawManifest {
     /// `[update] url = "..."`: read by `overboot update`, not by the boot.
     #[serde(default, rename = "update")]
     _update: Option<serde::de::IgnoredAny>,
+    verify: Option<RawVerify>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    #[serde(rename = "min-version")]
+    min_version: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -135,6 +148,7 @@ pub fn parse(text: &str) -> Manifest {
                 .push(format!("{MANIFEST_PATH}: [defaults] {key}: {e}"));
         }
     }
+    manifest.min_version = raw.verify.and_then(|v| v.min_version);
     for (i, raw_mount) in raw.mount.into_iter().enumerate() {
         let index = i + 1;
         match validate_mount(index, raw_mount) {

@@ -313,12 +313,16 @@ pub struct TrustedKey {
     pub key: PublicKey,
     /// The file it came from.
     pub source: String,
+    /// `min-version: V` after the key's two lines: images signed by this key must
+    /// say `version:` at least `V` in their trusted comment.
+    pub min_version: Option<String>,
 }
 
-/// Parse a minisign public key file (`untrusted comment:` line, base64 line), or the
-/// bare base64 line.
+/// Parse a minisign public key file (`untrusted comment:` line, base64 line, then
+/// option lines: `min-version: V`), or the bare base64 line.
 pub fn parse_public_key(text: &str, source: &str) -> Result<TrustedKey, String> {
     let text = text.trim();
+    let min_version = key_options(text, source)?;
     let full = if text.lines().count() == 1 {
         format!("untrusted comment: {source}\n{text}\n")
     } else {
@@ -335,7 +339,131 @@ pub fn parse_public_key(text: &str, source: &str) -> Result<TrustedKey, String> 
         id,
         key,
         source: source.to_string(),
+        min_version,
     })
+}
+
+/// The option lines after a key's two lines. An unknown option is an error (fail
+/// closed: a misspelt `min-version` must not mean "any version").
+fn key_options(text: &str, source: &str) -> Result<Option<String>, String> {
+    let mut min_version = None;
+    for line in text
+        .lines()
+        .skip(2)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+    {
+        match line.split_once(':').map(|(k, v)| (k.trim(), v.trim())) {
+            Some(("min-version", v)) if !v.is_empty() => min_version = Some(v.to_string()),
+            _ => {
+                return Err(format!(
+                    "{source}: unknown option line '{}' after the key; the only option is 'min-version: VERSION'",
+                    escape(line)
+                ));
+            }
+        }
+    }
+    Ok(min_version)
+}
+
+/// What a minisign trusted comment says about the file it signs. `minisign -S`
+/// writes `timestamp:T<TAB>file:NAME<TAB>hashed`; `-t` replaces it, and overboot
+/// reads `file:NAME` and `version:V` from it, fields separated by tabs or spaces.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SignedClaims<'a> {
+    pub file: Option<&'a str>,
+    pub version: Option<&'a str>,
+}
+
+pub fn parse_trusted_comment(comment: &str) -> SignedClaims<'_> {
+    let mut claims = SignedClaims::default();
+    for field in comment.split([' ', '\t']) {
+        if let Some(v) = field.strip_prefix("file:") {
+            claims.file = Some(v);
+        } else if let Some(v) = field.strip_prefix("version:") {
+            claims.version = Some(v);
+        }
+    }
+    claims
+}
+
+/// Order of two versions: `.`, `-`, `+` and `_` separate parts; two numeric parts
+/// compare as numbers (`2025.10` > `2025.9`), a number is newer than text
+/// (`2.1` > `2.rc1`), other parts compare as text, and when one is a prefix of the
+/// other the longer is newer.
+pub fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    const SEPARATORS: [char; 4] = ['.', '-', '+', '_'];
+    let pa: Vec<&str> = a.split(SEPARATORS).collect();
+    let pb: Vec<&str> = b.split(SEPARATORS).collect();
+    for (x, y) in pa.iter().zip(pb.iter()) {
+        let order = match (numeric(x), numeric(y)) {
+            // Any length: no overflow, leading zeros ignored.
+            (Some(m), Some(n)) => m.len().cmp(&n.len()).then(m.cmp(n)),
+            (Some(_), None) => Ordering::Greater,
+            (None, Some(_)) => Ordering::Less,
+            (None, None) => x.cmp(y),
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    pa.len().cmp(&pb.len())
+}
+
+/// The digits of an all-digit version part without leading zeros.
+fn numeric(part: &str) -> Option<&str> {
+    (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| part.trim_start_matches('0'))
+}
+
+/// Check what a signature's trusted comment claims: it must name `file` (the file
+/// name the signed thing has on BootExt, so a validly signed file cannot be booted
+/// under another name), and carry `version:` at least `min_version` when one is
+/// set. For any signed file (images, `IMAGE.roothash`, update manifests). The
+/// comment is authenticated only when the signature itself verifies: call this
+/// and verify.
+pub fn check_signed_claims(
+    comment: &str,
+    file: &str,
+    min_version: Option<&str>,
+    sig_file: &str,
+) -> Result<(), String> {
+    let claims = parse_trusted_comment(comment);
+    let resign = format!("sign it under its own name: minisign -S -m {file}");
+    match claims.file {
+        Some(name) if name == file => {}
+        Some(name) => {
+            return Err(format!(
+                "{sig_file} signs a file named '{}', not {file}: a signed file renamed is refused; {resign}",
+                escape(name)
+            ));
+        }
+        None => {
+            return Err(format!(
+                "{sig_file} has no 'file:NAME' in its trusted comment ('{}'); {resign} (a -t comment must include file:{file})",
+                escape(comment)
+            ));
+        }
+    }
+    let Some(min) = min_version else {
+        return Ok(());
+    };
+    match claims.version {
+        Some(v) if compare_versions(v, min) != std::cmp::Ordering::Less => Ok(()),
+        Some(v) => Err(format!(
+            "{sig_file} signs version {}, older than the minimum {min}: an old image is refused; boot a newer one",
+            escape(v)
+        )),
+        None => Err(format!(
+            "{sig_file} carries no version and a minimum version ({min}) is set; sign with: minisign -S -m {file} -t 'file:{file} version:VERSION'"
+        )),
+    }
+}
+
+/// `text` with control characters escaped, for messages about hostile input.
+fn escape(text: &str) -> String {
+    text.escape_debug().to_string()
 }
 
 /// The trusted keys in `dir` (`*.pub`, sorted). A missing directory is no keys. A
@@ -345,6 +473,10 @@ pub fn parse_public_key(text: &str, source: &str) -> Result<TrustedKey, String> 
 pub struct TrustStore {
     pub keys: Vec<TrustedKey>,
     pub problems: Vec<String>,
+    /// The manifest's `[verify] min-version`: a floor for every key (an operator's
+    /// guard against booting an old image by mistake; only a key's own
+    /// `min-version:` holds against whoever can rewrite BootExt).
+    pub min_version: Option<String>,
 }
 
 impl TrustStore {
@@ -381,6 +513,15 @@ impl TrustStore {
             }
         }
         store
+    }
+
+    /// The higher of the key's own minimum version and the manifest's.
+    pub fn min_version_for<'a>(&'a self, key: &'a TrustedKey) -> Option<&'a str> {
+        match (key.min_version.as_deref(), self.min_version.as_deref()) {
+            (Some(k), Some(m)) if compare_versions(m, k).is_gt() => Some(m),
+            (Some(k), _) => Some(k),
+            (None, m) => m,
+        }
     }
 
     fn ids(&self) -> String {
@@ -535,6 +676,9 @@ pub fn prepare(
                     trust.ids()
                 )
             })?;
+            let file = image.rsplit('/').next().unwrap_or(image);
+            let min = trust.min_version_for(key);
+            check_signed_claims(sig.trusted_comment(), file, min, &sig_file)?;
             Some((sig, key.clone(), sig_file))
         }
         (false, Some(_)) if mode != Mode::Skip => {
@@ -839,6 +983,79 @@ mod tests {
     }
 
     #[test]
+    fn trusted_comment_binds_the_name() {
+        let default = "timestamp:1796269621\tfile:a.squashfs\thashed";
+        assert_eq!(
+            parse_trusted_comment(default),
+            SignedClaims {
+                file: Some("a.squashfs"),
+                version: None
+            }
+        );
+        let sig = "S/a.minisig";
+        assert!(check_signed_claims(default, "a.squashfs", None, sig).is_ok());
+        let renamed = check_signed_claims(default, "b.squashfs", None, sig).unwrap_err();
+        assert!(
+            renamed.contains("'a.squashfs', not b.squashfs") && renamed.contains(sig),
+            "{renamed}"
+        );
+        let custom = check_signed_claims("my release", "a.squashfs", None, sig).unwrap_err();
+        assert!(custom.contains("no 'file:NAME'"), "{custom}");
+        let hostile = check_signed_claims("file:x\n\u{1b}[2J", "a", None, sig).unwrap_err();
+        assert!(
+            !hostile.contains('\n') && !hostile.contains('\u{1b}'),
+            "{hostile}"
+        );
+    }
+
+    #[test]
+    fn minimum_version() {
+        let sig = "S/a.minisig";
+        let signed = |v: &str| format!("file:a.squashfs version:{v}");
+        assert!(check_signed_claims(&signed("2025.10"), "a.squashfs", Some("2025.9"), sig).is_ok());
+        assert!(check_signed_claims(&signed("2025.9"), "a.squashfs", Some("2025.9"), sig).is_ok());
+        let old = check_signed_claims(&signed("2025.1"), "a.squashfs", Some("2025.9"), sig);
+        assert!(old.unwrap_err().contains("older than the minimum 2025.9"));
+        let none = check_signed_claims("file:a.squashfs", "a.squashfs", Some("1"), sig);
+        assert!(none.unwrap_err().contains("no version"));
+        use std::cmp::Ordering::*;
+        for (a, b, want) in [
+            ("2025.10", "2025.9", Greater),
+            ("1.2", "1.2", Equal),
+            ("1.2", "1.2.1", Less),
+            ("2.1", "2.rc1", Greater),
+            ("2.0-rc1", "2.0-rc2", Less),
+            ("10", "9", Greater),
+            ("99999999999999999999999", "1", Greater),
+        ] {
+            assert_eq!(compare_versions(a, b), want, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn key_min_version_option() {
+        let mut bin = b"Ed".to_vec();
+        bin.extend(1u8..=8);
+        bin.extend([7u8; 32]);
+        let key = format!("untrusted comment: t\n{}\n", encode(&bin));
+        let k = parse_public_key(&format!("{key}min-version: 2025.2\n"), "k.pub").unwrap();
+        assert_eq!(k.min_version.as_deref(), Some("2025.2"));
+        let err = parse_public_key(&format!("{key}min-verison: 2025.2\n"), "k.pub")
+            .err()
+            .unwrap();
+        assert!(err.contains("unknown option"), "{err}");
+        let mut store = TrustStore {
+            keys: vec![k.clone()],
+            ..Default::default()
+        };
+        assert_eq!(store.min_version_for(&k), Some("2025.2"));
+        store.min_version = Some("2026.1".into());
+        assert_eq!(store.min_version_for(&k), Some("2026.1"), "the higher");
+        store.min_version = Some("2024".into());
+        assert_eq!(store.min_version_for(&k), Some("2025.2"), "the higher");
+    }
+
+    #[test]
     fn prepare_reads_sidecars_and_sums() {
         let files = |pairs: Vec<(String, String)>| {
             move |p: &str| -> Result<Option<String>, String> {
@@ -877,6 +1094,7 @@ mod tests {
         let broken = TrustStore {
             keys: vec![],
             problems: vec!["k.pub: bad".into()],
+            ..Default::default()
         };
         let err = prepare("System/a.squashfs", Mode::Skip, &broken, &files(vec![]))
             .err()

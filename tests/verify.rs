@@ -36,6 +36,22 @@ fn sidecar(img: &Path) {
     fs::write(PathBuf::from(p), sha256sum_line(img)).unwrap();
 }
 
+/// `minisign -S -t COMMENT`: a trusted comment of one's own.
+fn sign_with_comment(secret: &Path, img: &Path, comment: &str) {
+    sh(
+        "minisign",
+        &[
+            OsStr::new("-S"),
+            OsStr::new("-s"),
+            secret.as_os_str(),
+            OsStr::new("-m"),
+            img.as_os_str(),
+            OsStr::new("-t"),
+            OsStr::new(comment),
+        ],
+    );
+}
+
 fn sig_path(img: &Path) -> PathBuf {
     let mut p = img.as_os_str().to_owned();
     p.push(".minisig");
@@ -219,8 +235,12 @@ fn signatures_with_a_baked_key() {
         );
         a.teardown(ns);
 
-        // Bad signature (the signature of another image): recovery, whatever verify says.
-        fs::copy(sig_path(&r_img), sig_path(&a_img)).unwrap();
+        // Bad signature (other bytes signed under the same name): recovery, whatever
+        // verify says.
+        let other = ns.dir("other").join("a.squashfs");
+        fs::copy(&r_img, &other).unwrap();
+        sign(&secret, &other);
+        fs::copy(sig_path(&other), sig_path(&a_img)).unwrap();
         for cmdline in ["quiet", "quiet overboot.verify=0"] {
             let a = run(cmdline);
             let reason = fell_back(&a);
@@ -250,6 +270,73 @@ fn signatures_with_a_baked_key() {
         // Without the key baked in, the same unsigned image boots.
         let a = assemble(ns, &b.path, "quiet");
         booted_active(&a);
+        a.teardown(ns);
+    });
+}
+
+/// Issue 10 item 8: a validly signed image renamed (an old release under the name
+/// the active link points at) is refused; a minimum version in the key file or the
+/// manifest refuses a validly signed old release.
+#[test]
+fn signature_binds_the_name_and_a_minimum_version() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let keys = ns.dir("keys");
+        let trusted = ns.dir("trusted");
+        let (public, secret) = keypair(&keys, "good");
+        fs::copy(&public, trusted.join("0.pub")).unwrap();
+        let a_img = b.path.join("System/a.squashfs");
+        sign(&secret, &b.path.join("System/r.squashfs"));
+        let run = |cmdline: &str| {
+            assemble_args(
+                ns,
+                &b.path,
+                cmdline,
+                &["--trust-keys", trusted.to_str().unwrap()],
+            )
+        };
+
+        // The same bytes signed as old.squashfs, then renamed to a.squashfs.
+        let old = keys.join("old.squashfs");
+        fs::copy(&a_img, &old).unwrap();
+        sign(&secret, &old);
+        fs::copy(sig_path(&old), sig_path(&a_img)).unwrap();
+        let a = run("quiet");
+        let reason = fell_back(&a);
+        assert!(
+            reason.contains("signs a file named 'old.squashfs', not a.squashfs"),
+            "{reason}"
+        );
+        a.teardown(ns);
+
+        // A minimum version in the key file: 2025.1 is refused, 2025.10 boots
+        // (recovery is a newer release: every image under the key needs a version).
+        sign_with_comment(
+            &secret,
+            &b.path.join("System/r.squashfs"),
+            "file:r.squashfs version:2030",
+        );
+        let mut key_text = fs::read_to_string(&public).unwrap();
+        key_text.push_str("min-version: 2025.2\n");
+        fs::write(trusted.join("0.pub"), &key_text).unwrap();
+        sign_with_comment(&secret, &a_img, "file:a.squashfs version:2025.1");
+        let a = run("quiet");
+        let reason = fell_back(&a);
+        assert!(
+            reason.contains("version 2025.1, older than the minimum 2025.2"),
+            "{reason}"
+        );
+        a.teardown(ns);
+        sign_with_comment(&secret, &a_img, "file:a.squashfs version:2025.10");
+        let a = run("quiet");
+        booted_active(&a);
+        a.teardown(ns);
+
+        // The manifest raises the floor above the key's.
+        b.manifest("[verify]\nmin-version = \"2026\"\n");
+        let a = run("quiet");
+        let reason = fell_back(&a);
+        assert!(reason.contains("older than the minimum 2026"), "{reason}");
         a.teardown(ns);
     });
 }
