@@ -622,9 +622,7 @@ fn mount_layer(
             mounts::clone_tree(&fd).map_err(|e| format!("cannot bind {src}: {}", errno_text(e)))?
         }
         layers::LayerKind::Image => {
-            let file = be
-                .open_read(src)
-                .map_err(|e| format!("{src}: {}", errno_text(e)))?;
+            let file = be.open_file(src).map_err(|e| format!("{src} {e}"))?;
             mount_image(be, &file, src, seals)?.mnt
         }
     };
@@ -759,8 +757,8 @@ fn mount_apps(be: &Confined, root: &OwnedFd, state: &mut State, seals: &verity::
     for app in found {
         let result = (|| {
             let file = be
-                .open_read(&app.source)
-                .map_err(|e| format!("{}: {}", app.source, errno_text(e)))?;
+                .open_file(&app.source)
+                .map_err(|e| format!("{} {e}", app.source))?;
             let m = mount_image(be, &file, &app.source, seals)?;
             let target = resolve::resolve_target(root, &app.target, Want::Dir)?;
             mounts::attach(&m.mnt, &target.fd)
@@ -886,9 +884,7 @@ fn overmount(
                 .map_err(|e| format!("cannot bind {source}: {}", errno_text(e)))?
         }
         MountKind::Image => {
-            let file = be
-                .open_read(source)
-                .map_err(|e| format!("{source}: {}", errno_text(e)))?;
+            let file = be.open_file(source).map_err(|e| format!("{source} {e}"))?;
             let st =
                 rustix::fs::fstat(&file).map_err(|e| format!("{source}: {}", errno_text(e)))?;
             select::read_superblock(&file, st.st_size as u64)

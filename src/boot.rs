@@ -348,9 +348,11 @@ fn mount_bootext(dev: &BlockDevice, spec: &DeviceSpec) -> Result<BootExtInfo, Fa
             "/run must be writable",
         )
     })?;
-    // No nosuid/noexec here: the DIR_ binds inherit these attributes, and an
-    // operator's DIR_opt_app must behave like the directory it replaces.
-    let attrs = MountAttrFlags::empty();
+    // nodev: a device node on the stick opens nothing (a FIFO or a node where a file
+    // is expected is refused by sys::confined anyway). No nosuid/noexec here: the DIR_
+    // binds inherit these attributes, and an operator's DIR_opt_app must behave like
+    // the directory it replaces.
+    let attrs = MountAttrFlags::MOUNT_ATTR_NODEV;
     // Read-write, because DIR_ entries are mounted read-write; a medium that cannot be
     // written (iso9660, a write-protected card) is mounted read-only instead.
     let mnt = mounts::new_mount(&fs, &source, &[], attrs).or_else(|first| {

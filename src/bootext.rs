@@ -5,7 +5,7 @@ use crate::manifest::{self, Manifest, ManifestKind};
 use crate::names::IMAGE_EXTENSIONS;
 use crate::plan::{self, Candidate, Skipped, SourceNode};
 use crate::select;
-use crate::sys::confined::Confined;
+use crate::sys::confined::{Confined, MAX_TEXT_BYTES};
 use crate::sys::errno_text;
 use rustix::fs::FileType;
 use rustix::io::Errno;
@@ -21,7 +21,7 @@ pub struct Entries {
 
 /// The manifest, or the defaults when there is none. Read errors are warnings.
 pub fn read_manifest(be: &Confined) -> Manifest {
-    match be.read_small(manifest::MANIFEST_PATH, 1 << 20) {
+    match be.read_small(manifest::MANIFEST_PATH, MAX_TEXT_BYTES) {
         Ok(Some(text)) => manifest::parse(&text),
         Ok(None) => Manifest::default(),
         Err(e) => Manifest {
@@ -44,9 +44,9 @@ pub fn source_node(be: &Confined, rel: &str, is_image: bool) -> Result<SourceNod
         FileType::Directory => SourceNode::Dir,
         FileType::RegularFile => {
             let image_problem = if is_image || IMAGE_EXTENSIONS.iter().any(|e| rel.ends_with(e)) {
-                match be.open_read(rel) {
+                match be.open_file(rel) {
                     Ok(file) => select::read_superblock(&file, st.st_size as u64).err(),
-                    Err(e) => Some(format!("cannot open: {}", errno_text(e))),
+                    Err(e) => Some(format!("cannot open: {e}")),
                 }
             } else {
                 None

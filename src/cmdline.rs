@@ -121,33 +121,55 @@ pub fn parse_overlay(text: &str) -> Result<OverlaySize, String> {
     let size = rest
         .strip_prefix(":size=")
         .ok_or_else(|| format!("'{text}': expected tmpfs:size=N%, NM or NG"))?;
-    parse_size(size).map_err(|e| format!("'{text}': {e}"))
+    parse_size(size, "mg").map_err(|e| format!("'{text}': {e}"))
 }
 
-fn parse_size(size: &str) -> Result<OverlaySize, String> {
+/// The units a size may carry: `%` of RAM, or a power of two.
+const SIZE_UNITS: &[(&str, u64)] = &[("k", 1 << 10), ("m", 1 << 20), ("g", 1 << 30)];
+
+/// A tmpfs size: `N%` (1 to 100) or `N` and a unit of `units` (`k`, `m`, `g`, either
+/// case). The number may not overflow (an overflowing size must not wrap into a
+/// small one) and may not be zero (tmpfs reads 0 as "no limit").
+pub fn parse_size(size: &str, units: &str) -> Result<OverlaySize, String> {
     let (digits, unit) = size.split_at(
         size.find(|c: char| !c.is_ascii_digit())
             .unwrap_or(size.len()),
     );
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("size '{size}' does not start with a number"))?;
-    let too_big = || format!("size '{size}' is too large");
-    match unit {
-        "%" if (1..=100).contains(&n) => Ok(OverlaySize::Percent(n as u8)),
-        "%" => Err(format!("size '{size}' must be 1% to 100%")),
-        // tmpfs reads size=0 as "no limit": the writable layer could fill all RAM.
-        "M" | "m" | "G" | "g" if n == 0 => Err(format!(
-            "size '{size}' is zero, which tmpfs takes as unlimited"
-        )),
-        "M" | "m" => Ok(OverlaySize::Bytes(
-            n.checked_mul(1 << 20).ok_or_else(too_big)?,
-        )),
-        "G" | "g" => Ok(OverlaySize::Bytes(
-            n.checked_mul(1 << 30).ok_or_else(too_big)?,
-        )),
-        _ => Err(format!("size '{size}': unit must be %, M or G")),
+    // "K, M, G or %" from "kmg".
+    let allowed = || {
+        let mut list = String::new();
+        for u in units.chars() {
+            list.push(u.to_ascii_uppercase());
+            list.push_str(", ");
+        }
+        list + "or %"
+    };
+    if digits.is_empty() {
+        return Err(format!("size '{size}' does not start with a number"));
     }
+    let too_big = || format!("size '{size}' is too large (at most 16 EiB in all)");
+    let n: u64 = digits.parse().map_err(|_| too_big())?;
+    if unit == "%" {
+        return match n {
+            1..=100 => Ok(OverlaySize::Percent(n as u8)),
+            _ => Err(format!("size '{size}' must be 1% to 100%")),
+        };
+    }
+    let lower = unit.to_ascii_lowercase();
+    let Some((_, scale)) = SIZE_UNITS
+        .iter()
+        .find(|(u, _)| *u == lower && units.contains(*u))
+    else {
+        return Err(format!("size '{size}': unit must be {}", allowed()));
+    };
+    if n == 0 {
+        return Err(format!(
+            "size '{size}' is zero, which tmpfs takes as unlimited"
+        ));
+    }
+    Ok(OverlaySize::Bytes(
+        n.checked_mul(*scale).ok_or_else(too_big)?,
+    ))
 }
 
 /// What PID 1 does after a fatal error.
@@ -513,6 +535,15 @@ mod tests {
             ("overboot.overlay=tmpfs:size=0%", "1% to 100%"),
             ("overboot.overlay=tmpfs:size=12K", "unit must be"),
             ("overboot.overlay=tmpfs:size=99999999999999G", "too large"),
+            // Issue 10 item 7: on main, "does not start with a number".
+            (
+                "overboot.overlay=tmpfs:size=99999999999999999999999G",
+                "too large",
+            ),
+            (
+                "overboot.overlay=tmpfs:size=G",
+                "does not start with a number",
+            ),
             ("overboot.onfail=explode", "expected shell"),
             ("overboot.bootext=sda1", "not LABEL="),
             ("overboot.bootext=LABEL=", "needs a value"),

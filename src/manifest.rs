@@ -179,18 +179,9 @@ fn validate_mount(index: usize, raw: RawMount) -> Result<ManifestMount, String> 
         return Err("size applies to tmpfs mounts only".into());
     }
     if let Some(size) = &raw.size {
-        // Bytes, not a str slice: a multi-byte last character must not panic.
-        let ok = match size.as_bytes().split_last() {
-            Some((unit, digits)) => {
-                !digits.is_empty()
-                    && digits.iter().all(u8::is_ascii_digit)
-                    && matches!(unit, b'k' | b'K' | b'm' | b'M' | b'g' | b'G' | b'%')
-            }
-            None => false,
-        };
-        if !ok {
-            return Err(format!("size '{size}' is not N followed by k, M, G or %"));
-        }
+        // Checked as the command line's sizes are (no overflow, no zero); the
+        // kernel is given the text, which says the same number.
+        crate::cmdline::parse_size(size, "kmg")?;
     }
     Ok(ManifestMount {
         index,
@@ -310,7 +301,20 @@ size = "16M"
             ),
             (
                 "[[mount]]\ntarget = \"/x\"\nkind = \"tmpfs\"\nsize = \"lots\"\n",
-                "is not N followed",
+                "does not start with a number",
+            ),
+            // Issue 10 item 7: on main this became size=13343673113640960k.
+            (
+                "[[mount]]\ntarget = \"/x\"\nkind = \"tmpfs\"\nsize = \"99999999999999999999999G\"\n",
+                "is too large",
+            ),
+            (
+                "[[mount]]\ntarget = \"/x\"\nkind = \"tmpfs\"\nsize = \"17179869184G\"\n",
+                "is too large",
+            ),
+            (
+                "[[mount]]\ntarget = \"/x\"\nkind = \"tmpfs\"\nsize = \"0k\"\n",
+                "is zero",
             ),
             (
                 "[[mount]]\nsource = \"a\"\ntarget = \"/x\"\nsize = \"1M\"\n",
@@ -335,11 +339,7 @@ size = "16M"
                 "[[mount]]\ntarget = \"/x\"\nkind = \"tmpfs\"\nsize = \"{size}\"\n"
             ));
             assert!(m.mounts.is_empty(), "{size}");
-            assert!(
-                m.warnings[0].contains("is not N followed"),
-                "{:?}",
-                m.warnings
-            );
+            assert!(m.warnings[0].contains("size '"), "{:?}", m.warnings);
         }
     }
 

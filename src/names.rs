@@ -76,6 +76,26 @@ impl Serialize for TargetPath {
     }
 }
 
+/// `text` as it may be printed: control characters (a newline in a `DIRS/` name, an
+/// escape sequence) written as `\n`, `\x1b`, so a name on BootExt cannot forge a
+/// log line or repaint the console. Names are printed only through this.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 fn check_component(c: &str) -> Result<(), String> {
     match c {
         "" => Err("empty path component".into()),

@@ -259,7 +259,7 @@ fn below_other_mounts(
         if let Some((p, inside)) = parent {
             let inside = inside.get_or_insert_with(|| match (p.kind, &p.source) {
                 (plan::MountKind::Image, Some(src)) => be
-                    .open_read(src)
+                    .open_file(src)
                     .ok()
                     .and_then(|f| ImageTree::read(&f, src).ok())
                     .map_or(Inside::Unknown, Inside::Image),
@@ -534,7 +534,7 @@ pub fn check(be: &Confined, trust: crate::verify::TrustStore) -> Report {
         if crate::names::IMAGE_EXTENSIONS
             .iter()
             .any(|e| name.ends_with(e))
-            && let Ok(file) = be.open_read(&rel)
+            && let Ok(file) = be.open_file(&rel)
             && let Ok(st) = rustix::fs::fstat(&file)
             && let Err(e) = select::read_superblock(&file, st.st_size as u64)
         {

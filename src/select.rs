@@ -5,7 +5,7 @@
 
 use crate::cmdline::SystemChoice;
 use crate::superblock::{self, Squashfs};
-use crate::sys::confined::Confined;
+use crate::sys::confined::{Confined, Lookup};
 use crate::sys::errno_text;
 use rustix::fd::OwnedFd;
 use rustix::io::Errno;
@@ -82,8 +82,15 @@ pub struct CheckedImage {
 }
 
 /// Why a link or path does not lead to a usable file, in operator words.
-fn lookup_error(be: &Confined, path: &str, e: Errno) -> String {
+fn lookup_error(be: &Confined, path: &str, e: Lookup) -> String {
     let link = be.readlink(path).ok();
+    let e = match e {
+        Lookup::Errno(e) => e,
+        kind => {
+            let shown = link.map(|t| format!("{path} -> {t}"));
+            return format!("{} {kind}", shown.as_deref().unwrap_or(path));
+        }
+    };
     match (e, link) {
         (Errno::NOENT, None) => format!("{path} does not exist"),
         (Errno::NOENT, Some(t)) => {
@@ -160,7 +167,7 @@ pub fn fallback(attempts: &[crate::state::Attempt]) -> Option<crate::state::Fall
 pub fn check(be: &Confined, candidate: &Candidate) -> Result<CheckedImage, String> {
     let link = be.readlink(&candidate.path).ok();
     let file = be
-        .open_read(&candidate.path)
+        .open_file(&candidate.path)
         .map_err(|e| lookup_error(be, &candidate.path, e))?;
     let image = be
         .relative_of(&file)
@@ -171,9 +178,6 @@ pub fn check(be: &Confined, candidate: &Candidate) -> Result<CheckedImage, Strin
         image.clone()
     };
     let st = rustix::fs::fstat(&file).map_err(|e| format!("{shown}: {}", errno_text(e)))?;
-    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
-        return Err(format!("{shown} is not a regular file"));
-    }
     let superblock =
         read_superblock(&file, st.st_size as u64).map_err(|e| format!("{shown}: {e}"))?;
     Ok(CheckedImage {

@@ -10,7 +10,6 @@ use crate::select::{self, Candidate};
 use crate::state::{Fallback, State, TrialState};
 use crate::sys::atomic;
 use crate::sys::confined::Confined;
-use crate::sys::errno_text;
 use crate::trial::{self, Disk, First, Slot, Step};
 use rustix::fd::OwnedFd;
 use rustix::fs::FileType;
@@ -35,11 +34,8 @@ pub fn read_disk(be: &Confined) -> Disk {
             },
         )
         .is_ok();
-    let trial = match be.read_small(&rel(trial::TRIAL), trial::MAX_TRIAL_BYTES + 1) {
+    let trial = match be.read_small(&rel(trial::TRIAL), trial::MAX_TRIAL_BYTES) {
         Ok(None) => Slot::Absent,
-        Ok(Some(text)) if text.len() as u64 > trial::MAX_TRIAL_BYTES => {
-            Slot::Unreadable(format!("larger than {} bytes", trial::MAX_TRIAL_BYTES))
-        }
         Ok(Some(text)) => match trial::parse(&text) {
             Ok(t) => Slot::Present(t),
             Err(e) => Slot::Unreadable(e),
@@ -56,12 +52,11 @@ pub fn read_disk(be: &Confined) -> Disk {
 
 /// `System/` opened for `*at` changes and fsync, confined to BootExt.
 pub fn system_dir(be: &Confined) -> Result<OwnedFd, String> {
-    let dir = be.open_read(trial::SYSTEM_DIR).map_err(|e| {
+    let dir = be.open_dir(trial::SYSTEM_DIR).map_err(|e| {
         format!(
-            "cannot open {}/{}: {}",
+            "cannot open {}/{}: it {e}",
             be.path.display(),
             trial::SYSTEM_DIR,
-            errno_text(e)
         )
     })?;
     atomic::check_dir(&dir).map_err(|e| format!("{}: {e}", trial::SYSTEM_DIR))?;

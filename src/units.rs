@@ -20,7 +20,7 @@
 
 use crate::names::{NodeKind, Tree};
 use crate::plan::Skipped;
-use crate::sys::confined::Confined;
+use crate::sys::confined::{Confined, Lookup};
 use crate::sys::errno_text;
 use rustix::fs::FileType;
 use rustix::io::Errno;
@@ -220,15 +220,13 @@ pub struct UnitRecord {
 
 /// Read a regular file of at most `max` bytes (links followed inside BootExt).
 fn read_file(be: &Confined, rel: &str, max: u64) -> Result<Vec<u8>, String> {
-    let fd = be.open_read(rel).map_err(|e| match e {
-        Errno::XDEV => "leads outside BootExt (masking units from Units/ is not supported)".into(),
-        Errno::NOENT => "does not exist (dangling link?)".into(),
-        e => errno_text(e),
+    let fd = be.open_file(rel).map_err(|e| match e {
+        Lookup::Errno(Errno::XDEV) => {
+            "leads outside BootExt (masking units from Units/ is not supported)".into()
+        }
+        e => e.to_string(),
     })?;
     let st = rustix::fs::fstat(&fd).map_err(errno_text)?;
-    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
-        return Err("not a regular file".into());
-    }
     if st.st_size as u64 > max {
         return Err(format!(
             "{} bytes, more than the {max} a unit file may have",

@@ -21,6 +21,7 @@
 //!
 //! Without a trusted key a signature proves nothing, so it is never counted.
 
+use crate::names::escape;
 use minisign_verify::{PublicKey, Signature, StreamVerifier};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -459,11 +460,6 @@ pub fn check_signed_claims(
             "{sig_file} carries no version and a minimum version ({min}) is set; sign with: minisign -S -m {file} -t 'file:{file} version:VERSION'"
         )),
     }
-}
-
-/// `text` with control characters escaped, for messages about hostile input.
-fn escape(text: &str) -> String {
-    text.escape_debug().to_string()
 }
 
 /// The trusted keys in `dir` (`*.pub`, sorted). A missing directory is no keys. A

@@ -719,7 +719,9 @@ pub fn prepare(
             ),
         }
     } else {
-        crate::verify::prepare(image, opts.mode, opts.trust, &|p| be.read_small(p, 1 << 20))?
+        crate::verify::prepare(image, opts.mode, opts.trust, &|p| {
+            be.read_small(p, super::confined::MAX_TEXT_BYTES)
+        })?
     };
     let st = rustix::fs::fstat(file).map_err(|e| format!("{image}: {}", errno_text(e)))?;
     let size = st.st_size as u64;

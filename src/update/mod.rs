@@ -309,7 +309,7 @@ fn local_images(be: &Confined, new: &str) -> (Vec<File>, Vec<Vec<Chunk>>) {
     let mut files = Vec::new();
     let mut lists = Vec::new();
     for n in names {
-        let Ok(fd) = be.open_read(&format!("{SYSTEM_DIR}/{n}")) else {
+        let Ok(fd) = be.open_file(&format!("{SYSTEM_DIR}/{n}")) else {
             continue;
         };
         let f = File::from(fd);

@@ -11,7 +11,7 @@
 //! corrupted block does once the system runs (format::OnError).
 
 use super::format::{self, BLOCK, Layout, OnError, Superblock};
-use crate::sys::confined::Confined;
+use crate::sys::confined::{Confined, Lookup};
 use crate::sys::{dm, errno_text, loopdev, mounts};
 use crate::verify::{Mode, Sha256Digest, TrustStore};
 use rustix::fd::OwnedFd;
@@ -65,15 +65,15 @@ pub fn open(
         return Ok(None);
     }
     let hash_file = format!("{image}{}", super::seal::VERITY_SUFFIX);
-    let hash = match be.open_read(&hash_file) {
+    let hash = match be.open_file(&hash_file) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) if policy.mode.is_none() => return Ok(None),
-        Err(Errno::NOENT) => {
+        Err(Lookup::Errno(Errno::NOENT)) if policy.mode.is_none() => return Ok(None),
+        Err(Lookup::Errno(Errno::NOENT)) => {
             return Err(format!(
                 "overboot.verity=1 and {image} is not sealed ({hash_file} missing); seal it with: overboot seal {image}"
             ));
         }
-        Err(e) => return Err(format!("{hash_file}: {}", errno_text(e))),
+        Err(e) => return Err(format!("{hash_file} {e}")),
     };
     let mut head = [0u8; format::SUPERBLOCK_LEN];
     let got = rustix::io::pread(&hash, &mut head, 0)

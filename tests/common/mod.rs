@@ -162,13 +162,18 @@ impl Run {
     }
 }
 
+/// How long one `overboot` run may take before the test calls it hung (exit 124,
+/// from `timeout`): a hostile BootExt must fail a test, not stop the suite.
+pub const RUN_DEADLINE_SECS: &str = "120";
+
 /// Run `overboot ARGS` (spawned from the calling thread, so in its namespace).
 pub fn overboot<I, S>(args: I) -> Run
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let out = Command::new(BIN)
+    let out = Command::new("timeout")
+        .args(["--kill-after=5", RUN_DEADLINE_SECS, BIN])
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -647,6 +652,18 @@ pub fn state_mount_index(state: &Value, target: &str) -> Option<usize> {
         .as_array()?
         .iter()
         .position(|m| m["target"] == target)
+}
+
+/// The marker (`/etc/overboot-image`) of the image that booted into `a`'s root.
+#[track_caller]
+pub fn booted_marker(a: &Assembly) -> String {
+    fs::read_to_string(a.at("etc/overboot-image")).unwrap_or_else(|e| {
+        panic!(
+            "ROOT/etc/overboot-image: {e}\nstate: {}\nstderr:\n{}",
+            fs::read_to_string(&a.state_path).unwrap_or_default(),
+            a.run.stderr
+        )
+    })
 }
 
 /// The skip record for `entry` (e.g. `DIRS/DIR__etc`), if any.

@@ -1,0 +1,191 @@
+//! A hostile BootExt (issue 10): whoever can rewrite the stick must not be able to
+//! stop the boot, mislead it, or change it silently. Real trees, squashfs images,
+//! loop devices and mounts through `overboot assemble` in a private namespace.
+//! Needs root.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::Path;
+
+fn mkfifo(path: &Path) {
+    let _ = fs::remove_file(path);
+    sh("mkfifo", &[path.as_os_str()]);
+}
+
+/// Everything a boot said: stderr, warnings, skips and the fallback reason.
+fn said(a: &Assembly) -> String {
+    let st: Value = a.state();
+    format!("{}\n{st}", a.run.stderr)
+}
+
+#[track_caller]
+fn fell_back_to_recovery(a: &Assembly) -> String {
+    a.run.expect_code(0);
+    let st = a.state();
+    assert_eq!(booted_marker(a), "r", "{st:#}");
+    st["fallback"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[track_caller]
+fn skip_reason(st: &Value, entry: &str) -> String {
+    skipped(st, entry)
+        .unwrap_or_else(|| panic!("{entry} not skipped: {:#}", st["skipped"]))["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Item 1: a FIFO or a device node wherever BootExt is read is refused by name and
+/// never blocks `open()` (on main, `assemble` hung here until the test's deadline).
+#[test]
+fn fifos_and_device_nodes_never_block_the_boot() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let p = |rel: &str| b.path.join(rel);
+        let pipe = "is a named pipe, not a regular file";
+        mkdirs(&b.path, "Units");
+        mkdirs(&b.path, "Overlay");
+        mkdirs(&b.path, "Apps");
+        for rel in [
+            "overboot.toml",
+            "System/a.squashfs.sha256",
+            "System/trial",
+            "Units/site.service",
+            "DIRS/FILE_etc_motd",
+            "Overlay/10-site.squashfs",
+            "Apps/tool.squashfs",
+        ] {
+            mkfifo(&p(rel));
+        }
+        let previous = p("System/previous-system");
+        mkfifo(&previous);
+
+        let a = assemble(ns, &b.path, "quiet");
+        let reason = fell_back_to_recovery(&a);
+        assert!(
+            reason.contains(&format!("System/a.squashfs.sha256 {pipe}")),
+            "{reason}"
+        );
+        let st = a.state();
+        let all = said(&a);
+        assert!(all.contains(&format!("overboot.toml {pipe}")), "{all}");
+        assert!(all.contains(&format!("System/trial {pipe}")), "{all}");
+        for entry in [
+            "Units/site.service",
+            "DIRS/FILE_etc_motd",
+            "Overlay/10-site.squashfs",
+            "Apps/tool.squashfs",
+        ] {
+            let why = skip_reason(&st, entry);
+            assert!(why.contains("named pipe"), "{entry}: {why}");
+        }
+        a.teardown(ns);
+        for rel in ["overboot.toml", "System/a.squashfs.sha256", "System/trial"] {
+            fs::remove_file(p(rel)).unwrap();
+        }
+
+        // SHA256SUMS as a FIFO: recovery has its own sidecar (read first), active not.
+        let r_line = String::from_utf8(
+            std::process::Command::new("sha256sum")
+                .arg("r.squashfs")
+                .current_dir(p("System"))
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        fs::write(p("System/r.squashfs.sha256"), r_line).unwrap();
+        mkfifo(&p("System/SHA256SUMS"));
+        let a = assemble(ns, &b.path, "quiet");
+        let reason = fell_back_to_recovery(&a);
+        assert!(
+            reason.contains(&format!("System/SHA256SUMS {pipe}")),
+            "{reason}"
+        );
+        a.teardown(ns);
+        fs::remove_file(p("System/SHA256SUMS")).unwrap();
+
+        // A .minisig is read even with overboot.verify=0.
+        mkfifo(&p("System/a.squashfs.minisig"));
+        let a = assemble(ns, &b.path, "quiet overboot.verify=0");
+        let reason = fell_back_to_recovery(&a);
+        assert!(
+            reason.contains(&format!("System/a.squashfs.minisig {pipe}")),
+            "{reason}"
+        );
+        a.teardown(ns);
+        fs::remove_file(p("System/a.squashfs.minisig")).unwrap();
+
+        // A device node as the image itself (BootExt may carry them: mknod).
+        fs::remove_file(p("System/a.squashfs")).unwrap();
+        sh(
+            "mknod",
+            &[
+                p("System/a.squashfs").as_os_str(),
+                OsStr::new("c"),
+                OsStr::new("1"),
+                OsStr::new("3"),
+            ],
+        );
+        let a = assemble(ns, &b.path, "quiet");
+        let reason = fell_back_to_recovery(&a);
+        assert!(
+            reason.contains("is a character device, not a regular file"),
+            "{reason}"
+        );
+        a.teardown(ns);
+    });
+}
+
+/// Item 4: a file over the limit is an error naming its size and the limit, never a
+/// prefix read as if it were whole (on main, a `read_only` mount past 1 MiB was
+/// mounted read-write, and a `SHA256SUMS` line past 1 MiB left the image unverified).
+#[test]
+fn oversize_files_are_errors_not_prefixes() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        mkdirs(&b.path, "Data/app");
+        let padding = format!("# {}\n", "x".repeat(1000)).repeat(1100);
+        b.manifest(&format!(
+            "{padding}[[mount]]\nsource = \"Data/app\"\ntarget = \"/opt/app\"\nread_only = true\n"
+        ));
+        let size = fs::metadata(b.path.join("overboot.toml")).unwrap().len();
+        let a = assemble_ok(ns, &b.path, "quiet");
+        let st = a.state();
+        let w = warnings(&st);
+        assert!(
+            w.contains(&format!(
+                "overboot.toml is {size} bytes, more than the 1048576 allowed"
+            )),
+            "{w}"
+        );
+        assert!(
+            !a.at("opt/app").exists() || mount_at(&a.at("opt/app")).is_none(),
+            "no part of an oversize manifest is used"
+        );
+        a.teardown(ns);
+        fs::remove_file(b.path.join("overboot.toml")).unwrap();
+
+        // SHA256SUMS: the line for a.squashfs (a wrong digest) past 1 MiB.
+        let other = format!("{}  other.squashfs\n", "0".repeat(64)).repeat(13_000);
+        let sums = format!("{other}{}  a.squashfs\n", "ab".repeat(32));
+        let size = sums.len();
+        fs::write(b.path.join("System/SHA256SUMS"), sums).unwrap();
+        let a = assemble(ns, &b.path, "quiet overboot.system=a.squashfs");
+        a.run.expect_code(1);
+        assert!(
+            a.run.stderr.contains(&format!(
+                "System/SHA256SUMS is {size} bytes, more than the 1048576 allowed"
+            )),
+            "{}",
+            a.run.stderr
+        );
+    });
+}
