@@ -312,8 +312,97 @@ pub struct Decoded {
     pub also_exist: Vec<TargetPath>,
 }
 
-/// Bound on the lookups one name may cost, so a hostile tree cannot make decoding slow.
-const MAX_LOOKUPS: usize = 4096;
+/// Lookups (one `lstat` of the tree, an `openat2` against the new root) one name may
+/// cost, symlinks and the fallback included.
+pub const NAME_LOOKUPS: u64 = 4096;
+/// Lookups a whole pass over `DIRS/` may cost: a hostile tree (a deep directory,
+/// thousands of names) cannot make decoding take more than a fraction of a second.
+pub const PASS_LOOKUPS: u64 = 100_000;
+
+/// The lookups left for a pass, shared by its names.
+pub struct Budget {
+    left: std::cell::Cell<u64>,
+}
+
+impl Budget {
+    pub fn new(lookups: u64) -> Budget {
+        Budget {
+            left: std::cell::Cell::new(lookups),
+        }
+    }
+
+    /// `tree` as seen by one name: its lookups counted against the smaller of
+    /// [`NAME_LOOKUPS`] and what the pass has left, and `opaque` places (those
+    /// overboot mounts itself: BootExt is one) never walked into.
+    pub fn for_name<'a>(&'a self, tree: &'a dyn Tree, opaque: &'a [TargetPath]) -> Counted<'a> {
+        let limit = NAME_LOOKUPS.min(self.left.get());
+        Counted {
+            tree,
+            opaque,
+            budget: self,
+            limit,
+            used: std::cell::Cell::new(0),
+        }
+    }
+}
+
+/// A tree whose lookups are counted (see [`Budget::for_name`]).
+pub struct Counted<'a> {
+    tree: &'a dyn Tree,
+    opaque: &'a [TargetPath],
+    budget: &'a Budget,
+    limit: u64,
+    used: std::cell::Cell<u64>,
+}
+
+impl Counted<'_> {
+    /// Why this name's decoding was cut short, if it was: the decoding is then not
+    /// to be trusted, and the entry is skipped with this reason.
+    pub fn exhausted(&self) -> Option<String> {
+        if self.used.get() <= self.limit {
+            return None;
+        }
+        Some(if self.limit < NAME_LOOKUPS {
+            format!(
+                "not decoded: the DIRS/ pass used its {PASS_LOOKUPS} lookups (a hostile tree or too many ambiguous names); name it exactly with '__' or use a [[mount]]"
+            )
+        } else {
+            format!(
+                "not decoded: it needs more than {NAME_LOOKUPS} lookups in the image (a deep or looping tree); name it exactly with '__' or use a [[mount]]"
+            )
+        })
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        let spent = self.used.get().min(self.limit);
+        self.budget
+            .left
+            .set(self.budget.left.get().saturating_sub(spent));
+    }
+}
+
+impl Tree for Counted<'_> {
+    fn lstat(&self, path: &[String]) -> Option<Node> {
+        let used = self.used.get() + 1;
+        self.used.set(used);
+        if used > self.limit {
+            return None;
+        }
+        // A place overboot mounts itself is an empty directory to decoding.
+        for place in self.opaque {
+            let p = place.components();
+            if path == p {
+                return Some(Node::Dir);
+            }
+            if path.starts_with(p) {
+                return None;
+            }
+        }
+        self.tree.lstat(path)
+    }
+}
 
 /// Decode a reading against a tree. The reading that names an existing path wins
 /// (longer components tried first, so `x86_64-linux-gnu` beats `x86`/`64-linux-gnu`);
@@ -330,8 +419,7 @@ pub fn decode(reading: &Reading, tree: &dyn Tree) -> Decoded {
         Reading::Tokens(t) => t,
     };
     let mut found = Vec::new();
-    let mut budget = MAX_LOOKUPS;
-    find_existing(tokens, 0, &mut Vec::new(), tree, &mut found, &mut budget);
+    find_existing(tokens, 0, &mut Vec::new(), tree, &mut found);
     if let Some(first) = found.first() {
         return Decoded {
             target: TargetPath(first.clone()),
@@ -369,17 +457,15 @@ fn find_existing(
     path: &mut Vec<String>,
     tree: &dyn Tree,
     found: &mut Vec<Vec<String>>,
-    budget: &mut usize,
 ) {
     for k in (1..=tokens.len() - start).rev() {
-        if found.len() >= 2 || *budget == 0 {
+        if found.len() >= 2 {
             return;
         }
-        *budget -= 1;
         path.push(tokens[start..start + k].join("_"));
         match tree.kind(path) {
             Some(_) if start + k == tokens.len() => found.push(path.clone()),
-            Some(NodeKind::Dir) => find_existing(tokens, start + k, path, tree, found, budget),
+            Some(NodeKind::Dir) => find_existing(tokens, start + k, path, tree, found),
             _ => {}
         }
         path.pop();
@@ -570,5 +656,72 @@ mod tests {
         for bad in ["opt", "/", "/a//b", "/a/../b", "/./a"] {
             assert!(TargetPath::parse_absolute(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Issue 10 item 2: a directory `a/a/…/a` 120 deep and names that walk it. On
+    /// main one such name cost 388,823 lookups.
+    struct Deep {
+        depth: usize,
+        lookups: std::cell::Cell<u64>,
+    }
+
+    impl Tree for Deep {
+        fn lstat(&self, path: &[String]) -> Option<Node> {
+            self.lookups.set(self.lookups.get() + 1);
+            (path.len() <= self.depth && path.iter().all(|c| c == "a")).then_some(Node::Dir)
+        }
+    }
+
+    #[test]
+    fn decoding_is_bounded_per_name_and_per_pass() {
+        let deep = Deep {
+            depth: 120,
+            lookups: std::cell::Cell::new(0),
+        };
+        let name = |i: usize| format!("DIR_{}z{i}", "a_".repeat(120));
+        let budget = Budget::new(PASS_LOOKUPS);
+        let mut reasons = Vec::new();
+        for i in 0..100 {
+            let before = deep.lookups.get();
+            let e = parse_entry_name(&name(i), false).unwrap();
+            let counted = budget.for_name(&deep, &[]);
+            decode(&e.reading, &counted);
+            let _ = canonical(&counted, &["a".to_string()]);
+            reasons.push(
+                counted
+                    .exhausted()
+                    .expect("a 120-deep walk exceeds one name's budget"),
+            );
+            drop(counted);
+            assert!(deep.lookups.get() - before <= NAME_LOOKUPS, "name {i}");
+        }
+        assert!(deep.lookups.get() <= PASS_LOOKUPS, "{}", deep.lookups.get());
+        assert!(
+            reasons[0].contains("more than 4096 lookups"),
+            "{}",
+            reasons[0]
+        );
+        assert!(
+            reasons[99].contains("the DIRS/ pass used its"),
+            "{}",
+            reasons[99]
+        );
+    }
+
+    #[test]
+    fn reserved_places_are_not_walked() {
+        let deep = Deep {
+            depth: 120,
+            lookups: std::cell::Cell::new(0),
+        };
+        let budget = Budget::new(PASS_LOOKUPS);
+        let opaque = [TargetPath::parse_absolute("/a/a").unwrap()];
+        let e = parse_entry_name(&format!("DIR_{}z", "a_".repeat(120)), false).unwrap();
+        let counted = budget.for_name(&deep, &opaque);
+        let d = decode(&e.reading, &counted);
+        assert!(counted.exhausted().is_none());
+        // Three levels of 121 readings each, not 120 (which exhausts the budget).
+        assert!(deep.lookups.get() < 1000, "{}", deep.lookups.get());
+        assert_eq!(d.target.components().len(), 121);
     }
 }

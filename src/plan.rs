@@ -161,15 +161,24 @@ pub fn build(
 ) -> (Vec<PlannedMount>, Vec<Skipped>) {
     let mut skipped = Vec::new();
     let mut by_place: BTreeMap<TargetPath, Vec<PlannedMount>> = BTreeMap::new();
+    // Every lookup below is counted: a hostile tree or thousands of names cost a
+    // bounded time (names::PASS_LOOKUPS), and reserved places are never walked.
+    let budget = names::Budget::new(names::PASS_LOOKUPS);
     for c in candidates {
-        let Decoded { target, also_exist } = names::decode(&c.reading, tree);
+        let counted = budget.for_name(tree, reserved);
+        let Decoded { target, also_exist } = names::decode(&c.reading, &counted);
         let mut skip = |reason: String| {
             skipped.push(Skipped {
                 entry: c.origin.clone(),
                 reason,
             })
         };
-        let (real, existing) = match names::canonical(tree, target.components()) {
+        let canonical = names::canonical(&counted, target.components());
+        if let Some(reason) = counted.exhausted() {
+            skip(reason);
+            continue;
+        }
+        let (real, existing) = match canonical {
             Ok(r) => r,
             Err(e) => {
                 skip(format!("target {target}: {e}"));
