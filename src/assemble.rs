@@ -7,6 +7,7 @@
 
 use crate::bootext;
 use crate::cmdline::{self, BootConfig};
+use crate::landing::Landing;
 use crate::layers;
 use crate::names::TargetPath;
 pub use crate::pid1::Fatal;
@@ -262,9 +263,11 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
         &mut state.warnings,
     );
     state.skipped.extend(skipped);
+    let mut landing = Landing::new(reserved());
     for m in planned {
-        match overmount(&be, &root, &req.root, &m, &seals) {
+        match overmount(&be, &root, &req.root, &m, (&seals, &landing)) {
             Ok((resolved, sealed)) => {
+                landing.take(resolved.clone(), &m.origin);
                 log::info!(
                     "{} -> {}{}",
                     m.origin,
@@ -760,7 +763,7 @@ fn mount_apps(be: &Confined, root: &OwnedFd, state: &mut State, seals: &verity::
                 .open_file(&app.source)
                 .map_err(|e| format!("{} {e}", app.source))?;
             let m = mount_image(be, &file, &app.source, seals)?;
-            let target = resolve::resolve_target(root, &app.target, Want::Dir)?;
+            let target = resolve::resolve_itself(root, &app.target)?;
             mounts::attach(&m.mnt, &target.fd)
                 .map_err(|e| format!("cannot mount on {}: {}", target.real, errno_text(e)))?;
             Ok::<_, String>((target.real, m.verity))
@@ -806,7 +809,7 @@ fn publish(root: &OwnedFd, image_dir: &Path, overlay_dir: &Path, be: &Confined, 
     let place =
         |at: &str, how: &dyn Fn(&OwnedFd) -> Result<(), String>| -> Result<String, String> {
             let target = TargetPath::parse_absolute(at)?;
-            let r = resolve::resolve_target(root, &target, Want::Dir)?;
+            let r = resolve::resolve_itself(root, &target)?;
             how(&r.fd)?;
             Ok(r.real.to_string())
         };
@@ -865,7 +868,7 @@ fn overmount(
     root: &OwnedFd,
     root_path: &Path,
     m: &PlannedMount,
-    seals: &verity::Policy<'_>,
+    (seals, landing): (&verity::Policy<'_>, &Landing),
 ) -> Result<(TargetPath, Option<VerityRecord>), String> {
     let want = if m.kind == MountKind::File {
         Want::File
@@ -904,6 +907,7 @@ fn overmount(
         }
     };
     let target = resolve::resolve_target(root, &m.target, want)?;
+    landing.check(&m.target, &target.real)?;
     mounts::attach(&mnt, &target.fd)
         .map_err(|e| format!("cannot mount on {}: {}", target.real, errno_text(e)))?;
     if m.read_only && matches!(m.kind, MountKind::Bind | MountKind::File) {

@@ -16,6 +16,7 @@ pub mod command;
 pub mod imagetree;
 pub mod initramfs;
 pub mod kmod;
+pub mod landing;
 pub mod layers;
 pub mod manifest;
 pub mod names;

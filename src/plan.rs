@@ -197,13 +197,8 @@ pub fn build(
         } else {
             format!(" (a symlink in the image leads to {resolved})")
         };
-        if let Some(r) = reserved
-            .iter()
-            .find(|r| r.starts_with(&resolved) || resolved.starts_with(r))
-        {
-            skip(format!(
-                "target {target}{via} overlaps {r}, which overboot itself mounts"
-            ));
+        if let Err(reason) = crate::landing::check_reserved(&target, &resolved, reserved) {
+            skip(reason);
             continue;
         }
         match (c.kind, existing) {

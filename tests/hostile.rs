@@ -213,3 +213,66 @@ fn names_under_reserved_places_are_not_walked() {
         a.teardown(ns);
     });
 }
+
+/// Item 3: the place a mount reaches is checked right before it is made. On main,
+/// `/mnt/cdrom` and `/etc/ssh` were each mounted twice and `/mnt/livecd/etc` and
+/// `/mnt/overlay/upper` overmounted, through symlinks a `DIRS/` bind brought.
+#[test]
+fn mounts_land_only_where_they_may() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        b.dir_entry("DIR_opt", &[("README", "opt")]);
+        for (link, to) in [
+            ("x", "/mnt/cdrom"),
+            ("y", "../mnt/livecd/etc"),
+            ("z", "/mnt/overlay/upper"),
+            ("w", "/etc/ssh"),
+        ] {
+            symlink(&b.path, &format!("DIRS/DIR_opt/{link}"), to);
+        }
+        for name in [
+            "DIR_opt_x",
+            "DIR_opt_y",
+            "DIR_opt_z",
+            "DIR_opt_w",
+            "DIR_etc_ssh",
+        ] {
+            b.dir_entry(name, &[("marker", name)]);
+        }
+        let a = assemble_ok(ns, &b.path, "quiet");
+        let st = a.state();
+        for (entry, want) in [
+            ("DIRS/DIR_opt_x", "overlaps /mnt/cdrom"),
+            ("DIRS/DIR_opt_y", "overlaps /mnt/livecd"),
+            ("DIRS/DIR_opt_z", "overlaps /mnt/overlay"),
+            (
+                "DIRS/DIR_opt_w",
+                "is where DIRS/DIR_etc_ssh is already mounted",
+            ),
+        ] {
+            let why = skip_reason(&st, entry);
+            assert!(why.contains(want), "{entry}: {why}");
+        }
+        assert_eq!(
+            fs::read_to_string(a.at("etc/ssh/marker")).unwrap(),
+            "DIR_etc_ssh"
+        );
+        a.teardown(ns);
+
+        // An Overlay/ layer turning /mnt/cdrom into a link to /etc (DIRS/ emptied).
+        fs::remove_dir_all(b.path.join("DIRS")).unwrap();
+        symlink(&b.path, "Overlay/10-evil/mnt/cdrom", "/etc");
+        let a = assemble_ok(ns, &b.path, "quiet overboot.dirs=1");
+        let st = a.state();
+        let w = warnings(&st);
+        assert!(
+            w.contains("/mnt/cdrom leads to /etc (a symlink in the image or an Overlay/ layer)"),
+            "{w}"
+        );
+        assert!(
+            mount_at(&a.at("etc")).is_none(),
+            "BootExt not mounted on /etc"
+        );
+        a.teardown(ns);
+    });
+}

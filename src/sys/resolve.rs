@@ -201,6 +201,20 @@ pub fn resolve_target(
     Ok(Resolved { fd, real })
 }
 
+/// Resolve a place overboot mounts itself (`/mnt/cdrom`, `/mnt/apps/NAME`): it must
+/// be reached as itself. A symlink the image or an `Overlay/` layer put on the way
+/// (`/mnt/cdrom -> /etc`) would land BootExt elsewhere: refused.
+pub fn resolve_itself(root: &impl AsFd, target: &TargetPath) -> Result<Resolved, String> {
+    let r = resolve_target(root, target, Want::Dir)?;
+    if r.real != *target {
+        return Err(format!(
+            "{target} leads to {} (a symlink in the image or an Overlay/ layer); overboot mounts only on {target} itself",
+            r.real
+        ));
+    }
+    Ok(r)
+}
+
 /// The assembled root as a [`Tree`](crate::names::Tree) for name decoding.
 pub struct RootTree<'a>(pub &'a OwnedFd);
 
