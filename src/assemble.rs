@@ -265,7 +265,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     state.skipped.extend(skipped);
     let mut landing = Landing::new(reserved());
     for m in planned {
-        match overmount(&be, &root, &req.root, &m, (&seals, &landing)) {
+        match overmount(&be, &root, &staging, &m, (&seals, &landing)) {
             Ok((resolved, sealed)) => {
                 landing.take(resolved.clone(), &m.origin);
                 log::info!(
@@ -360,6 +360,11 @@ fn staging_dir(state_path: &Path) -> PathBuf {
     dir.join(format!(".staging-{}", std::process::id()))
 }
 
+/// Where a read-only bind is made read-only before it becomes visible (a directory
+/// and a file in staging, for `DIR_` and `FILE_` binds).
+const RO_DIR: &str = "ro";
+const RO_FILE: &str = "ro-file";
+
 /// A private tmpfs of our own: mounts under it can be moved (no shared parent) and
 /// nothing in it propagates to the host.
 fn setup_staging(staging: &Path) -> Result<(), String> {
@@ -381,9 +386,11 @@ fn setup_staging(staging: &Path) -> Result<(), String> {
             errno_text(e)
         )
     })?;
-    for sub in ["image", "overlay", "l"] {
+    for sub in ["image", "overlay", "l", RO_DIR] {
         std::fs::create_dir(staging.join(sub)).map_err(|e| format!("cannot create {sub}: {e}"))?;
     }
+    std::fs::write(staging.join(RO_FILE), "")
+        .map_err(|e| format!("cannot create {RO_FILE}: {e}"))?;
     Ok(())
 }
 
@@ -862,11 +869,38 @@ fn publish(root: &OwnedFd, image_dir: &Path, overlay_dir: &Path, be: &Confined, 
     }
 }
 
+/// A bind made read-only before anyone can see it: attached on `place` (in the
+/// private staging tmpfs: a short path, whatever the target's length), remounted
+/// read-only there, then moved onto `target`. On failure nothing stays mounted.
+fn attach_read_only(mnt: &OwnedFd, place: &Path, target: &OwnedFd) -> Result<(), String> {
+    let at = rustix::fs::open(
+        place,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(errno_text)?;
+    mounts::attach(mnt, &at).map_err(errno_text)?;
+    let moved =
+        mounts::remount_bind_readonly(place).and_then(|()| mounts::move_onto(place, target));
+    if let Err(e) = moved {
+        // The staging place is a short path: this detach cannot fail for its length.
+        if let Err(d) = mounts::detach(place) {
+            return Err(format!(
+                "{}; and cannot undo it: {}",
+                errno_text(e),
+                errno_text(d)
+            ));
+        }
+        return Err(errno_text(e));
+    }
+    Ok(())
+}
+
 /// Make one overmount; returns where it landed.
 fn overmount(
     be: &Confined,
     root: &OwnedFd,
-    root_path: &Path,
+    staging: &Path,
     m: &PlannedMount,
     (seals, landing): (&verity::Policy<'_>, &Landing),
 ) -> Result<(TargetPath, Option<VerityRecord>), String> {
@@ -908,18 +942,13 @@ fn overmount(
     };
     let target = resolve::resolve_target(root, &m.target, want)?;
     landing.check(&m.target, &target.real)?;
+    if m.read_only && matches!(m.kind, MountKind::Bind | MountKind::File) {
+        let place = staging.join(if want == Want::File { RO_FILE } else { RO_DIR });
+        attach_read_only(&mnt, &place, &target.fd)
+            .map_err(|e| format!("cannot mount {} read-only: {e}", target.real))?;
+        return Ok((target.real, sealed));
+    }
     mounts::attach(&mnt, &target.fd)
         .map_err(|e| format!("cannot mount on {}: {}", target.real, errno_text(e)))?;
-    if m.read_only && matches!(m.kind, MountKind::Bind | MountKind::File) {
-        let path = root_path.join(target.real.relative());
-        if let Err(e) = mounts::remount_bind_readonly(&path) {
-            let _ = mounts::detach(&path);
-            return Err(format!(
-                "cannot make {} read-only: {}",
-                target.real,
-                errno_text(e)
-            ));
-        }
-    }
     Ok((target.real, sealed))
 }

@@ -276,3 +276,39 @@ fn mounts_land_only_where_they_may() {
         a.teardown(ns);
     });
 }
+
+/// Item 6: a read-only bind whose target is longer than PATH_MAX is read-only before
+/// it is visible, and state.json says what is mounted. On main the remount and the
+/// undo worked by path (ENAMETOOLONG): it stayed read-write, reported skipped.
+#[test]
+fn read_only_bind_past_path_max_is_read_only() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        mkdirs(&b.path, "Data/app");
+        let comps: Vec<String> = (0..25)
+            .map(|i| format!("{i:02}{}", "d".repeat(198)))
+            .collect();
+        let target = format!("/{}", comps.join("/"));
+        assert!(target.len() > 4096);
+        b.manifest(&format!(
+            "[[mount]]\nsource = \"Data/app\"\ntarget = \"{target}\"\nread_only = true\n"
+        ));
+        let a = assemble_ok(ns, &b.path, "quiet");
+        let st = a.state();
+        let m = state_mount(&st, &target);
+        assert_eq!(m["read_only"], true, "{m:#}");
+        // Walk there one component at a time (this thread has its own cwd).
+        std::env::set_current_dir(&a.root).unwrap();
+        for c in &comps {
+            std::env::set_current_dir(c).unwrap();
+        }
+        let err = fs::write("probe", "x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(30), "EROFS: {err}");
+        // Unmount it from its parent (teardown works by absolute path).
+        std::env::set_current_dir("..").unwrap();
+        let last = comps.last().unwrap().as_str();
+        rustix::mount::unmount(last, rustix::mount::UnmountFlags::DETACH).unwrap();
+        std::env::set_current_dir("/").unwrap();
+        a.teardown(ns);
+    });
+}
