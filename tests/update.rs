@@ -313,9 +313,10 @@ fn faults_leave_bootext_as_it_was() {
             ("other-file/", "a good signature for another file"),
             ("altered-index/", "bad signature"),
             ("garbage/", "the server sent wrong data for bytes"),
+            // The trusted comment names the file signed (issue 10 item 8).
             (
                 "image-signature-of-another-file/",
-                "a signature for another file",
+                "signs a file named 'SHA256SUMS', not app-1.0.squashfs",
             ),
             ("bad-image-signature/", "bad signature"),
             ("short/", img),
