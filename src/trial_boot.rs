@@ -10,6 +10,7 @@ use crate::select::{self, Candidate};
 use crate::state::{Fallback, State, TrialState};
 use crate::sys::atomic;
 use crate::sys::confined::Confined;
+use crate::sys::errno_text;
 use crate::trial::{self, Disk, First, Slot, Step};
 use rustix::fd::OwnedFd;
 use rustix::fs::FileType;
