@@ -104,9 +104,14 @@ fn system_verity(state: &str) -> serde_json::Value {
 fn toram_sealed_system_and_a_corrupted_file_in_a_sealed_dir_image() {
     let f = fixture();
     let dir = work_dir(f, "toram");
-    // The system image, sealed by veritysetup itself.
+    // The system image (with overboot in it, for `overboot status`), sealed by
+    // veritysetup itself.
+    let built = run(Command::new(f.top.join("tests/e2e/build-appliance.sh"))
+        .arg(dir.join("appliance"))
+        .arg("--with-overboot")
+        .arg(e2e_common::musl_binary(&f.top)));
     let sys = dir.join("active.squashfs");
-    fs::copy(&f.system, &sys).unwrap();
+    fs::copy(built.trim(), &sys).unwrap();
     let out = run(Command::new("veritysetup")
         .arg("format")
         .arg(&sys)
@@ -164,6 +169,11 @@ fn toram_sealed_system_and_a_corrupted_file_in_a_sealed_dir_image() {
             .lines()
             .any(|l| l.starts_with("/dev/dm-") && l.contains(" /mnt/livecd squashfs ")),
         "{mounts}"
+    );
+    let status = log.section("status");
+    assert!(
+        status.contains("verity /dev/dm-") && status.contains(&root),
+        "{status}"
     );
     log.assert_has("OVERBOOT-E2E: read /opt/sealed/marker ok");
     log.assert_has("OVERBOOT-E2E: read /opt/sealed/big.bin failed:");

@@ -109,6 +109,9 @@ fn render_status(s: &state::State) -> String {
             if m.read_only { "ro" } else { "rw" },
             m.origin
         );
+        if let Some(v) = &m.verity {
+            let _ = writeln!(o, "  {:<28} {}", "", overboot::verity::boot::describe(v));
+        }
     }
     if !s.skipped.is_empty() {
         let _ = writeln!(o, "\nSkipped ({}):", s.skipped.len());

@@ -43,6 +43,21 @@ pub struct VerityRecord {
     pub on_error: String,
 }
 
+/// One line for `overboot status`.
+pub fn describe(r: &VerityRecord) -> String {
+    format!(
+        "verity {} ({}), root hash {}, {}, corrupted block: {}",
+        r.device,
+        r.name,
+        r.root_hash,
+        r.signed_by
+            .as_ref()
+            .map(|k| format!("signed by key {k}"))
+            .unwrap_or_else(|| "root hash not signed".into()),
+        r.on_error
+    )
+}
+
 /// A sealed image whose tree and root hash passed the checks.
 pub struct Sealed {
     pub superblock: Superblock,
@@ -218,6 +233,22 @@ pub fn tree_len(sealed: &Sealed) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_line() {
+        let r = VerityRecord {
+            device: "/dev/dm-0".into(),
+            name: "overboot-System-a.squashfs".into(),
+            root_hash: "ab".into(),
+            hash_file: "System/a.squashfs.verity".into(),
+            signed_by: Some("1234".into()),
+            on_error: "eio".into(),
+        };
+        assert_eq!(
+            describe(&r),
+            "verity /dev/dm-0 (overboot-System-a.squashfs), root hash ab, signed by key 1234, corrupted block: eio"
+        );
+    }
 
     #[test]
     fn dm_names_are_flat_and_bounded() {
