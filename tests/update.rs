@@ -178,9 +178,27 @@ fn fresh_download_up_to_date_then_delta_of_one_package() {
         let v2 = app_image(&work, &builds, "1.1", 40, true);
         publish(&[&v2], &k, &public).expect_code(0);
         let seen = nginx.log().len();
-        let r = update(&be.path, &trust, &nginx.url(""), &["--json"]);
+        // An older image and an abandoned download: --keep 0 deletes the image not
+        // active, previous or recovery; the stale partial goes too.
+        fs::copy(
+            be.path.join("System/a.squashfs"),
+            be.path.join("System/old-0.1.squashfs"),
+        )
+        .unwrap();
+        fs::write(be.path.join("System/.app-0.9.squashfs.partial"), "x").unwrap();
+        let r = update(&be.path, &trust, &nginx.url(""), &["--json", "--keep", "0"]);
         r.expect_code(0);
         let rec: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let mut removed: Vec<&str> = rec["removed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        removed.sort();
+        assert_eq!(removed, ["a.squashfs", "old-0.1.squashfs"], "{rec}");
+        assert!(!be.path.join("System/.app-0.9.squashfs.partial").exists());
+        assert!(be.path.join("System/r.squashfs").exists());
         let size = fs::metadata(&v2).unwrap().len();
         let fetched = nginx.served("app-1.1.squashfs HTTP", seen);
         eprintln!(

@@ -17,6 +17,7 @@
 //!    `System/`;
 //! 7. `set-active --tries N`: the next boot is a trial (bless/rollback do the rest);
 //! 8. `--keep K`: older images deleted, never the active, previous or recovery one;
+//!    unfinished downloads of other images deleted;
 //! 9. `System/last-update.json`.
 
 pub mod fetch;
@@ -166,9 +167,17 @@ pub fn run(o: &Options) -> Result<Record, String> {
     rec.tries = Some(o.tries);
     rec.outcome = "installed".into();
 
-    // 8. Old images.
+    // 8. Old images, and downloads of other images left unfinished (a newer image
+    // was published meanwhile: they would only take room).
     if let Some(k) = o.keep {
         rec.removed = prune(&be, &sys, &name, k);
+    }
+    for stale in be.list(SYSTEM_DIR).unwrap_or_default() {
+        if stale.starts_with('.') && stale.ends_with(".partial") {
+            if let Err(e) = atomic::remove(&sys, &stale) {
+                log::warn!("cannot delete {SYSTEM_DIR}/{stale}: {e}");
+            }
+        }
     }
 
     // 9. The record.
