@@ -328,7 +328,10 @@ fn faults_leave_bootext_as_it_was() {
             ("nothing/", "HTTP 404"),
             ("broken/", "HTTP 500"),
             ("foreign-key/", "which is not trusted"),
-            ("other-file/", "a good signature for another file"),
+            (
+                "other-file/",
+                "signs a file named 'SHA256SUMS.old', not SHA256SUMS",
+            ),
             ("altered-index/", "bad signature"),
             ("garbage/", "the server sent wrong data for bytes"),
             // The trusted comment names the file signed (issue 10 item 8).

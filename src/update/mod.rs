@@ -221,14 +221,6 @@ fn manifest_url(be: &Confined) -> Result<String, String> {
         .ok_or_else(|| missing.to_string())
 }
 
-/// Whether a minisign trusted comment names `file` (`file:NAME` as one of its
-/// tab-separated fields, as minisign and `overboot publish` write it).
-pub fn names_file(trusted_comment: &str, file: &str) -> bool {
-    trusted_comment
-        .split('\t')
-        .any(|f| f.strip_prefix("file:") == Some(file))
-}
-
 /// Check a signature over `data` (a small file) with the trusted keys.
 fn verify_detached(
     trust: &TrustStore,
@@ -251,13 +243,9 @@ fn verify_detached(
     key.key.verify(data, &sig, false).map_err(|e| {
         format!("{url}: bad signature under trusted key {id}: {e}; the index or its signature was altered; nothing changed")
     })?;
-    if !names_file(sig.trusted_comment(), name) {
-        return Err(format!(
-            "{url}.minisig is a good signature for another file (trusted comment '{}', expected file:{name}); nothing changed",
-            sig.trusted_comment()
-        ));
-    }
-    Ok(())
+    // The index names no version: the publisher's min-version applies to images.
+    verify::check_signed_claims(sig.trusted_comment(), name, None, &format!("{url}.minisig"))
+        .map_err(|e| format!("{e}; nothing changed"))
 }
 
 fn ids(trust: &TrustStore) -> String {
@@ -368,14 +356,6 @@ fn verify_image(
         })
     };
     let expected = verify::prepare(name, Mode::Required, trust, &read)?;
-    let comment = Signature::decode(sig)
-        .map(|s| s.trusted_comment().to_string())
-        .unwrap_or_default();
-    if !names_file(&comment, name) {
-        return Err(format!(
-            "{name}.minisig is a signature for another file (trusted comment '{comment}', expected file:{name}); nothing changed"
-        ));
-    }
     let mut d = expected.digester()?;
     let mut buf = vec![0u8; 1 << 20];
     let mut offset = 0u64;
@@ -423,23 +403,4 @@ fn prune(be: &Confined, sys: &OwnedFd, new: &str, keep: usize) -> Vec<String> {
         }
     }
     removed
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn trusted_comment_names_the_file() {
-        assert!(names_file(
-            "timestamp:1\tfile:a.squashfs\thashed",
-            "a.squashfs"
-        ));
-        assert!(names_file("file:SHA256SUMS", "SHA256SUMS"));
-        assert!(!names_file(
-            "timestamp:1\tfile:a.squashfs.old\thashed",
-            "a.squashfs"
-        ));
-        assert!(!names_file("timestamp:1", "a.squashfs"));
-    }
 }

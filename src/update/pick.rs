@@ -9,47 +9,10 @@ use std::collections::HashMap;
 /// Suffixes of system image names in a published directory.
 const IMAGE_SUFFIXES: &[&str] = &[".squashfs", ".sqfs"];
 
-/// Compare names as version strings: runs of digits by number, the rest by byte
-/// (`app-1.10` after `app-1.9`, as `sort -V` does), the image suffix left out
-/// (`app-1.9` before `app-1.9.1`).
+/// Order of image names by the version in them (`app-1.10` after `app-1.9`,
+/// `app-1.9.1` after `app-1.9`): the verify module's version order, then bytes.
 pub fn version_cmp(a: &str, b: &str) -> Ordering {
-    fn stem(n: &str) -> &str {
-        IMAGE_SUFFIXES
-            .iter()
-            .find_map(|s| n.strip_suffix(s))
-            .unwrap_or(n)
-    }
-    stem_cmp(stem(a), stem(b)).then(a.cmp(b))
-}
-
-fn stem_cmp(a: &str, b: &str) -> Ordering {
-    fn runs(s: &str) -> Vec<(bool, &str)> {
-        let mut out = Vec::new();
-        let mut rest = s;
-        while let Some(c) = rest.chars().next() {
-            let digit = c.is_ascii_digit();
-            let end = rest
-                .find(|ch: char| ch.is_ascii_digit() != digit)
-                .unwrap_or(rest.len());
-            let (run, tail) = rest.split_at(end);
-            out.push((digit, run));
-            rest = tail;
-        }
-        out
-    }
-    for (x, y) in runs(a).into_iter().zip(runs(b)) {
-        let o = match (x, y) {
-            ((true, x), (true, y)) => {
-                let (x, y) = (x.trim_start_matches('0'), y.trim_start_matches('0'));
-                x.len().cmp(&y.len()).then(x.cmp(y))
-            }
-            ((_, x), (_, y)) => x.cmp(y),
-        };
-        if o != Ordering::Equal {
-            return o;
-        }
-    }
-    runs(a).len().cmp(&runs(b).len()).then(a.cmp(b))
+    crate::verify::compare_versions(a, b).then_with(|| a.cmp(b))
 }
 
 /// The image to install: `wanted` when given (it must be listed), else the newest
