@@ -32,7 +32,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 if [ "$install" = 1 ]; then
     step "Installing the tools (apt-get, rustup)"
-    pkgs=(qemu-system-x86 squashfs-tools e2fsprogs busybox-static kmod zstd xz-utils gdisk cpio socat musl-tools)
+    pkgs=(qemu-system-x86 squashfs-tools e2fsprogs busybox-static kmod zstd xz-utils lz4 gdisk cpio socat musl-tools)
     missing=()
     for p in "${pkgs[@]}"; do
         dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -115,7 +115,7 @@ Maintainer: overboot developers <overboot@localhost>
 Installed-Size: $size
 Section: admin
 Priority: optional
-Recommends: grub-pc-bin, grub-common, e2fsprogs, fdisk
+Recommends: grub-pc-bin, grub-common, e2fsprogs, fdisk, lz4, xz-utils
 Suggests: dracut, squashfs-tools
 Homepage: https://github.com/overboot/overboot
 Description: early-boot overlay assembler for read-only appliance systems

@@ -1,9 +1,13 @@
 //! `overboot mkinitramfs` against Debian's real stock kernel (from
 //! `tests/kernel/fetch`): archives read back with GNU cpio after the real
-//! zstd/xz/gzip decompress them, and booted in QEMU to see the kernel unpack them.
+//! lz4/zstd/xz/gzip decompress them, and booted in QEMU to see the kernel unpack them.
 
+mod e2e_common;
+
+use e2e_common::musl_binary;
 use overboot::initramfs;
 use overboot::kmod::{ModuleIndex, all_boot_modules};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -44,6 +48,11 @@ fn s(v: &[&str]) -> Vec<String> {
 
 /// Build with busybox standing in for the static overboot.
 fn build(out: &Path, compress: &str, extra: &[&str]) {
+    build_with(out, Path::new(BUSYBOX), compress, extra);
+}
+
+/// Build with `binary` as /init.
+fn build_with(out: &Path, binary: &Path, compress: &str, extra: &[&str]) {
     let md = modules_dir();
     let mut args = s(&[
         "mkinitramfs",
@@ -52,7 +61,7 @@ fn build(out: &Path, compress: &str, extra: &[&str]) {
         "--modules-dir",
         md.to_str().unwrap(),
         "--binary",
-        BUSYBOX,
+        binary.to_str().unwrap(),
         "--compress",
         compress,
     ]);
@@ -65,6 +74,7 @@ fn decompress(file: &Path, compress: &str) -> Vec<u8> {
     let data = std::fs::read(file).unwrap();
     let tool = match compress {
         "none" => return data,
+        "lz4" => "lz4",
         "zstd" => "zstd",
         "xz" => "xz",
         "gzip" => "gzip",
@@ -185,7 +195,7 @@ fn boot(img: &Path, script: &str) -> String {
 fn each_compression_lists_with_cpio_and_boots() {
     let (_, kver) = kernel();
     let busybox_len = std::fs::metadata(BUSYBOX).unwrap().len().to_string();
-    for compress in ["zstd", "xz", "gzip", "none"] {
+    for compress in ["lz4", "zstd", "xz", "gzip", "none"] {
         let out = tmp(&format!("list.{compress}"));
         build(&out, compress, &["--add-shell"]);
         let list = cpio_list(&decompress(&out, compress));
@@ -373,32 +383,12 @@ fn boot_modules() -> Vec<&'static str> {
 /// marker (busybox) goes in unchanged.
 #[test]
 fn init_goes_in_without_unwind_tables_when_it_never_unwinds() {
-    let musl = std::env::var_os("OVERBOOT_MUSL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("target/x86_64-unknown-linux-musl/release/overboot")
-        });
-    let init = musl.with_file_name("overboot-init");
+    let init = musl_init();
     let original = std::fs::read(&init)
         .unwrap_or_else(|e| panic!("{}: {e} (test.sh builds it)", init.display()));
     assert!(initramfs::elf::declares_no_unwinding(&original));
     let out = tmp("unwind.img");
-    let md = modules_dir();
-    let args = s(&[
-        "mkinitramfs",
-        "-o",
-        out.to_str().unwrap(),
-        "--modules-dir",
-        md.to_str().unwrap(),
-        "--modules",
-        "ext4",
-        "--binary",
-        init.to_str().unwrap(),
-        "--compress",
-        "none",
-    ]);
-    assert_eq!(initramfs::main(&args), 0);
+    build_with(&out, &init, "none", &["--modules", "ext4"]);
     let dir = tmp("unwind-x");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -426,4 +416,91 @@ fn init_goes_in_without_unwind_tables_when_it_never_unwinds() {
     // busybox has no marker: unchanged.
     let bb = std::fs::read(BUSYBOX).unwrap();
     assert!(!initramfs::elf::declares_no_unwinding(&bb));
+}
+
+/// The static `overboot-init` build, beside `overboot`.
+fn musl_init() -> PathBuf {
+    musl_binary(Path::new(env!("CARGO_MANIFEST_DIR"))).with_file_name("overboot-init")
+}
+
+/// The size budget: the image an appliance builder makes for this hardware
+/// (`--modules ext4,virtio`, xz, the real `overboot-init` as /init) stays within
+/// 1,000,000 bytes, whatever is added to the boot. A size limit, not a timing: it
+/// fails the day a change makes the image too big to claim it.
+#[test]
+fn tuned_initramfs_stays_within_one_megabyte() {
+    const BUDGET: u64 = 1_000_000;
+    let init = musl_init();
+    assert!(
+        init.is_file(),
+        "{} missing (test.sh builds it)",
+        init.display()
+    );
+    let out = tmp("budget.img");
+    build_with(&out, &init, "xz", &["--modules", "ext4,virtio"]);
+    let len = std::fs::metadata(&out).unwrap().len();
+    eprintln!("--modules ext4,virtio --compress xz: {len} bytes, budget {BUDGET}");
+    assert!(
+        len <= BUDGET,
+        "the tuned initramfs is {len} bytes, {} over the budget of {BUDGET}: find the \
+         growth in overboot-init (nm --size-sort on a build with strip = false)",
+        len - BUDGET
+    );
+}
+
+/// `--modules host` on this machine: the image holds the core modules and exactly what
+/// the drivers and mounted filesystems found here resolve to in Debian's kernel, and
+/// the driver of each real disk here is among what was found.
+#[test]
+fn host_modules_are_this_machines_drivers() {
+    let out = tmp("host.img");
+    build(&out, "none", &["--modules", "host"]);
+    let (_, kver) = kernel();
+    let list = cpio_list(&std::fs::read(&out).unwrap());
+    let prefix = format!("lib/modules/{kver}/");
+    let inside: BTreeSet<String> = list
+        .iter()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter_map(|p| p.strip_prefix(&prefix))
+        .filter(|p| p.ends_with(".ko"))
+        .map(str::to_string)
+        .collect();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let found = initramfs::host::host_modules(Path::new("/sys"), &mounts);
+    let mut wanted = vec!["loop", "squashfs", "overlay"];
+    wanted.extend(found.iter().map(String::as_str));
+    let expected: BTreeSet<String> = ModuleIndex::load(&modules_dir())
+        .unwrap()
+        .resolve(&wanted)
+        .load
+        .into_iter()
+        .map(|m| m.path)
+        .collect();
+    assert_eq!(inside, expected, "host found: {found:?}");
+    for m in ["loop", "squashfs/squashfs", "overlayfs/overlay"] {
+        assert!(
+            inside.iter().any(|p| p.ends_with(&format!("/{m}.ko"))),
+            "{m}"
+        );
+    }
+    // Each disk of this machine (a block device with a driver) brings its driver.
+    let mut disks = 0;
+    for disk in std::fs::read_dir("/sys/class/block").unwrap().flatten() {
+        let Ok(driver) = std::fs::read_link(disk.path().join("device/driver")) else {
+            continue;
+        };
+        let driver = driver.file_name().unwrap().to_string_lossy().into_owned();
+        let module = std::fs::read_link(disk.path().join("device/driver/module"))
+            .map(|m| m.file_name().unwrap().to_string_lossy().into_owned());
+        assert!(
+            found.contains(&driver) || module.is_ok_and(|m| found.contains(&m)),
+            "{:?}: driver {driver} not in {found:?}",
+            disk.file_name()
+        );
+        disks += 1;
+    }
+    assert!(
+        disks > 0,
+        "no block device with a driver in /sys/class/block"
+    );
 }

@@ -9,6 +9,7 @@
 
 pub mod cpio;
 pub mod elf;
+pub mod host;
 pub mod keys;
 
 use crate::kmod::{MODULE_GROUPS, ModuleIndex, Resolution, modules_for, parse};
@@ -20,7 +21,7 @@ use std::process::{Command, Stdio};
 
 const USAGE: &str = "\
 usage: overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR] [--modules LIST]
-                            [--compress xz|zstd|gzip|none] [--add-shell] [--binary FILE]
+                            [--compress lz4|xz|zstd|gzip|none] [--add-shell] [--binary FILE]
                             [--trust-key FILE]...
 
 Build a standalone initramfs: FILE gets /init (overboot-init, a static binary), the
@@ -35,9 +36,13 @@ for itself, such as a FAT mount's codepage).
   --modules LIST       comma-separated groups (below) or module names; loop, squashfs
                        and overlay are always in. Default: all (boots any machine);
                        naming only the hardware of the appliance makes it several
-                       times smaller (e.g. --modules ext4,virtio)
-  --compress ALGO      xz (smallest; default when the xz command exists), zstd
-                       (faster to unpack), gzip or none
+                       times smaller (e.g. --modules ext4,virtio); host: the drivers
+                       of this machine's disks and keyboard and of the filesystems
+                       mounted from its disks (build on the target, as dracut's
+                       host-only mode)
+  --compress ALGO      xz (smallest; default when the xz command exists, else zstd,
+                       else gzip), lz4 (the kernel unpacks it fastest: legacy
+                       format, lz4 -l), zstd, gzip or none
   --add-shell          add /bin/busybox (a static busybox, Debian's busybox-static)
                        and /bin/sh, for the emergency shell
   --binary FILE        the /init to put in (default: overboot-init next to this
@@ -52,6 +57,7 @@ const BUSYBOX: &str = "/bin/busybox";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
+    Lz4,
     Zstd,
     Xz,
     Gzip,
@@ -61,6 +67,7 @@ pub enum Compression {
 impl Compression {
     pub fn parse(s: &str) -> Option<Compression> {
         match s {
+            "lz4" => Some(Compression::Lz4),
             "zstd" => Some(Compression::Zstd),
             "xz" => Some(Compression::Xz),
             "gzip" | "gz" => Some(Compression::Gzip),
@@ -71,6 +78,7 @@ impl Compression {
 
     fn name(self) -> &'static str {
         match self {
+            Compression::Lz4 => "lz4",
             Compression::Zstd => "zstd",
             Compression::Xz => "xz",
             Compression::Gzip => "gzip",
@@ -85,7 +93,7 @@ pub struct Options {
     pub output: PathBuf,
     pub kver: Option<String>,
     pub modules_dir: Option<PathBuf>,
-    /// None: choose (zstd if the command exists, else gzip).
+    /// None: choose ([`default_compression`]).
     pub compress: Option<Compression>,
     pub add_shell: bool,
     /// None: find `overboot-init` (see [`default_binary`]).
@@ -125,10 +133,9 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             "--modules-dir" => modules_dir = Some(PathBuf::from(value(flag)?)),
             "--compress" => {
                 let v = value(flag)?;
-                compress = Some(
-                    Compression::parse(&v)
-                        .ok_or(format!("--compress {v}: expected zstd, xz, gzip or none"))?,
-                );
+                compress = Some(Compression::parse(&v).ok_or(format!(
+                    "--compress {v}: expected lz4, xz, zstd, gzip or none"
+                ))?);
             }
             "--binary" => binary = Some(PathBuf::from(value(flag)?)),
             "--modules" => {
@@ -207,8 +214,7 @@ fn run(opts: &Options) -> Result<String, String> {
     } else {
         None
     };
-    let names: Vec<&str> = opts.modules.iter().map(String::as_str).collect();
-    let wanted = modules_for(&names);
+    let (wanted, from_host) = wanted_modules(&opts.modules)?;
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
     let built = build(&kver, &modules_dir, &wanted, binary, busybox).map_err(|e| {
         if opts.modules_dir.is_none() {
@@ -240,16 +246,61 @@ fn run(opts: &Options) -> Result<String, String> {
             built.resolution.builtin.join(" ")
         );
     }
-    if !built.resolution.not_found.is_empty() {
+    // A driver of this machine that the kernel has no module for is built in here
+    // (and most likely there): a note, not a warning.
+    let (host_only, missing): (Vec<&String>, Vec<&String>) = built
+        .resolution
+        .not_found
+        .iter()
+        .partition(|m| from_host.contains(*m) && !opts.modules.contains(*m));
+    if !host_only.is_empty() {
+        s += &format!(
+            "note: drivers of this machine that {kver} has no module for (built in?): {}\n",
+            join(&host_only)
+        );
+    }
+    if !missing.is_empty() {
         s += &format!(
             "warning: not in this kernel (neither module nor built in): {}\n",
-            built.resolution.not_found.join(" ")
+            join(&missing)
         );
     }
     for (m, d) in &built.resolution.softdeps_not_found {
         s += &format!("warning: soft dependency '{d}' of {m} not found\n");
     }
     Ok(s)
+}
+
+fn join(names: &[&String]) -> String {
+    names
+        .iter()
+        .map(|n| n.as_str())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The module names for `--modules` (groups, module names, `all`, `host`), and those
+/// `host` stood for (printed on stderr, so the builder sees what was chosen).
+fn wanted_modules(names: &[String]) -> Result<(Vec<String>, Vec<String>), String> {
+    let listed: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| *n != "host")
+        .collect();
+    let mut wanted = modules_for(&listed);
+    if listed.len() == names.len() {
+        return Ok((wanted, Vec::new()));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts")
+        .map_err(|e| format!("--modules host: cannot read /proc/self/mounts: {e}"))?;
+    let from_host = host::host_modules(Path::new("/sys"), &mounts);
+    eprintln!("--modules host: {}", from_host.join(" "));
+    for m in &from_host {
+        if !wanted.contains(m) {
+            wanted.push(m.clone());
+        }
+    }
+    Ok((wanted, from_host))
 }
 
 /// `--trust-key` files, checked, at `crate::verify::TRUST_DIR/<n>.pub`.
@@ -497,14 +548,29 @@ fn command_exists(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// What `--compress` is when not given: the first of these whose command is here, else
+/// gzip (in-process, always there).
+const PREFERRED: [Compression; 2] = [Compression::Xz, Compression::Zstd];
+
 fn default_compression() -> Compression {
-    if command_exists("xz") {
-        Compression::Xz
-    } else if command_exists("zstd") {
-        Compression::Zstd
-    } else {
-        Compression::Gzip
+    let chosen = PREFERRED
+        .into_iter()
+        .find(|c| command_exists(c.name()))
+        .unwrap_or(Compression::Gzip);
+    if chosen != PREFERRED[0] {
+        eprintln!(
+            "note: no {} command (Debian package {}), using {}",
+            PREFERRED[0].name(),
+            debian_package(PREFERRED[0].name()),
+            chosen.name()
+        );
     }
+    chosen
+}
+
+/// The Debian package that has the command `cmd`.
+fn debian_package(cmd: &str) -> &str {
+    if cmd == "xz" { "xz-utils" } else { cmd }
 }
 
 /// The `--modules` groups, one line each, for the help text.
@@ -575,9 +641,11 @@ const XZ_X86_ARGS: [&str; 6] = [
 ];
 
 /// Compress for the kernel's initramfs unpacker. gzip in-process (flate2 on the
-/// pure-Rust zlib-rs backend); zstd and xz through their commands, with settings
-/// the kernel decompressor accepts (xz: CRC32 check) and that are reproducible
-/// (single-threaded).
+/// pure-Rust zlib-rs backend); lz4, zstd and xz through their commands, with settings
+/// the kernel decompressor accepts (lz4: the legacy format, `-l`, the only one its
+/// unpacker reads; xz: CRC32 check) and that are reproducible (single-threaded).
+/// lz4 `-9` (high compression) rather than the fast level: the default image is 19%
+/// smaller (6.5 MB against 8.1 MB); `-12` saves 0.7% more at eight times the time.
 pub fn compress(data: &[u8], c: Compression) -> Result<Vec<u8>, String> {
     match c {
         Compression::None => Ok(data.to_vec()),
@@ -587,6 +655,7 @@ pub fn compress(data: &[u8], c: Compression) -> Result<Vec<u8>, String> {
                 .and_then(|()| enc.finish())
                 .map_err(|e| format!("gzip: {e}"))
         }
+        Compression::Lz4 => pipe("lz4", &["-q", "-c", "-l", "-9"], data),
         Compression::Zstd => pipe("zstd", &["-q", "-c", "-19", "-T1", "--no-progress"], data),
         Compression::Xz => pipe("xz", &XZ_ARGS, data),
     }
@@ -601,7 +670,7 @@ pub(crate) fn pipe(cmd: &str, args: &[&str], data: &[u8]) -> Result<Vec<u8>, Str
         .spawn()
         .map_err(|e| {
             format!("cannot run '{cmd}' ({e}): install it (Debian package {}) or use another --compress",
-                if cmd == "xz" { "xz-utils" } else { cmd })
+                debian_package(cmd))
         })?;
     let mut stdin = child.stdin.take().ok_or(format!("{cmd}: no stdin"))?;
     let input = data.to_vec();
@@ -673,9 +742,9 @@ mod tests {
                 .contains("needs a value")
         );
         assert!(
-            parse_args(&args("-o x --compress lz4"))
+            parse_args(&args("-o x --compress lzo"))
                 .unwrap_err()
-                .contains("lz4")
+                .contains("lz4, xz")
         );
         assert!(
             parse_args(&args("-o x --bogus"))

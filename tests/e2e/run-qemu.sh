@@ -7,6 +7,7 @@
 #               [--late-delay S] [--late-after TEXT] [--timeout S] [--log FILE]
 #               [--kernel FILE] [--mem MB] [--type-after TEXT --type LINE]
 #               [--disk-bus virtio|virtio-scsi|sata|nvme|usb|mmc] [--cdrom ISO]
+#               [--icount SHIFT]
 #
 # --disk-bus puts every --disk on that controller (default virtio: virtio-blk-pci;
 # virtio-scsi: scsi-hd on virtio-scsi-pci; sata: ide-hd on an AHCI controller; nvme:
@@ -16,17 +17,20 @@
 # The late disk is added --late-delay seconds (default 5) after QEMU starts, or after
 # TEXT appeared on the serial console when --late-after is given.
 # --type LINE is typed on the serial console once --type-after TEXT appeared on it.
+# --icount SHIFT: while the guest CPU runs, its clock counts instructions (2^SHIFT ns
+# each), so its CPU work takes the same guest time however busy the host is (idle
+# waits still pass in real time; bench/boot --icount).
 # Exit status: QEMU's (0 after a guest power-off or reboot, as -no-reboot makes a
 # reboot end QEMU), 124 when the timeout killed it, 2 for bad usage.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 initrd="" append="" late="" late_after="" late_delay=5 timeout=120 log="" kernel="" mem=512
-type_after="" type_line="" typist="" disk_bus=virtio cdrom=""
+type_after="" type_line="" typist="" disk_bus=virtio cdrom="" icount=""
 disks=()
 
 usage() {
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 need() { [ "$#" -ge 2 ] || { echo "run-qemu: $1 needs a value" >&2; exit 2; }; }
@@ -47,6 +51,7 @@ while [ "$#" -gt 0 ]; do
         --type) need "$@"; type_line=$2; shift 2 ;;
         --disk-bus) need "$@"; disk_bus=$2; shift 2 ;;
         --cdrom) need "$@"; cdrom=$2; shift 2 ;;
+        --icount) need "$@"; icount=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run-qemu: unknown argument '$1'" >&2; usage ;;
     esac
@@ -119,6 +124,7 @@ run() {
         -monitor "unix:$mon,server,nowait"
         -kernel "$k" -initrd "$initrd" -append "console=ttyS0 panic=-1 no_timer_check $append")
     local n=0 d
+    if [ -n "$icount" ]; then args+=(-icount "shift=$icount"); fi
     if [ -n "$cdrom" ]; then args+=(-drive "file=$cdrom,media=cdrom,readonly=on,format=raw"); fi
     case "$disk_bus" in
         virtio-scsi) args+=(-device "virtio-scsi-pci,id=scsi0") ;;
