@@ -242,11 +242,12 @@ struct MkinitramfsArgs {
     #[arg(long, value_name = "DIR")]
     modules_dir: Option<PathBuf>,
     /// Comma-separated groups (below) or module names; loop, squashfs and overlay are
-    /// always in [default: all]
+    /// always in; host: the drivers of this machine's disks and keyboard and the
+    /// filesystems mounted from its disks (build on the target) [default: all]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     modules: Vec<String>,
-    /// xz (smallest; default when the xz command exists), zstd (faster to unpack),
-    /// gzip or none
+    /// xz (smallest; default when the xz command exists, else zstd, else gzip), lz4
+    /// (the kernel unpacks it fastest; legacy format, lz4 -l), zstd, gzip or none
     #[arg(long, value_name = "ALGO", value_parser = compression)]
     compress: Option<overboot::initramfs::Compression>,
     /// Add /bin/busybox (a static busybox) and /bin/sh, for the emergency shell
