@@ -192,7 +192,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     // Step 7 (first half): Overlay/ layers, staged read-only.
     // Safe mode (overboot.dirs=0) boots the image as built: no Overlay/, no Units/.
     let layer_dirs = if config.dirs {
-        mount_layers(&be, &staging, &image_dir, &mut state, &seals)
+        mount_layers(&be, &staging, &mut state, &seals)
     } else {
         Vec::new()
     };
@@ -202,7 +202,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     let overlay_dir = staging.join("overlay");
     let upper = mount_overlay(
         &be,
-        &image_dir,
+        &staging,
         &layer_dirs,
         &overlay_dir,
         &config,
@@ -577,7 +577,6 @@ impl Upper {
 fn mount_layers(
     be: &Confined,
     staging: &Path,
-    image_dir: &Path,
     state: &mut State,
     seals: &verity::Policy<'_>,
 ) -> Vec<String> {
@@ -587,17 +586,10 @@ fn mount_layers(
         state.skipped.extend(skipped);
         return dirs;
     }
-    let (Ok(staging_s), Ok(image_s)) = (path_str(staging), path_str(image_dir)) else {
-        state.warnings.push(format!(
-            "Overlay/ layers not used: the staging path {} cannot be given to overlayfs",
-            staging.display()
-        ));
-        return dirs;
-    };
-    let (fit, more) = layers::order_and_fit(found, staging_s, image_s);
+    let (fit, more) = layers::order_and_fit(found);
     skipped.extend(more);
     for layer in fit {
-        let dir = layers::layer_dir(staging_s, dirs.len());
+        let dir = layers::layer_dir(&staging.display().to_string(), dirs.len());
         match mount_layer(be, &layer, Path::new(&dir), seals) {
             Ok(()) => {
                 log::info!("layer {} ({:?}) at {dir}", layer.source, layer.kind);
@@ -689,24 +681,24 @@ fn persist_fallback(warnings: &mut Vec<String>, why: &str) {
 /// that neither can stop a boot that the image alone would make.
 fn mount_overlay(
     be: &Confined,
-    image_dir: &Path,
+    staging: &Path,
     layer_dirs: &[String],
     overlay_dir: &Path,
     config: &BootConfig,
     root_fd: &OwnedFd,
     state: &mut State,
 ) -> Result<Upper, String> {
-    let image = path_str(image_dir)?;
-    let full = layers::lowerdir(layer_dirs, image);
+    let full = layers::lowerdir(layer_dirs.len());
+    let image = layers::lowerdir(0);
     let mut lowers = vec![full.as_str()];
     if !layer_dirs.is_empty() {
-        lowers.push(image);
+        lowers.push(image.as_str());
     }
     let mut upper = writable_layer(be, overlay_dir, config, config.persist, &mut state.warnings)?;
     let mut first_error = None;
     loop {
         for lower in &lowers {
-            match overlay_root(lower, overlay_dir, root_fd) {
+            match overlay_root(lower, staging, root_fd) {
                 Ok(()) => {
                     if *lower != full {
                         let why = format!(
@@ -743,16 +735,22 @@ fn mount_overlay(
     }
 }
 
-fn overlay_root(lower: &str, overlay_dir: &Path, root_fd: &OwnedFd) -> Result<(), String> {
-    let upper = overlay_dir.join("upper");
-    let work = overlay_dir.join("work");
+fn overlay_root(lower: &str, staging: &Path, root_fd: &OwnedFd) -> Result<(), String> {
+    // Every path is given relative to <staging>/l (see layers::lowerdir): 64 layers
+    // fit fsconfig's 255 bytes, and no ',' or ':' of the staging path reaches
+    // overlayfs. The kernel resolves them when the overlay is created, from the
+    // working directory, which is put back right after.
     let opts = [
         ("lowerdir", Some(lower)),
-        ("upperdir", Some(path_str(&upper)?)),
-        ("workdir", Some(path_str(&work)?)),
+        ("upperdir", Some("../overlay/upper")),
+        ("workdir", Some("../overlay/work")),
     ];
-    let overlay = mounts::new_mount("overlay", "overlay", &opts, MountAttrFlags::empty())?;
-    mounts::attach(&overlay, root_fd).map_err(|e| {
+    let back = std::env::current_dir().unwrap_or_else(|_| "/".into());
+    std::env::set_current_dir(staging.join("l"))
+        .map_err(|e| format!("cannot enter {}/l: {e}", staging.display()))?;
+    let overlay = mounts::new_mount("overlay", "overlay", &opts, MountAttrFlags::empty());
+    let _ = std::env::set_current_dir(back);
+    mounts::attach(&overlay?, root_fd).map_err(|e| {
         format!(
             "cannot mount the overlay on the new root: {}",
             errno_text(e)
@@ -795,19 +793,6 @@ fn mount_apps(be: &Confined, root: &OwnedFd, state: &mut State, seals: &verity::
             }),
         }
     }
-}
-
-fn path_str(p: &Path) -> Result<&str, String> {
-    let s = p
-        .to_str()
-        .ok_or_else(|| format!("{} is not UTF-8", p.display()))?;
-    // overlayfs splits its options at ',' and ':'.
-    if s.contains([',', ':']) {
-        return Err(format!(
-            "{s} contains ',' or ':', which overlayfs options cannot carry"
-        ));
-    }
-    Ok(s)
 }
 
 /// Step 8: BootExt, the image and the overlay at the paths operators use. Problems

@@ -7,10 +7,11 @@
 //! with `10-base` and `20-site` a file in both comes from `20-site`. A bad entry is
 //! skipped with its reason, never fatal.
 //!
-//! overlayfs limits: the options of a mount go in one page (4096 bytes), so the
-//! lowerdir list is kept under [`LOWERDIR_MAX`] bytes and at most [`MAX_LAYERS`]
-//! layers are stacked (each staged at a short path `<staging>/l/<n>`); layers beyond
-//! either limit are skipped with the reason.
+//! overlayfs limits: `fsconfig` takes a string value of at most 255 bytes, so the
+//! layers are staged at `<staging>/l/<n>` and the `lowerdir=` value names them
+//! relative to `<staging>/l` (the overlay is created from there): `63:…:1:0:../image`
+//! holds [`MAX_LAYERS`] layers in 190 bytes, whatever the staging path. Layers
+//! beyond the limit are skipped with the reason.
 //!
 //! With `overboot.overlay=persist` the writable layer is `BootExt/Persist/upper`
 //! (work directory `Persist/work`), created if missing: the one place where a boot
@@ -37,9 +38,11 @@ pub const OVERLAY_DIR: &str = "Overlay";
 pub const PERSIST_DIR: &str = "Persist";
 /// At most this many `Overlay/` layers are stacked.
 pub const MAX_LAYERS: usize = 64;
-/// Budget for the `lowerdir=` value (the page of mount options is 4096 bytes and
-/// also carries `upperdir=`, `workdir=`).
-pub const LOWERDIR_MAX: usize = 3000;
+/// Budget for the `lowerdir=` value: `fsconfig` copies at most 256 bytes of a
+/// string value, its NUL included.
+pub const LOWERDIR_MAX: usize = 255;
+/// The system image's staging directory, relative to the layers' (`<staging>/l`).
+pub const IMAGE_FROM_LAYERS: &str = "../image";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -112,19 +115,15 @@ pub fn layer_dir(staging: &str, index: usize) -> String {
 }
 
 /// Sort layers by name (byte order, bottom first) and keep what overlayfs can take:
-/// at most [`MAX_LAYERS`], and a lowerdir value (layers staged under `staging`, then
-/// `image_dir`) within [`LOWERDIR_MAX`] bytes. The rest is skipped with the reason.
-pub fn order_and_fit(
-    mut layers: Vec<Layer>,
-    staging: &str,
-    image_dir: &str,
-) -> (Vec<Layer>, Vec<Skipped>) {
+/// at most [`MAX_LAYERS`], and a [`lowerdir`] value within [`LOWERDIR_MAX`] bytes.
+/// The rest is skipped with the reason.
+pub fn order_and_fit(mut layers: Vec<Layer>) -> (Vec<Layer>, Vec<Skipped>) {
     layers.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     let mut kept = Vec::new();
     let mut skipped = Vec::new();
-    let mut len = image_dir.len();
+    let mut len = IMAGE_FROM_LAYERS.len();
     for layer in layers {
-        let add = layer_dir(staging, kept.len()).len() + 1;
+        let add = kept.len().to_string().len() + 1;
         if kept.len() >= MAX_LAYERS {
             skipped.push(Skipped {
                 entry: layer.source,
@@ -145,11 +144,12 @@ pub fn order_and_fit(
     (kept, skipped)
 }
 
-/// The `lowerdir=` value: overlayfs lists the top layer first, so the last layer in
-/// name order comes first and the system image last.
-pub fn lowerdir(layer_dirs: &[String], image_dir: &str) -> String {
-    let mut parts: Vec<&str> = layer_dirs.iter().rev().map(String::as_str).collect();
-    parts.push(image_dir);
+/// The `lowerdir=` value for `count` layers staged at `<staging>/l/0..count`,
+/// relative to `<staging>/l`: overlayfs lists the top layer first, so the last
+/// layer in name order comes first and the system image last.
+pub fn lowerdir(count: usize) -> String {
+    let mut parts: Vec<String> = (0..count).rev().map(|i| i.to_string()).collect();
+    parts.push(IMAGE_FROM_LAYERS.into());
     parts.join(":")
 }
 
@@ -307,16 +307,12 @@ mod tests {
     #[test]
     fn byte_order_and_last_on_top() {
         let layers = vec![layer("b"), layer("B"), layer("20-site"), layer("10-base")];
-        let (kept, skipped) = order_and_fit(layers, "/s", "/s/image");
+        let (kept, skipped) = order_and_fit(layers);
         assert!(skipped.is_empty());
         let names: Vec<&str> = kept.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["10-base", "20-site", "B", "b"]);
-        let dirs: Vec<String> = (0..kept.len()).map(|i| layer_dir("/s", i)).collect();
-        assert_eq!(
-            lowerdir(&dirs, "/s/image"),
-            "/s/l/3:/s/l/2:/s/l/1:/s/l/0:/s/image"
-        );
-        assert_eq!(lowerdir(&[], "/s/image"), "/s/image");
+        assert_eq!(lowerdir(kept.len()), "3:2:1:0:../image");
+        assert_eq!(lowerdir(0), "../image");
     }
 
     #[test]
@@ -324,8 +320,14 @@ mod tests {
         let many: Vec<Layer> = (0..MAX_LAYERS + 3)
             .map(|i| layer(&format!("{i:03}")))
             .collect();
-        let (kept, skipped) = order_and_fit(many, "/s", "/s/image");
+        let (kept, skipped) = order_and_fit(many);
         assert_eq!(kept.len(), MAX_LAYERS);
+        // Issue 10 item 5: 64 layers fit fsconfig's 255 bytes (on main, 7 did not).
+        assert!(
+            lowerdir(MAX_LAYERS).len() <= LOWERDIR_MAX,
+            "{}",
+            lowerdir(64)
+        );
         assert_eq!(skipped.len(), 3);
         assert!(
             skipped[0].reason.contains("more than"),
@@ -333,19 +335,6 @@ mod tests {
             skipped[0].reason
         );
         assert_eq!(kept.last().unwrap().name, format!("{:03}", MAX_LAYERS - 1));
-
-        let long = "/".to_string() + &"x".repeat(200);
-        let layers: Vec<Layer> = (0..20).map(|i| layer(&format!("{i:02}"))).collect();
-        let (kept, skipped) = order_and_fit(layers, &long, "/image");
-        let dirs: Vec<String> = (0..kept.len()).map(|i| layer_dir(&long, i)).collect();
-        assert!(lowerdir(&dirs, "/image").len() <= LOWERDIR_MAX);
-        assert!(!skipped.is_empty());
-        assert_eq!(kept.len() + skipped.len(), 20);
-        assert!(
-            skipped[0].reason.contains("lowerdir"),
-            "{}",
-            skipped[0].reason
-        );
     }
 
     #[test]

@@ -31,10 +31,6 @@ pub struct Preview {
     pub warnings: Vec<String>,
 }
 
-/// A staging path as long as the boot's (`/run/overboot/.staging-<pid>`), so the
-/// layer limits are judged as at boot.
-const PLAN_STAGING: &str = "/run/overboot/.staging-4194304";
-
 #[derive(Serialize)]
 pub struct SystemOutput {
     pub choice: String,
@@ -171,8 +167,7 @@ pub fn compute(be: &Confined, opts: &Options) -> Preview {
     } else {
         Default::default()
     };
-    let (layers, more) =
-        crate::layers::order_and_fit(found, PLAN_STAGING, &format!("{PLAN_STAGING}/image"));
+    let (layers, more) = crate::layers::order_and_fit(found);
     layer_skips.extend(more);
     let (mounts, mut skipped) =
         assemble::plan_overmounts(be, &manifest, &config, &tree, &mut warnings);

@@ -312,3 +312,53 @@ fn read_only_bind_past_path_max_is_read_only() {
         a.teardown(ns);
     });
 }
+
+/// Item 5: 64 `Overlay/` layers are all stacked (on main, 7 made the lowerdir value
+/// longer than fsconfig's 256 bytes and the retry dropped every layer), also with a
+/// state path holding ':' and ',' (item 9: on main, overlayfs was blamed).
+#[test]
+fn sixty_four_layers_stack_whatever_the_state_path() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        for i in 0..64 {
+            let d = format!("Overlay/{i:02}-layer");
+            write(&b.path, &format!("{d}/etc/layer-{i:02}"), "x");
+            write(&b.path, &format!("{d}/etc/top"), &format!("{i:02}"));
+        }
+        let check = |a: &Assembly| {
+            let st = a.state();
+            assert_eq!(st["layers"].as_array().map(Vec::len), Some(64), "{st:#}");
+            assert_eq!(fs::read_to_string(a.at("etc/top")).unwrap(), "63");
+            assert!(a.at("etc/layer-00").exists() && a.at("etc/layer-63").exists());
+        };
+        let a = assemble_ok(ns, &b.path, "quiet");
+        check(&a);
+        a.teardown(ns);
+
+        let root = ns.dir("root");
+        let state_path = ns.dir("st:a,te").join("state.json");
+        let run_dir = ns.dir("run");
+        let run = overboot([
+            OsStr::new("assemble"),
+            OsStr::new("--bootext"),
+            b.path.as_os_str(),
+            OsStr::new("--root"),
+            root.as_os_str(),
+            OsStr::new("--cmdline"),
+            OsStr::new("quiet"),
+            OsStr::new("--state"),
+            state_path.as_os_str(),
+            OsStr::new("--run-dir"),
+            run_dir.as_os_str(),
+        ]);
+        let a = Assembly {
+            run,
+            root,
+            state_path,
+            before: Vec::new(),
+        };
+        a.run.expect_code(0);
+        check(&a);
+        a.teardown(ns);
+    });
+}

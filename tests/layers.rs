@@ -74,11 +74,8 @@ fn overlay_layers_stack_in_name_order_over_the_image() {
             .find_map(|o| o.strip_prefix("lowerdir="))
             .unwrap_or_else(|| panic!("no lowerdir: {root:?}"))
             .to_string();
-        let parts: Vec<&str> = lower.split(':').collect();
-        assert_eq!(parts.len(), 3, "{lower}");
-        assert!(parts[0].ends_with("/l/1"), "{lower}");
-        assert!(parts[1].ends_with("/l/0"), "{lower}");
-        assert!(parts[2].ends_with("/image"), "{lower}");
+        // Named relative to <staging>/l, as given (64 layers fit fsconfig's 255 bytes).
+        assert_eq!(lower, "1:0:../image");
 
         // Writes go to the tmpfs upper layer, never into a layer on BootExt.
         fs::write(a.at("etc/motd"), "changed\n").unwrap();
