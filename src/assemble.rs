@@ -9,7 +9,7 @@ use crate::bootext;
 use crate::cmdline::{self, BootConfig};
 use crate::landing::Landing;
 use crate::layers;
-use crate::names::TargetPath;
+use crate::names::{TargetPath, escape};
 pub use crate::pid1::Fatal;
 use crate::plan::{self, MountKind, PlannedMount, Skipped};
 use crate::select::{self, CheckedImage};
@@ -143,6 +143,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     clock.lap(&mut state, "configure");
 
     let staging = staging_dir(&req.state_path);
+    refuse_staging_in_root(&staging, &req.root)?;
     let mut undo = Undo {
         root: None,
         staging: None,
@@ -268,16 +269,12 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
         match overmount(&be, &root, &staging, &m, (&seals, &landing)) {
             Ok((resolved, sealed)) => {
                 landing.take(resolved.clone(), &m.origin);
-                log::info!(
-                    "{} -> {}{}",
-                    m.origin,
-                    m.target,
-                    if resolved != m.target {
-                        format!(" (resolved to {resolved})")
-                    } else {
-                        String::new()
-                    }
-                );
+                let to = if resolved != m.target {
+                    format!("{} (resolved to {resolved})", m.target)
+                } else {
+                    m.target.to_string()
+                };
+                log::info!("{} -> {}", escape(&m.origin), escape(&to));
                 state.mounts.push(MountRecord {
                     origin: m.origin.clone(),
                     source: m.source.clone(),
@@ -313,7 +310,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     state.skipped.extend(failed);
     clock.lap(&mut state, "units");
     for s in &state.skipped {
-        log::warn!("skipped {}: {}", s.entry, s.reason);
+        log::warn!("skipped {}: {}", escape(&s.entry), escape(&s.reason));
     }
 
     // Step 9.
@@ -358,6 +355,27 @@ fn kind_name(kind: MountKind) -> &'static str {
 fn staging_dir(state_path: &Path) -> PathBuf {
     let dir = state_path.parent().unwrap_or(Path::new("/run/overboot"));
     dir.join(format!(".staging-{}", std::process::id()))
+}
+
+/// The staging area (beside the state file) may not lie in the new root: the
+/// overlay would cover it, and `/mnt/livecd`, `/mnt/overlay` could not be moved
+/// out of it (issue 10 item 9: on main, exit 0 with both missing).
+fn refuse_staging_in_root(staging: &Path, root: &Path) -> Result<(), Fatal> {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let state_dir = real(staging.parent().unwrap_or(staging));
+    let root = real(root);
+    if state_dir.starts_with(&root) {
+        return Err(Fatal {
+            what: "a state file outside the new root".into(),
+            found: format!(
+                "{} lies in the new root {}",
+                state_dir.display(),
+                root.display()
+            ),
+            fix: "give --state a path outside --root (default /run/overboot/state.json)".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Where a read-only bind is made read-only before it becomes visible (a directory
@@ -618,9 +636,7 @@ fn mount_layer(
     let src = &layer.source;
     let mnt = match layer.kind {
         layers::LayerKind::Dir => {
-            let fd = be
-                .open_path(src)
-                .map_err(|e| format!("{src}: {}", errno_text(e)))?;
+            let fd = be.open_path(src).map_err(|e| Confined::describe(src, e))?;
             mounts::clone_tree(&fd).map_err(|e| format!("cannot bind {src}: {}", errno_text(e)))?
         }
         layers::LayerKind::Image => {
@@ -901,7 +917,7 @@ fn overmount(
         MountKind::Bind | MountKind::File => {
             let src = be
                 .open_path(source)
-                .map_err(|e| format!("{source}: {}", errno_text(e)))?;
+                .map_err(|e| Confined::describe(source, e))?;
             mounts::clone_tree(&src)
                 .map_err(|e| format!("cannot bind {source}: {}", errno_text(e)))?
         }

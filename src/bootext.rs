@@ -8,7 +8,6 @@ use crate::select;
 use crate::sys::confined::{Confined, MAX_TEXT_BYTES};
 use crate::sys::errno_text;
 use rustix::fs::FileType;
-use rustix::io::Errno;
 
 pub const DIRS: &str = "DIRS";
 
@@ -34,11 +33,7 @@ pub fn read_manifest(be: &Confined) -> Manifest {
 /// What `rel` is, links followed inside BootExt. Files named as images (or that the
 /// caller says are images) get their superblock checked.
 pub fn source_node(be: &Confined, rel: &str, is_image: bool) -> Result<SourceNode, String> {
-    let fd = be.open_path(rel).map_err(|e| match e {
-        Errno::XDEV => format!("{rel} leads outside BootExt"),
-        Errno::NOENT => format!("{rel} does not exist (dangling link?)"),
-        e => format!("{rel}: {}", errno_text(e)),
-    })?;
+    let fd = be.open_path(rel).map_err(|e| Confined::describe(rel, e))?;
     let st = rustix::fs::fstat(&fd).map_err(|e| format!("{rel}: {}", errno_text(e)))?;
     Ok(match FileType::from_raw_mode(st.st_mode) {
         FileType::Directory => SourceNode::Dir,

@@ -96,6 +96,13 @@ pub fn classify(name: &str, node: &SourceNode) -> Result<Layer, String> {
 /// resolved; empty for BootExt itself) cannot be used: a layer holding or inside
 /// `Persist/` would overlap the persistent writable layer.
 pub fn overlap_problem(real: &str) -> Option<String> {
+    // `Overlay/self -> .`: a layer holding the other layers (overlayfs refuses
+    // overlapping layers with ELOOP, and the retry would drop them all).
+    if real == OVERLAY_DIR {
+        return Some(format!(
+            "resolves to {OVERLAY_DIR}/ itself, which holds the other layers; overlayfs refuses overlapping layers"
+        ));
+    }
     let overlaps = real.is_empty()
         || real == PERSIST_DIR
         || real
@@ -176,7 +183,9 @@ pub fn scan(be: &Confined) -> (Vec<Layer>, Vec<Skipped>) {
                 if l.kind != LayerKind::Dir {
                     return Ok(l);
                 }
-                let fd = be.open_path(&rel).map_err(errno_text)?;
+                let fd = be
+                    .open_path(&rel)
+                    .map_err(|e| Confined::describe(&rel, e))?;
                 let real = be.relative_of(&fd).unwrap_or_else(|| rel.clone());
                 match overlap_problem(&real) {
                     Some(p) => Err(p),
@@ -224,18 +233,15 @@ fn mkdir_in(dir: &impl rustix::fd::AsFd, name: &str, shown: &str) -> Result<(), 
 /// `Persist` (upper and work must be on one mount for overlayfs). `upper` and
 /// `work` must be real directories, not links.
 pub fn prepare_persist(be: &Confined) -> Result<OwnedFd, String> {
-    let root = be
-        .open_path(".")
-        .map_err(|e| format!("BootExt: {}", errno_text(e)))?;
+    let root = be.open_path(".").map_err(|e| format!("BootExt: {e}"))?;
     let vfs = rustix::fs::fstatvfs(&root).map_err(|e| format!("statvfs: {}", errno_text(e)))?;
     if vfs.f_flag.contains(StatVfsMountFlags::RDONLY) {
         return Err(persist_problem(true, Ok(())).unwrap_or_default());
     }
     mkdir_in(&root, PERSIST_DIR, PERSIST_DIR)?;
-    let persist = be.open_path(PERSIST_DIR).map_err(|e| match e {
-        Errno::XDEV => format!("{PERSIST_DIR} leads outside BootExt"),
-        e => format!("{PERSIST_DIR}: {}", errno_text(e)),
-    })?;
+    let persist = be
+        .open_path(PERSIST_DIR)
+        .map_err(|e| Confined::describe(PERSIST_DIR, e))?;
     for sub in ["upper", "work"] {
         let shown = format!("{PERSIST_DIR}/{sub}");
         mkdir_in(&persist, sub, &shown)?;

@@ -7,6 +7,7 @@
 
 use crate::assemble;
 use crate::imagetree::ImageTree;
+use crate::names::escape;
 use crate::plan::{self, PlannedMount, Skipped};
 use crate::select;
 use crate::state;
@@ -287,11 +288,9 @@ pub fn describe(m: &PlannedMount) -> String {
         plan::MountKind::Image => "image, read-only",
         plan::MountKind::Tmpfs => "tmpfs",
     };
-    format!(
-        "{} -> {} ({how})",
-        m.source.as_deref().unwrap_or(&m.origin),
-        m.target
-    )
+    let source = m.source.as_deref().unwrap_or(&m.origin);
+    let target = m.target.to_string();
+    format!("{} -> {} ({how})", escape(source), escape(&target))
 }
 
 pub fn describe_layer(l: &crate::layers::Layer) -> String {
@@ -396,7 +395,8 @@ pub fn render_plan(out: &Preview, be: &Confined) -> String {
         let _ = writeln!(o, "{line}");
     }
     for s in &out.skipped {
-        let _ = writeln!(o, "skip: {}: {}", s.entry, s.reason);
+        let (entry, reason) = (escape(&s.entry), escape(&s.reason));
+        let _ = writeln!(o, "skip: {entry}: {reason}");
     }
     o
 }

@@ -41,6 +41,9 @@ pub fn read_disk(be: &Confined) -> Disk {
             Ok(t) => Slot::Present(t),
             Err(e) => Slot::Unreadable(e),
         },
+        // No System/ directory: no trial can be under way (the images are missing
+        // too, and the boot says so); not "a trial may be in progress".
+        Err(_) if be.lstat_type(trial::SYSTEM_DIR) != Ok(FileType::Directory) => Slot::Absent,
         Err(e) => Slot::Unreadable(e),
     };
     Disk {

@@ -67,6 +67,10 @@ pub fn unit_name_problem(name: &str) -> Option<String> {
             "'{name}' contains '{c}', not allowed in a unit name"
         ));
     }
+    // `..service` would be written as a hidden file next to `..` (issue 10 item 9).
+    if name.starts_with('.') {
+        return Some(format!("'{name}' starts with '.', which no unit name does"));
+    }
     let Some((stem, suffix)) = name.rsplit_once('.') else {
         return Some(format!("'{name}' has no unit suffix (.service, .timer, …)"));
     };
@@ -245,11 +249,7 @@ fn read_file(be: &Confined, rel: &str, max: u64) -> Result<Vec<u8>, String> {
 }
 
 fn is_dir(be: &Confined, rel: &str) -> Result<bool, String> {
-    let fd = be.open_path(rel).map_err(|e| match e {
-        Errno::XDEV => "leads outside BootExt".to_string(),
-        Errno::NOENT => "does not exist (dangling link?)".to_string(),
-        e => errno_text(e),
-    })?;
+    let fd = be.open_path(rel).map_err(|e| e.to_string())?;
     let st = rustix::fs::fstat(&fd).map_err(errno_text)?;
     Ok(FileType::from_raw_mode(st.st_mode) == FileType::Directory)
 }
@@ -457,9 +457,11 @@ mod tests {
             ("a.conf", "not a unit type"),
             ("a.device", "not a unit type"),
             ("a b.service", "contains ' '"),
+            ("..service", "starts with '.'"),
+            (".x.service", "starts with '.'"),
             ("@x.service", "not a valid"),
             ("a@b@c.service", "not a valid"),
-            (".service", "not a valid"),
+            (".service", "starts with"),
             ("a/b.service", "contains '/'"),
         ];
         for (name, want) in bad {

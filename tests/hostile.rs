@@ -362,3 +362,89 @@ fn sixty_four_layers_stack_whatever_the_state_path() {
         a.teardown(ns);
     });
 }
+
+/// Item 9, the smaller ones, each checked on its message: names are escaped where
+/// printed, a link out of BootExt says so, a non-UTF-8 name is named as such,
+/// `..service` and `Overlay/self -> .` are skipped alone, `System` as a file is not
+/// "a trial in progress", and `--state` inside `--root` is refused.
+#[test]
+fn small_hostile_cases_say_what_they_are() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        mkdirs(&b.path, "DIRS/DIR_mnt_cdrom_x\ny");
+        symlink(&b.path, "DIRS/DIR_srv", "/etc");
+        symlink(&b.path, "Overlay/20-out", "../../..");
+        symlink(&b.path, "Apps/out.squashfs", "/etc/passwd");
+        mkdirs(&b.path, "Overlay/10-base/etc");
+        symlink(&b.path, "Overlay/self", ".");
+        write(&b.path, "Units/..service", "[Unit]\n");
+        let latin1 = std::ffi::OsString::from(
+            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
+                b"DIR_opt_caf\xe9".to_vec(),
+            ),
+        );
+        fs::create_dir(b.path.join("DIRS").join(&latin1)).unwrap();
+        let a = assemble_ok(ns, &b.path, "");
+        let st = a.state();
+        assert!(
+            a.run.stderr.contains("DIRS/DIR_mnt_cdrom_x\\ny"),
+            "escaped in the log: {}",
+            a.run.stderr
+        );
+        assert!(!a.run.stderr.contains("x\ny"), "raw newline in the log");
+        for entry in ["DIRS/DIR_srv", "Overlay/20-out", "Apps/out.squashfs"] {
+            let why = skip_reason(&st, entry);
+            assert!(
+                why.contains("outside BootExt") && !why.contains("Cross-device"),
+                "{entry}: {why}"
+            );
+        }
+        let why = skip_reason(&st, "DIRS/DIR_opt_caf\u{fffd}");
+        assert!(why.contains("its name is not UTF-8"), "{why}");
+        let why = skip_reason(&st, "Units/..service");
+        assert!(why.contains("starts with '.'"), "{why}");
+        let why = skip_reason(&st, "Overlay/self");
+        assert!(
+            why.contains("itself, which holds the other layers"),
+            "{why}"
+        );
+        assert_eq!(
+            st["layers"].as_array().map(Vec::len),
+            Some(1),
+            "10-base kept"
+        );
+        a.teardown(ns);
+
+        // --state inside --root: refused before anything is mounted.
+        let root = ns.dir("root");
+        let inside = root.join("run/state.json");
+        let run = overboot([
+            OsStr::new("assemble"),
+            OsStr::new("--bootext"),
+            b.path.as_os_str(),
+            OsStr::new("--root"),
+            root.as_os_str(),
+            OsStr::new("--state"),
+            inside.as_os_str(),
+        ]);
+        run.expect_code(1);
+        assert!(
+            run.stderr.contains("lies in the new root"),
+            "{}",
+            run.stderr
+        );
+        assert!(mounts_under(&root).is_empty(), "nothing mounted");
+
+        // System/ as a plain file: no images, and no "trial in progress".
+        let bad = BootExt::empty(ns);
+        fs::remove_dir(bad.path.join("System")).unwrap();
+        fs::write(bad.path.join("System"), "").unwrap();
+        let a = assemble(ns, &bad.path, "");
+        a.run.expect_code(1);
+        assert!(
+            !a.run.stderr.contains("trial may be in progress"),
+            "{}",
+            a.run.stderr
+        );
+    });
+}

@@ -35,7 +35,7 @@ impl fmt::Display for Lookup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Lookup::Errno(Errno::XDEV) => f.write_str("leads outside BootExt"),
-            Lookup::Errno(Errno::NOENT) => f.write_str("does not exist"),
+            Lookup::Errno(Errno::NOENT) => f.write_str("does not exist (a dangling link?)"),
             Lookup::Errno(Errno::LOOP) => f.write_str("too many levels of symlinks (a link loop?)"),
             Lookup::Errno(e) => f.write_str(&super::errno_text(*e)),
             Lookup::Kind { found, want } => {
@@ -100,7 +100,7 @@ impl Confined {
     /// Open a regular file for reading, symlinks followed inside BootExt only;
     /// anything else is refused without being opened (see the module doc).
     pub fn open_file(&self, rel: &str) -> Result<OwnedFd, Lookup> {
-        let path = self.open_path(rel)?;
+        let path = self.open_with(rel, OFlags::PATH)?;
         let st = fs::fstat(&path)?;
         let found = FileType::from_raw_mode(st.st_mode);
         if found != FileType::RegularFile {
@@ -118,9 +118,21 @@ impl Confined {
         Ok(self.open_with(rel, OFlags::RDONLY | OFlags::DIRECTORY)?)
     }
 
-    /// An `O_PATH` handle (for bind mounts and stat).
-    pub fn open_path(&self, rel: &str) -> Result<OwnedFd, Errno> {
-        self.open_with(rel, OFlags::PATH)
+    /// An `O_PATH` handle (for bind mounts and stat): opens nothing, cannot block.
+    pub fn open_path(&self, rel: &str) -> Result<OwnedFd, Lookup> {
+        Ok(self.open_with(rel, OFlags::PATH)?)
+    }
+
+    /// `rel` and why it cannot be used, in one line: `DIRS/x leads outside BootExt`.
+    /// A name [`Confined::list`] could not give as UTF-8 is named as such.
+    pub fn describe(rel: &str, e: Lookup) -> String {
+        if e == Lookup::Errno(Errno::NOENT) && rel.contains(char::REPLACEMENT_CHARACTER) {
+            return format!(
+                "{}: its name is not UTF-8, which overboot cannot use; rename it",
+                crate::names::escape(rel)
+            );
+        }
+        format!("{} {e}", crate::names::escape(rel))
     }
 
     /// The type of `rel` itself, not following a final symlink (its parents are
@@ -148,7 +160,9 @@ impl Confined {
             .map(|r| r.to_string_lossy().into_owned())
     }
 
-    /// Names in a directory of BootExt, sorted. Missing directory: empty.
+    /// Names in a directory of BootExt, sorted. Missing directory: empty. A name
+    /// that is not UTF-8 comes lossily converted (U+FFFD), so a lookup of it fails
+    /// and [`Confined::describe`] says why.
     pub fn list(&self, rel: &str) -> Result<Vec<String>, Errno> {
         let fd = match self.open_with(rel, OFlags::RDONLY | OFlags::DIRECTORY) {
             Err(Errno::NOENT) => return Ok(Vec::new()),
