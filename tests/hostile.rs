@@ -378,11 +378,8 @@ fn small_hostile_cases_say_what_they_are() {
         mkdirs(&b.path, "Overlay/10-base/etc");
         symlink(&b.path, "Overlay/self", ".");
         write(&b.path, "Units/..service", "[Unit]\n");
-        let latin1 = std::ffi::OsString::from(
-            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(
-                b"DIR_opt_caf\xe9".to_vec(),
-            ),
-        );
+        let latin1: std::ffi::OsString =
+            std::os::unix::ffi::OsStringExt::from_vec(b"DIR_opt_caf\xe9".to_vec());
         fs::create_dir(b.path.join("DIRS").join(&latin1)).unwrap();
         let a = assemble_ok(ns, &b.path, "");
         let st = a.state();
