@@ -290,6 +290,21 @@ impl Settings {
         }
     }
 
+    /// Every key [`Settings::apply`] knows (for "did you mean").
+    pub const PARAMETERS: &'static [&'static str] = &[
+        "bootext",
+        "system",
+        "toram",
+        "overlay",
+        "dirs",
+        "timeout",
+        "verify",
+        "verity",
+        "verity-error",
+        "onfail",
+        "debug",
+    ];
+
     /// Apply one `key=value` setting (key without the `overboot.` prefix). Shared by
     /// the command line and the manifest so both accept the same words.
     pub fn apply<'a>(&mut self, key: &str, value: Option<&'a str>) -> Result<(), String> {
@@ -327,7 +342,12 @@ impl Settings {
             }
             "onfail" => self.onfail = Some(OnFail::parse(need(value)?)?),
             "debug" => self.debug = Some(parse_bool(value.unwrap_or("1"))?),
-            _ => return Err(format!("unknown parameter overboot.{key}")),
+            _ => {
+                return Err(format!(
+                    "unknown parameter overboot.{key}{}",
+                    crate::suggest::did_you_mean(key, Self::PARAMETERS)
+                ));
+            }
         }
         Ok(())
     }
@@ -519,6 +539,19 @@ mod tests {
             assert!(p.warnings.is_empty(), "{line}: {:?}", p.warnings);
             assert!(check(&p.settings.resolve()), "{line}");
         }
+    }
+
+    #[test]
+    fn every_parameter_listed_is_known() {
+        for key in Settings::PARAMETERS {
+            let e = Settings::default().apply(key, Some("x")).err();
+            assert!(
+                !e.is_some_and(|e| e.contains("unknown parameter")),
+                "{key} is listed but not applied"
+            );
+        }
+        let e = Settings::default().apply("veriy", Some("1")).unwrap_err();
+        assert!(e.ends_with("(did you mean 'verify'?)"), "{e}");
     }
 
     #[test]

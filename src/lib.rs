@@ -27,6 +27,7 @@ pub mod probe;
 pub mod publish;
 pub mod select;
 pub mod state;
+pub mod suggest;
 pub mod superblock;
 pub mod sys;
 pub mod trial;

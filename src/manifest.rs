@@ -20,7 +20,6 @@
 
 use crate::cmdline::Settings;
 use crate::names::TargetPath;
-use serde::Deserialize;
 
 /// Where the manifest lives on BootExt.
 pub const MANIFEST_PATH: &str = "overboot.toml";
@@ -58,33 +57,14 @@ pub struct Manifest {
     pub syntax_error: bool,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawManifest {
-    #[serde(default)]
-    defaults: toml::Table,
-    #[serde(default)]
-    mount: Vec<RawMount>,
-    /// `[update] url = "..."`: read by `overboot update`, not by the boot.
-    #[serde(default, rename = "update")]
-    _update: Option<serde::de::IgnoredAny>,
-    verify: Option<RawVerify>,
-}
+const TABLES: &[&str] = &["defaults", "mount", "update", "verify"];
+const MOUNT_KEYS: &[&str] = &["source", "target", "kind", "read_only", "size"];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawVerify {
-    #[serde(rename = "min-version")]
-    min_version: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[mount]]` as written.
 struct RawMount {
     source: Option<String>,
     target: String,
     kind: Option<String>,
-    #[serde(default)]
     read_only: bool,
     size: Option<String>,
 }
@@ -101,8 +81,8 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 pub fn parse(text: &str) -> Manifest {
     let mut manifest = Manifest::default();
-    let raw: RawManifest = match toml::from_str(text) {
-        Ok(raw) => raw,
+    let mut doc: toml::Table = match toml::from_str(text) {
+        Ok(doc) => doc,
         Err(e) => {
             let line = e.span().map(|s| line_of(text, s.start));
             let at = line.map(|l| format!(" at line {l}")).unwrap_or_default();
@@ -114,7 +94,32 @@ pub fn parse(text: &str) -> Manifest {
             return manifest;
         }
     };
-    for (key, value) in &raw.defaults {
+    // Every table read on its own, so that every problem is found in one pass and a
+    // bad part skips only itself. `[update]` is read by `overboot update`.
+    let defaults = match doc.remove("defaults") {
+        None => toml::Table::new(),
+        Some(toml::Value::Table(t)) => t,
+        Some(other) => {
+            manifest.warnings.push(format!(
+                "{MANIFEST_PATH}: defaults is a {}, not a [defaults] table; ignored",
+                other.type_str()
+            ));
+            toml::Table::new()
+        }
+    };
+    let mounts = match doc.remove("mount") {
+        None => Vec::new(),
+        Some(toml::Value::Array(a)) => a,
+        Some(other) => {
+            manifest.warnings.push(format!(
+                "{MANIFEST_PATH}: mount is a {}, not [[mount]] tables; ignored",
+                other.type_str()
+            ));
+            Vec::new()
+        }
+    };
+    doc.remove("update");
+    for (key, value) in &defaults {
         let text = match value {
             toml::Value::String(s) => s.clone(),
             toml::Value::Boolean(b) => if *b { "1" } else { "0" }.to_string(),
@@ -148,10 +153,16 @@ pub fn parse(text: &str) -> Manifest {
                 .push(format!("{MANIFEST_PATH}: [defaults] {key}: {e}"));
         }
     }
-    manifest.min_version = raw.verify.and_then(|v| v.min_version);
-    for (i, raw_mount) in raw.mount.into_iter().enumerate() {
+    manifest.min_version = read_verify(doc.remove("verify"), &mut manifest.warnings);
+    for key in doc.keys() {
+        manifest.warnings.push(format!(
+            "{MANIFEST_PATH}: unknown table or key '{key}'{}; ignored",
+            crate::suggest::did_you_mean(key, TABLES)
+        ));
+    }
+    for (i, table) in mounts.into_iter().enumerate() {
         let index = i + 1;
-        match validate_mount(index, raw_mount) {
+        match read_mount(table).and_then(|raw| validate_mount(index, raw)) {
             Ok(m) => manifest.mounts.push(m),
             Err(e) => manifest.warnings.push(format!(
                 "{MANIFEST_PATH}: [[mount]] #{index}: {e}; this mount is skipped"
@@ -161,13 +172,85 @@ pub fn parse(text: &str) -> Manifest {
     manifest
 }
 
+/// `[verify]`: `min-version`, the least `version:` a signed image may carry.
+fn read_verify(value: Option<toml::Value>, warnings: &mut Vec<String>) -> Option<String> {
+    let table = match value? {
+        toml::Value::Table(t) => t,
+        other => {
+            warnings.push(format!(
+                "{MANIFEST_PATH}: verify is a {}, not a [verify] table; ignored",
+                other.type_str()
+            ));
+            return None;
+        }
+    };
+    let mut min_version = None;
+    for (key, value) in table {
+        match (key.as_str(), value) {
+            ("min-version", toml::Value::String(v)) => min_version = Some(v),
+            ("min-version", other) => warnings.push(format!(
+                "{MANIFEST_PATH}: [verify] min-version is a {}, not a string; ignored",
+                other.type_str()
+            )),
+            (other, _) => warnings.push(format!(
+                "{MANIFEST_PATH}: [verify] unknown key '{other}'{}; ignored",
+                crate::suggest::did_you_mean(other, &["min-version"])
+            )),
+        }
+    }
+    min_version
+}
+
+/// One `[[mount]]` table: every unknown key named at once (a misspelt `read_only`
+/// must not mount read-write quietly), then the known ones read.
+fn read_mount(value: toml::Value) -> Result<RawMount, String> {
+    let toml::Value::Table(table) = value else {
+        return Err(format!("a {}, not a table", value.type_str()));
+    };
+    let unknown: Vec<String> = table
+        .keys()
+        .filter(|k| !MOUNT_KEYS.contains(&k.as_str()))
+        .map(|k| format!("'{k}'{}", crate::suggest::did_you_mean(k, MOUNT_KEYS)))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!("unknown key {}", unknown.join(", ")));
+    }
+    let text = |key: &str| match table.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(v) => Err(format!("{key} is a {}, not a string", v.type_str())),
+    };
+    let read_only = match table.get("read_only") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(v) => {
+            return Err(format!(
+                "read_only is a {}, not true or false",
+                v.type_str()
+            ));
+        }
+    };
+    Ok(RawMount {
+        source: text("source")?,
+        target: text("target")?.ok_or("target is missing")?,
+        kind: text("kind")?,
+        read_only,
+        size: text("size")?,
+    })
+}
+
 fn validate_mount(index: usize, raw: RawMount) -> Result<ManifestMount, String> {
     let target = TargetPath::parse_absolute(&raw.target).map_err(|e| format!("target {e}"))?;
     let kind = match raw.kind.as_deref() {
         None | Some("bind") => ManifestKind::Bind,
         Some("image") => ManifestKind::Image,
         Some("tmpfs") => ManifestKind::Tmpfs,
-        Some(other) => return Err(format!("kind '{other}' is not bind, image or tmpfs")),
+        Some(other) => {
+            return Err(format!(
+                "kind '{other}' is not bind, image or tmpfs{}",
+                crate::suggest::did_you_mean(other, &["bind", "image", "tmpfs"])
+            ));
+        }
     };
     let source = match (kind, raw.source) {
         (ManifestKind::Tmpfs, None) => None,
@@ -344,9 +427,31 @@ size = "16M"
     }
 
     #[test]
-    fn unknown_table_is_a_syntax_error() {
-        let m = parse("[mounts]\nx = 1\n");
-        assert!(m.syntax_error);
-        assert!(m.warnings[0].contains("line 1"), "{}", m.warnings[0]);
+    fn every_problem_is_reported_at_once_with_suggestions() {
+        let m = parse(concat!(
+            "[mounts]\nx = 1\n",
+            "[defaults]\nveriy = true\n",
+            "[verify]\nmin-verison = \"2025.1\"\n",
+            "[[mount]]\nsource = \"Data/a\"\ntarget = \"/srv/a\"\nread_onyl = true\n",
+            "[[mount]]\nsource = \"Data/b\"\ntarget = \"/srv/b\"\nkind = \"bindd\"\n",
+            "[[mount]]\nsource = \"Data/c\"\ntarget = \"/srv/c\"\nread_only = \"yes\"\n",
+            "[[mount]]\nsource = \"Data/d\"\ntarget = \"/srv/d\"\n",
+        ));
+        assert!(!m.syntax_error);
+        let all = m.warnings.join("\n");
+        for want in [
+            "unknown table or key 'mounts' (did you mean 'mount'?)",
+            "[defaults] veriy: unknown parameter overboot.veriy (did you mean 'verify'?)",
+            "[[mount]] #1: unknown key 'read_onyl' (did you mean 'read_only'?)",
+            "[[mount]] #2: kind 'bindd' is not bind, image or tmpfs (did you mean 'bind'?)",
+            "[[mount]] #3: ",
+            "[verify] unknown key 'min-verison' (did you mean 'min-version'?)",
+        ] {
+            assert!(all.contains(want), "no {want:?} in:\n{all}");
+        }
+        assert_eq!(m.warnings.len(), 6, "{all}");
+        // The good mount still counts.
+        assert_eq!(m.mounts.len(), 1);
+        assert_eq!(m.mounts[0].index, 4);
     }
 }
