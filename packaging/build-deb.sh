@@ -15,7 +15,8 @@
 # found next to --binary; mkinitramfs puts it in as /init); /usr/lib/dracut/modules.d/90overboot/ (every file of
 # dracut-module/90overboot/); /usr/lib/initcpio/{install,hooks}/ (from
 # mkinitcpio-hook/); /lib/systemd/system/overboot-bless.service (enabled by postinst);
-# /usr/share/man/man8/overboot.8.gz; /usr/share/overboot/{skeleton/,grub.cfg,mkbootext}
+# /usr/share/man/man8/overboot.8.gz (doc/man/overboot.8, generated); the bash, zsh and
+# fish completions (overboot generate completions); /usr/share/overboot/{skeleton/,grub.cfg,mkbootext}
 # and /usr/bin/mkbootext; /usr/share/doc/overboot/copyright. Prints the .deb's path.
 set -eu
 
@@ -55,7 +56,7 @@ if command -v readelf >/dev/null 2>&1 &&
 fi
 for f in boot-layout/skeleton boot-layout/grub.cfg boot-layout/mkbootext \
     systemd/overboot-bless.service systemd/overboot-update.service \
-    systemd/overboot-update.timer doc/overboot.8 packaging/copyright; do
+    systemd/overboot-update.timer doc/man/overboot.8 packaging/copyright; do
     [ -e "$top/$f" ] || die "$top/$f is missing"
 done
 
@@ -92,8 +93,17 @@ for unit in overboot-update.service overboot-update.timer; do
     install -D -m 0644 "$top/systemd/$unit" "$root/lib/systemd/system/$unit"
 done
 mkdir -p "$root/usr/share/man/man8"
-gzip -9n <"$top/doc/overboot.8" >"$root/usr/share/man/man8/overboot.8.gz"
+gzip -9n <"$top/doc/man/overboot.8" >"$root/usr/share/man/man8/overboot.8.gz"
 chmod 0644 "$root/usr/share/man/man8/overboot.8.gz"
+# Shell completions, generated from the command line's declaration by the binary itself.
+for c in bash:bash-completion/completions/overboot zsh:zsh/vendor-completions/_overboot \
+    fish:fish/vendor_completions.d/overboot.fish; do
+    dest=$root/usr/share/${c#*:}
+    mkdir -p "$(dirname "$dest")"
+    "$binary" generate completions "${c%%:*}" >"$dest" ||
+        die "$binary generate completions ${c%%:*} failed"
+    chmod 0644 "$dest"
+done
 mkdir -p "$root/usr/share/overboot"
 cp -a "$top/boot-layout/skeleton" "$root/usr/share/overboot/skeleton"
 find "$root/usr/share/overboot/skeleton" -type d -exec chmod 0755 {} +

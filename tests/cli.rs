@@ -130,3 +130,70 @@ fn json_reports_are_versioned_and_structured() {
         assert_eq!(r["steps"].as_array().unwrap().len(), 2, "{r:#}");
     });
 }
+
+fn top() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The README's command table is the one `overboot generate readme-table` makes.
+#[test]
+fn readme_table_is_generated_from_the_declaration() {
+    let generated = overboot(["generate", "readme-table"]);
+    generated.expect_code(0);
+    let readme = std::fs::read_to_string(top().join("README.md")).unwrap();
+    let begin = "<!-- BEGIN overboot generate readme-table -->";
+    let end = "<!-- END overboot generate readme-table -->\n";
+    let (a, b) = (readme.find(begin), readme.find(end));
+    let (Some(a), Some(b)) = (a, b) else {
+        panic!("README.md lacks the generated table's markers");
+    };
+    assert_eq!(
+        &readme[a..b + end.len()],
+        generated.stdout,
+        "README.md's command table differs from the command line: run\n  \
+         overboot generate readme-table\nand put its output in place"
+    );
+    for command in ["plan", "check", "set-active", "rollback", "mkinitramfs"] {
+        assert!(
+            generated.stdout.contains(&format!("`overboot {command} ")),
+            "{command}"
+        );
+    }
+}
+
+/// doc/man/overboot.8 (what the Debian package ships) is `overboot generate man`.
+#[test]
+fn man_page_is_generated_from_the_declaration() {
+    let generated = overboot(["generate", "man"]);
+    generated.expect_code(0);
+    let committed = std::fs::read_to_string(top().join("doc/man/overboot.8")).unwrap();
+    assert!(
+        committed == generated.stdout,
+        "doc/man/overboot.8 differs from the command line: run\n  \
+         overboot generate man > doc/man/overboot.8"
+    );
+    for needle in [
+        ".TH OVERBOOT 8",
+        ".SS \"overboot set\\-active IMAGE",
+        "\\fB\\-\\-bootext\\fR",
+        "[default: /mnt/cdrom]",
+        ".SH KERNEL COMMAND LINE",
+    ] {
+        assert!(generated.stdout.contains(needle), "no {needle}");
+    }
+}
+
+/// Completions for the three shells know the commands, not the hidden `generate`.
+#[test]
+fn completions_cover_the_commands_and_hide_generate() {
+    for shell in ["bash", "zsh", "fish"] {
+        let c = overboot(["generate", "completions", shell]);
+        c.expect_code(0);
+        for needle in ["set-active", "rollback", "bootext", "json"] {
+            assert!(c.stdout.contains(needle), "{shell}: no {needle}");
+        }
+        assert!(!c.stdout.contains("generate"), "{shell} offers generate");
+    }
+    assert!(!overboot(["--help"]).stdout.contains("generate"));
+    overboot(["generate", "completions", "tcsh"]).expect_code(2);
+}

@@ -90,6 +90,9 @@ fn expected_files(src: &Path) -> BTreeSet<String> {
         "/lib/systemd/system/overboot-update.service",
         "/lib/systemd/system/overboot-update.timer",
         "/usr/share/man/man8/overboot.8.gz",
+        "/usr/share/bash-completion/completions/overboot",
+        "/usr/share/zsh/vendor-completions/_overboot",
+        "/usr/share/fish/vendor_completions.d/overboot.fish",
         "/usr/share/overboot/grub.cfg",
         "/usr/share/overboot/mkbootext",
         "/usr/share/overboot/skeleton/boot",
@@ -143,6 +146,9 @@ fn assert_holds(deb: &Path, src: &Path) {
             | "/lib/systemd/system/overboot-update.service"
             | "/lib/systemd/system/overboot-update.timer"
             | "/usr/share/man/man8/overboot.8.gz"
+            | "/usr/share/bash-completion/completions/overboot"
+            | "/usr/share/zsh/vendor-completions/_overboot"
+            | "/usr/share/fish/vendor_completions.d/overboot.fish"
             | "/usr/share/doc/overboot/copyright" => assert_eq!(mode, "-rw-r--r--", "{path}"),
             _ => {}
         }
@@ -223,7 +229,7 @@ fn package_holds_every_file_in_its_place_and_runs() {
         .arg(root.join("usr/share/man/man8/overboot.8.gz")));
     assert_eq!(
         man,
-        fs::read_to_string(top().join("doc/overboot.8")).unwrap()
+        fs::read_to_string(top().join("doc/man/overboot.8")).unwrap()
     );
     for needle in [
         ".TH OVERBOOT 8",

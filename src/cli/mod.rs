@@ -8,6 +8,7 @@
 //! this: it parses the one command it knows by hand (`overboot::command`).
 
 mod check;
+mod generate;
 mod plan;
 mod status;
 mod trial;
@@ -52,6 +53,23 @@ enum Command {
     Publish(PublishArgs),
     Update(UpdateArgs),
     Mkuki(MkukiArgs),
+    /// Print the man page, shell completions or README table made from this declaration
+    #[command(hide = true, subcommand)]
+    Generate(Generated),
+}
+
+/// What `overboot generate` makes (`cli::generate`).
+#[derive(Subcommand)]
+enum Generated {
+    /// overboot(8), roff
+    Man,
+    /// Completions for a shell
+    Completions {
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// The README's command table (Markdown)
+    ReadmeTable,
 }
 
 /// The mounted BootExt, for commands that read it.
@@ -418,6 +436,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         Command::Publish(a) => overboot::publish::execute(&a.images, &a.sign, &a.out),
         Command::Update(a) => update(a),
         Command::Mkuki(a) => mkuki(a),
+        Command::Generate(what) => generate::run(&what),
     }
 }
 
