@@ -121,7 +121,12 @@ pub fn at_boot(
         state.warnings.push(w.clone());
     }
     if let Some(r) = &plan.record {
-        log::info!("trial: {} ({}): {}", r.image, r.outcome, r.detail);
+        if r.outcome == "rolled-back" {
+            // A rollback is news for whoever reads the log, not a detail.
+            log::warn!("trial: {} rolled back: {}", r.image, r.detail);
+        } else {
+            log::info!("trial: {} ({}): {}", r.image, r.outcome, r.detail);
+        }
         state.trial = Some(TrialState {
             image: r.image.clone(),
             tries: r.tries,

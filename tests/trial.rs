@@ -145,7 +145,9 @@ fn trial_never_blessed_boots_twice_then_previous_with_reason() {
         let s = overboot(["status", "--state", a.state_path.to_str().unwrap()]);
         s.expect_code(0);
         assert!(
-            s.stdout.contains("Trial:     b.squashfs rolled-back") && s.stdout.contains("ran out"),
+            s.stdout
+                .contains("Trial:     warning: b.squashfs rolled-back")
+                && s.stdout.contains("ran out"),
             "{}",
             s.stdout
         );
@@ -416,5 +418,49 @@ fn bad_input_changes_nothing() {
         cmd(&b, &["rollback"]).expect_code(0);
         assert_eq!(trial_file(&b), None);
         assert_eq!(boot(ns, &b).0, "a");
+    });
+}
+
+/// `overboot status` tells the trial as it booted: after a fallback from the trial
+/// image it does not advise `bless` (which would refuse), and a rollback is a
+/// warning. It also says what the state file knows of verification and the overlay.
+#[test]
+fn status_tells_the_trial_as_it_booted() {
+    Ns::run(|ns| {
+        let b = with_b(ns);
+        cmd(&b, &["set-active", "b.squashfs", "--tries", "2"]).expect_code(0);
+        // The superblock stays valid, the rest is garbage: the mount fails at boot.
+        zero_from(&b.path.join("System/b.squashfs"), 96);
+        let status = |a: &Assembly| {
+            let r = overboot([
+                "status",
+                "--state",
+                a.state_path.to_str().unwrap(),
+                "--bootext",
+                b.path.to_str().unwrap(),
+            ]);
+            r.expect_code(0);
+            r.stdout
+        };
+        let (m, st, a) = boot(ns, &b);
+        assert_eq!(m, "a");
+        assert_eq!(st["trial"]["outcome"], "trial", "{st:#}");
+        let text = status(&a);
+        let trial = text.lines().find(|l| l.starts_with("Trial:")).unwrap();
+        assert!(trial.contains("did not come up"), "{text}");
+        assert!(!text.contains("bless"), "advises bless:\n{text}");
+        assert!(text.contains("Fallback:  from active"), "{text}");
+        assert!(text.contains("Verified:  "), "{text}");
+        assert!(text.contains("Overlay:   tmpfs size="), "{text}");
+
+        boot(ns, &b);
+        let (m, st, a) = boot(ns, &b);
+        assert_eq!(m, "a");
+        assert_eq!(st["trial"]["outcome"], "rolled-back", "{st:#}");
+        let text = status(&a);
+        assert!(
+            text.contains("Trial:     warning: b.squashfs rolled-back"),
+            "{text}"
+        );
     });
 }

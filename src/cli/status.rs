@@ -75,12 +75,16 @@ fn render_status(s: &state::State) -> String {
     if let Some(f) = &s.fallback {
         let _ = writeln!(o, "Fallback:  from {}: {}", f.from, f.reason);
     }
+    if let Some(b) = &s.booted {
+        for line in image_lines(b) {
+            let _ = writeln!(o, "{line}");
+        }
+    }
+    if let Some(upper) = s.mounts.iter().find(|m| m.origin == "overlay") {
+        let _ = writeln!(o, "Overlay:   {}", upper.source.as_deref().unwrap_or("?"));
+    }
     if let Some(t) = &s.trial {
-        let _ = writeln!(
-            o,
-            "Trial:     {} {} ({} of {} boots left): {}",
-            t.image, t.outcome, t.boots_left, t.tries, t.detail
-        );
+        let _ = writeln!(o, "{}", trial_line(t, s.booted.as_ref()));
     }
     if !s.layers.is_empty() {
         let _ = writeln!(o, "\nOverlay/ layers, bottom first ({}):", s.layers.len());
@@ -131,4 +135,45 @@ fn render_status(s: &state::State) -> String {
     }
     let _ = writeln!(o, "  {:<14} {:>9.1} ms", "total", s.total_ms);
     o
+}
+
+/// What the state file knows of the booted image: its verification and toram.
+fn image_lines(b: &state::Booted) -> Vec<String> {
+    let mut lines = vec![match &b.verified {
+        Some(v) => format!("Verified:  {}", v.summary()),
+        None => "Verified:  no (no checksum or signature was checked)".into(),
+    }];
+    if let Some(t) = &b.toram {
+        lines.push(if t.done {
+            format!(
+                "Toram:     in RAM ({} bytes, {} allocated, {:.1} ms)",
+                t.size, t.allocated, t.ms
+            )
+        } else {
+            format!(
+                "Toram:     no: {}",
+                t.reason.as_deref().unwrap_or("not done")
+            )
+        });
+    }
+    lines
+}
+
+/// The Trial line: what this boot did with the trial, never advising `bless` when the
+/// image that booted is not the one on trial (`bless` refuses then).
+fn trial_line(t: &state::TrialState, booted: Option<&state::Booted>) -> String {
+    let booted_name = booted.map(|b| b.image.strip_prefix("System/").unwrap_or(&b.image));
+    let left = format!("{} of {} boots left", t.boots_left, t.tries);
+    match t.outcome.as_str() {
+        "trial" if booted_name != Some(t.image.as_str()) => format!(
+            "Trial:     {} counted a boot ({left}) but did not come up: {} booted instead (see Fallback); `overboot rollback` ends the trial",
+            t.image,
+            booted_name.unwrap_or("nothing")
+        ),
+        "rolled-back" => format!("Trial:     warning: {} rolled-back: {}", t.image, t.detail),
+        _ => format!(
+            "Trial:     {} {} ({left}): {}",
+            t.image, t.outcome, t.detail
+        ),
+    }
 }
