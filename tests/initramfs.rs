@@ -364,6 +364,38 @@ fn refusals_and_usage() {
         initramfs::main(&s(&["-o", out_s, "--binary", "/nonexistent"])),
         1
     );
+    // A module name the kernel does not have is an error (nothing written), not a
+    // warning in an image that then cannot find its disk; --allow-missing builds.
+    let misspelt = s(&[
+        "-o",
+        out_s,
+        "--modules-dir",
+        md,
+        "--binary",
+        BUSYBOX,
+        "--compress",
+        "none",
+        "--modules",
+        "ext4,virtio_blkk",
+    ]);
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_overboot"))
+        .arg("mkinitramfs")
+        .args(&misspelt)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("overboot: mkinitramfs: --modules virtio_blkk: neither a module")
+            && stderr.contains("--allow-missing"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    let mut allowed = misspelt.clone();
+    allowed.push("--allow-missing".into());
+    assert_eq!(initramfs::main(&allowed), 0);
+    assert!(out.exists());
+    std::fs::remove_file(&out).unwrap();
     assert_eq!(initramfs::main(&s(&["--modules-dir", md])), 2);
     assert_eq!(initramfs::main(&s(&["-o", out_s, "--compress", "lzma"])), 2);
     assert_eq!(initramfs::main(&s(&["--help"])), 0);

@@ -268,6 +268,10 @@ struct MkinitramfsArgs {
     /// (the kernel unpacks it fastest; legacy format, lz4 -l), zstd, gzip or none
     #[arg(long, value_name = "ALGO", value_parser = compression)]
     compress: Option<overboot::initramfs::Compression>,
+    /// Build even when a module named in --modules is not in the kernel (otherwise an
+    /// error: a misspelt driver would leave the appliance without its disk)
+    #[arg(long)]
+    allow_missing: bool,
     /// Add /bin/busybox (a static busybox) and /bin/sh, for the emergency shell
     #[arg(long)]
     add_shell: bool,
@@ -431,6 +435,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
                 a.modules
             },
             trust_keys: a.trust_key,
+            allow_missing: a.allow_missing,
         }),
         Command::Seal(a) => overboot::verity::seal::execute(&a.image, a.sign.as_deref()),
         Command::Publish(a) => overboot::publish::execute(&a.images, &a.sign, &a.out),

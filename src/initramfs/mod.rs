@@ -43,6 +43,8 @@ for itself, such as a FAT mount's codepage).
   --compress ALGO      xz (smallest; default when the xz command exists, else zstd,
                        else gzip), lz4 (the kernel unpacks it fastest: legacy
                        format, lz4 -l), zstd, gzip or none
+  --allow-missing      build even when a module named in --modules is not in the
+                       kernel (otherwise an error)
   --add-shell          add /bin/busybox (a static busybox, Debian's busybox-static)
                        and /bin/sh, for the emergency shell
   --binary FILE        the /init to put in (default: overboot-init next to this
@@ -102,6 +104,8 @@ pub struct Options {
     pub modules: Vec<String>,
     /// Minisign public keys to bake in (`--trust-key`).
     pub trust_keys: Vec<PathBuf>,
+    /// Build even when a module named in `modules` is not in the kernel.
+    pub allow_missing: bool,
 }
 
 /// `Ok(None)` for `--help`.
@@ -111,6 +115,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     let mut modules_dir = None;
     let mut compress = None;
     let mut add_shell = false;
+    let mut allow_missing = false;
     let mut binary = None;
     let mut modules = vec!["all".to_string()];
     let mut trust_keys = Vec::new();
@@ -151,6 +156,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             }
             "--trust-key" => trust_keys.push(PathBuf::from(value(flag)?)),
             "--add-shell" if inline.is_none() => add_shell = true,
+            "--allow-missing" if inline.is_none() => allow_missing = true,
             _ => return Err(format!("unknown argument '{arg}'")),
         }
     }
@@ -164,6 +170,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         binary,
         modules,
         trust_keys,
+        allow_missing,
     }))
 }
 
@@ -223,6 +230,19 @@ fn run(opts: &Options) -> Result<String, String> {
             e
         }
     })?;
+    let unknown = unknown_names(&opts.modules, &built.resolution.not_found);
+    if !unknown.is_empty() && !opts.allow_missing {
+        return Err(format!(
+            "--modules {}: neither a module of {kver} (in {}) nor built in, nor a group ({}); check the spelling, or give --allow-missing to build without it",
+            unknown.join(","),
+            modules_dir.display(),
+            MODULE_GROUPS
+                .iter()
+                .map(|g| g.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let mut built = built;
     add_trust_keys(&mut built.archive, &opts.trust_keys)?;
     let compression = opts.compress.unwrap_or_else(default_compression);
@@ -301,6 +321,21 @@ fn wanted_modules(names: &[String]) -> Result<(Vec<String>, Vec<String>), String
         }
     }
     Ok((wanted, from_host))
+}
+
+/// The names given with `--modules` (not groups) that the kernel lacks: a misspelt
+/// name must not pass as a warning in an image that then cannot find its disk.
+fn unknown_names(given: &[String], not_found: &[String]) -> Vec<String> {
+    given
+        .iter()
+        .filter(|n| !["all", "host"].contains(&n.as_str()))
+        .filter(|n| !MODULE_GROUPS.iter().any(|g| g.name == n.as_str()))
+        .filter(|n| {
+            let norm = n.replace('-', "_");
+            not_found.iter().any(|m| m.replace('-', "_") == norm)
+        })
+        .cloned()
+        .collect()
 }
 
 /// `--trust-key` files, checked, at `crate::verify::TRUST_DIR/<n>.pub`.
