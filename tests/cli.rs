@@ -197,3 +197,53 @@ fn completions_cover_the_commands_and_hide_generate() {
     assert!(!overboot(["--help"]).stdout.contains("generate"));
     overboot(["generate", "completions", "tcsh"]).expect_code(2);
 }
+
+/// `overboot images`: every image in System/ with what names it (active, previous,
+/// recovery, trial with its boots left), its size and compression, and whether the
+/// boot would take it.
+#[test]
+fn images_lists_every_image_with_its_role_and_the_boots_verdict() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        b.system("b.squashfs", "b");
+        b.system("c.squashfs", "c");
+        zero_from(&b.path.join("System/c.squashfs"), 96);
+        let bx = b.path.to_str().unwrap();
+        overboot(["set-active", "b.squashfs", "--tries", "2", "--bootext", bx]).expect_code(0);
+
+        let v = json(&overboot(["images", "--json", "--bootext", bx]));
+        let images = v["images"].as_array().unwrap();
+        let names: Vec<&str> = images.iter().map(|i| i["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["a.squashfs", "b.squashfs", "c.squashfs", "r.squashfs"]
+        );
+        let roles = |i: usize| images[i]["roles"].clone();
+        assert_eq!(roles(0), serde_json::json!(["previous"]));
+        assert_eq!(roles(1), serde_json::json!(["active", "trial"]));
+        assert_eq!(images[1]["boots_left"], 2);
+        assert_eq!(roles(2), serde_json::json!([]));
+        assert_eq!(roles(3), serde_json::json!(["recovery"]));
+        for i in [0, 1, 3] {
+            assert_eq!(images[i]["boots"], true, "{v:#}");
+            assert_eq!(images[i]["compression"], "gzip", "{v:#}");
+            assert!(images[i]["bytes"].as_u64().unwrap() > 0);
+        }
+        assert_eq!(images[2]["boots"], false, "{v:#}");
+        assert!(!images[2]["verdict"].as_str().unwrap().is_empty());
+
+        let text = overboot(["images", "--bootext", bx]);
+        text.expect_code(0);
+        assert!(
+            text.stdout
+                .contains("System/b.squashfs [active, trial (2 boots left)]"),
+            "{}",
+            text.stdout
+        );
+        assert!(
+            text.stdout.contains("refused by the boot: "),
+            "{}",
+            text.stdout
+        );
+    });
+}

@@ -9,6 +9,7 @@
 
 mod check;
 mod generate;
+mod images;
 mod plan;
 mod status;
 mod trial;
@@ -45,6 +46,7 @@ enum Command {
     Plan(PlanArgs),
     Check(CheckArgs),
     Status(StatusArgs),
+    Images(ImagesArgs),
     SetActive(SetActiveArgs),
     Bless(BlessArgs),
     Rollback(RollbackArgs),
@@ -96,6 +98,17 @@ impl TrustArgs {
         overboot::preview::trust_from(self.trust_keys.as_deref(), self.initramfs.as_deref())
             .map_err(|e| fail(format!("--initramfs: {e}")))
     }
+}
+
+/// What `check` and `images` judge: BootExt, with the keys the boot will trust.
+#[derive(Args)]
+struct Judged {
+    #[command(flatten)]
+    bootext: BootExtArg,
+    #[command(flatten)]
+    trust: TrustArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 /// `--json`: the report as JSON (`"version": 1`) instead of text.
@@ -164,11 +177,7 @@ struct CheckArgs {
     #[arg(value_name = "DIR", conflicts_with = "bootext")]
     dir: Option<PathBuf>,
     #[command(flatten)]
-    bootext: BootExtArg,
-    #[command(flatten)]
-    trust: TrustArgs,
-    #[command(flatten)]
-    json: JsonArg,
+    on: Judged,
 }
 
 /// What this boot did: image, fallbacks, mounts, timings (from the state file)
@@ -185,6 +194,18 @@ struct StatusArgs {
     bootext: PathBuf,
     #[command(flatten)]
     json: JsonArg,
+}
+
+/// The system images on BootExt: active, previous, recovery, trial, and whether each boots
+///
+/// As `rauc status` shows slots: every image in System/ with the links and the trial
+/// that name it (boots left), its size and compression, and whether the boot would
+/// take it with the keys at hand (superblock, checksum, signature, a readable tree),
+/// or why not.
+#[derive(Args)]
+struct ImagesArgs {
+    #[command(flatten)]
+    on: Judged,
 }
 
 /// Make IMAGE the active system image, atomically (optionally as a trial)
@@ -407,11 +428,19 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
             Ok(trust) => plan::run(&a.bootext.bootext, a.cmdline.as_deref(), trust, a.json.json),
             Err(code) => code,
         },
-        Command::Check(a) => match a.trust.store() {
-            Ok(trust) => check::run(&a.dir.unwrap_or(a.bootext.bootext), trust, a.json.json),
+        Command::Check(a) => match a.on.trust.store() {
+            Ok(trust) => check::run(
+                &a.dir.unwrap_or(a.on.bootext.bootext),
+                trust,
+                a.on.json.json,
+            ),
             Err(code) => code,
         },
         Command::Status(a) => status::run(&a.state, &a.bootext, a.json.json),
+        Command::Images(a) => match a.on.trust.store() {
+            Ok(trust) => images::run(&a.on.bootext.bootext, trust, a.on.json.json),
+            Err(code) => code,
+        },
         Command::SetActive(a) => trial::set_active(&trial::SetActive {
             bootext: &a.bootext.bootext,
             image: &a.image,
