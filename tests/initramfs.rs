@@ -536,3 +536,72 @@ fn host_modules_are_this_machines_drivers() {
         "no block device with a driver in /sys/class/block"
     );
 }
+
+/// `overboot inspect FILE` lists what `cpio -itv` lists (every entry, in order, with
+/// its size and link target) from a compressed image, and says what it means for a
+/// boot: /init, the modules and their kernel, the trusted keys.
+#[test]
+fn inspect_lists_what_cpio_lists() {
+    let (_, kver) = kernel();
+    let out = tmp("inspect.xz");
+    let key = tmp("inspect.pub");
+    let _ = std::fs::remove_file(&key);
+    let made = Command::new("minisign")
+        .args(["-G", "-W", "-f", "-p"])
+        .arg(&key)
+        .arg("-s")
+        .arg(tmp("inspect.key"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "minisign -G: {made:?}");
+    build(
+        &out,
+        "xz",
+        &["--modules", "ext4", "--trust-key", key.to_str().unwrap()],
+    );
+    let run = Command::new(env!("CARGO_BIN_EXE_overboot"))
+        .args(["inspect", "--json"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(v["version"], 1);
+    let entries = v["entries"].as_array().unwrap();
+    let listed = cpio_list(&decompress(&out, "xz"));
+    assert_eq!(entries.len(), listed.len());
+    for (e, l) in entries.iter().zip(&listed) {
+        let f = fields(l);
+        let path = e["path"].as_str().unwrap();
+        match e["target"].as_str() {
+            Some(t) => assert!(l.ends_with(&format!(" {path} -> {t}")), "{e} / {l}"),
+            None => assert!(l.ends_with(&format!(" {path}")), "{e} / {l}"),
+        }
+        if e["kind"] == "file" {
+            assert_eq!(f[4], e["bytes"].to_string(), "{e} / {l}");
+        }
+    }
+    let busybox_len = std::fs::metadata(BUSYBOX).unwrap().len();
+    assert_eq!(v["init_bytes"], busybox_len);
+    let kos = listed.iter().filter(|l| l.contains(".ko")).count();
+    assert_eq!(v["modules"][&kver], kos);
+    assert_eq!(
+        v["trusted_keys"],
+        serde_json::json!(["etc/overboot/trusted-keys/0.pub"])
+    );
+    let text = Command::new(env!("CARGO_BIN_EXE_overboot"))
+        .arg("inspect")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains(&format!("kernel modules: {kos} for {kver}")),
+        "{text}"
+    );
+    assert!(text.contains(" sbin/modprobe -> ../init\n"), "{text}");
+    assert!(
+        text.contains(&format!("/init: {busybox_len} bytes")),
+        "{text}"
+    );
+}

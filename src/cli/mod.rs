@@ -10,6 +10,7 @@
 mod check;
 mod generate;
 mod images;
+mod inspect;
 mod plan;
 mod status;
 mod trial;
@@ -51,6 +52,7 @@ enum Command {
     Bless(BlessArgs),
     Rollback(RollbackArgs),
     Mkinitramfs(MkinitramfsArgs),
+    Inspect(InspectArgs),
     Seal(SealArgs),
     Publish(PublishArgs),
     Update(UpdateArgs),
@@ -306,6 +308,20 @@ struct MkinitramfsArgs {
     trust_key: Vec<PathBuf>,
 }
 
+/// List what an initramfs holds: entries, kernel modules, trusted keys, /init
+///
+/// As lsinitramfs -l: every entry with its type, permissions and size (any
+/// compression mkinitramfs writes, and concatenated archives), then the kernel
+/// modules and for which kernel, the keys the boot will trust, and /init.
+#[derive(Args)]
+struct InspectArgs {
+    /// The initramfs
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
 /// Write IMAGE.verity and IMAGE.roothash beside IMAGE (dm-verity)
 ///
 /// The hash tree is in veritysetup's format; with --sign, also
@@ -466,6 +482,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
             trust_keys: a.trust_key,
             allow_missing: a.allow_missing,
         }),
+        Command::Inspect(a) => inspect::run(&a.file, a.json.json),
         Command::Seal(a) => overboot::verity::seal::execute(&a.image, a.sign.as_deref()),
         Command::Publish(a) => overboot::publish::execute(&a.images, &a.sign, &a.out),
         Command::Update(a) => update(a),

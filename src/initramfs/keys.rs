@@ -1,5 +1,6 @@
 //! The keys an initramfs trusts, read from the image itself (`check --initramfs
-//! FILE`): so a BootExt is judged with exactly the keys the boot will have. Reads
+//! FILE`): so a BootExt is judged with exactly the keys the boot will have; and
+//! every entry of an initramfs ([`members`], for `overboot inspect`). Reads
 //! every compression `mkinitramfs` writes (gzip in-process; xz, zstd and lz4 with
 //! their tools, as `mkinitramfs` writes them) and the archives the kernel accepts
 //! one after another (an uncompressed early cpio before a compressed one). Runs on
@@ -39,8 +40,33 @@ pub fn trusted_keys(path: &Path) -> Result<TrustStore, String> {
     Ok(store)
 }
 
+/// One entry of an initramfs: its path, `st_mode` (type and permissions) and
+/// contents (a symlink's target for a link).
+#[derive(Debug, PartialEq)]
+pub struct Member {
+    pub name: String,
+    pub mode: u32,
+    pub data: Vec<u8>,
+}
+
+/// Every entry of the initramfs at `path`, in archive order.
+pub fn members(path: &Path) -> Result<Vec<Member>, String> {
+    let shown = path.display();
+    let data = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    every_member(&data).map_err(|e| format!("{shown}: {e}"))
+}
+
 /// Every regular file in the concatenated archives of `data`: (path, contents).
-fn archives(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+fn archives(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    Ok(every_member(data)?
+        .into_iter()
+        .filter(|m| m.mode & 0o170000 == 0o100000)
+        .map(|m| (m.name, m.data))
+        .collect())
+}
+
+/// Every entry in the concatenated archives of `data`.
+fn every_member(mut data: &[u8]) -> Result<Vec<Member>, String> {
     let mut files = Vec::new();
     loop {
         // The kernel skips zero padding between archives.
@@ -55,7 +81,7 @@ fn archives(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
             // A compressed archive runs to the end of the file.
             let plain = decompress(data)?;
             if plain.starts_with(NEWC) {
-                files.extend(archives(&plain)?);
+                files.extend(every_member(&plain)?);
                 return Ok(files);
             }
             return Err("the decompressed data is not a newc cpio archive".into());
@@ -86,9 +112,9 @@ fn decompress(data: &[u8]) -> Result<Vec<u8>, String> {
     super::pipe(tool, &["-d", "-c"], data)
 }
 
-/// One newc archive at the start of `data` (up to its `TRAILER!!!`): its regular
-/// files are added to `files`; returns the bytes it spans.
-fn read_newc(data: &[u8], files: &mut Vec<(String, Vec<u8>)>) -> Result<usize, String> {
+/// One newc archive at the start of `data` (up to its `TRAILER!!!`): its entries are
+/// added to `files`; returns the bytes it spans.
+fn read_newc(data: &[u8], files: &mut Vec<Member>) -> Result<usize, String> {
     let mut at = 0;
     let mut total = 0usize;
     loop {
@@ -121,9 +147,11 @@ fn read_newc(data: &[u8], files: &mut Vec<(String, Vec<u8>)>) -> Result<usize, S
         if total > MAX_BYTES {
             return Err(format!("more than {MAX_BYTES} bytes of files"));
         }
-        if mode & 0o170000 == 0o100000 {
-            files.push((name, body.to_vec()));
-        }
+        files.push(Member {
+            name,
+            mode: mode as u32,
+            data: body.to_vec(),
+        });
     }
 }
 
