@@ -125,8 +125,8 @@ Maintainer: overboot developers <overboot@localhost>
 Installed-Size: $size
 Section: admin
 Priority: optional
-Recommends: grub-pc-bin, grub-common, e2fsprogs, fdisk, lz4, xz-utils
-Suggests: dracut, squashfs-tools
+Recommends: grub-pc-bin, grub-efi-amd64-bin, grub-common, e2fsprogs, fdisk, dosfstools, mtools, lz4, xz-utils
+Suggests: dracut, squashfs-tools, systemd-boot-efi, sbsigntool, binutils, openssl, shim-signed, grub-efi-amd64-signed
 Homepage: https://github.com/overboot/overboot
 Description: early-boot overlay assembler for read-only appliance systems
  overboot runs as /init in a small initramfs (or as a dracut or mkinitcpio hook):
@@ -136,7 +136,9 @@ Description: early-boot overlay assembler for read-only appliance systems
  .
  The package holds the static binary (overboot mkinitramfs builds the initramfs),
  the dracut module and mkinitcpio hook, the boot-blessing unit, the reference
- BootExt layout and mkbootext, which builds a bootable BootExt disk image.
+ BootExt layout and mkbootext, which builds a bootable BootExt disk image (BIOS,
+ UEFI or both; with --secure-boot, signed unified kernel images made by overboot
+ mkuki).
 EOF
 (cd "$root" && find . -path ./DEBIAN -prune -o -type f -print | sed 's|^\./||' | LC_ALL=C sort |
     xargs -d '\n' md5sum) >"$root/DEBIAN/md5sums"

@@ -23,6 +23,7 @@ pub mod names;
 pub mod pid1;
 pub mod plan;
 pub mod preview;
+pub mod private_keys;
 pub mod probe;
 pub mod publish;
 pub mod select;

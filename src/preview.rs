@@ -567,6 +567,7 @@ pub fn check(be: &Confined, trust: crate::verify::TrustStore) -> Report {
             be, &manifest, &config, &out, system, &images,
         ));
     }
+    r.errors.extend(crate::private_keys::find(be));
     r
 }
 

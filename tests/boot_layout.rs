@@ -188,7 +188,7 @@ fn skeleton_example_manifest_is_valid_once_uncommented() {
 
 /// A boot of `disk` from its own boot loader that must end with a guest power-off.
 fn boot_disk(disk: &Path, firmware: Firmware, log: &Path) -> e2e_common::Boot {
-    let boot = e2e_common::disk_boot(disk, firmware, 240, log);
+    let boot = e2e_common::disk_boot(&[disk], firmware, 240, None, log);
     assert!(
         boot.powered_off(),
         "QEMU did not power off by itself ({:?}); console in {log:?}:\n{}",

@@ -186,17 +186,33 @@ pub enum Firmware<'a> {
     Uefi { code: &'a str, vars: &'a str },
 }
 
-/// Boot `disk` (virtio-blk, boot index 0) from its own boot loader under `firmware`,
+/// Boot `disks` (virtio-blk, boot order as given) from their boot loaders under `firmware`,
 /// TCG, no network (the firmware would try PXE); the serial console goes to `log`.
-/// q35 with SMM and secure pflash, as OVMF's Secure Boot builds need.
-pub fn disk_boot(disk: &Path, firmware: Firmware, timeout_s: u32, log: &Path) -> Boot {
-    let mut cmd = Command::new("timeout");
-    cmd.args(["-k", "5", &timeout_s.to_string(), "qemu-system-x86_64"])
-        .args(["-accel", "tcg", "-display", "none", "-serial", "stdio"])
+/// q35 with SMM and secure pflash, as OVMF's Secure Boot builds need. QEMU is killed
+/// after `timeout_s`, or as soon as the console shows `stop_at` (a boot that is meant
+/// to be refused need not wait for the timeout).
+pub fn disk_boot(
+    disks: &[&Path],
+    firmware: Firmware,
+    timeout_s: u64,
+    stop_at: Option<&str>,
+    log: &Path,
+) -> Boot {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let mut cmd = Command::new("qemu-system-x86_64");
+    cmd.args(["-accel", "tcg", "-display", "none", "-serial", "stdio"])
         .args(["-monitor", "none", "-no-reboot", "-m", "512", "-smp", "1"])
-        .args(["-nic", "none", "-drive"])
-        .arg(format!("if=none,id=d0,file={},format=raw", disk.display()))
-        .args(["-device", "virtio-blk-pci,drive=d0,bootindex=0"]);
+        .args(["-nic", "none"]);
+    for (i, disk) in disks.iter().enumerate() {
+        cmd.arg("-drive")
+            .arg(format!(
+                "if=none,id=d{i},file={},format=raw",
+                disk.display()
+            ))
+            .arg("-device")
+            .arg(format!("virtio-blk-pci,drive=d{i},bootindex={i}"));
+    }
     if let Firmware::Uefi { code, vars } = firmware {
         let own_vars = log.with_extension("vars.fd");
         std::fs::copy(vars, &own_vars).unwrap_or_else(|e| panic!("copy {vars}: {e}"));
@@ -212,17 +228,53 @@ pub fn disk_boot(disk: &Path, firmware: Firmware, timeout_s: u32, log: &Path) ->
                 own_vars.display()
             ));
     }
-    let out = cmd
+    let mut child = cmd
         .stdin(std::process::Stdio::null())
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(timeout_s);
+    let mut raw = Vec::new();
+    let mut stopped = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => raw.extend_from_slice(&chunk),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                stopped = true;
+                break;
+            }
+        }
+        if stop_at.is_some_and(|s| String::from_utf8_lossy(&raw).contains(s)) {
+            stopped = true;
+            break;
+        }
+    }
+    if stopped {
+        let _ = child.kill();
+    }
+    let status = child.wait().expect("wait for QEMU");
     // Boot loaders draw menus with escape sequences; the text stays.
-    let mut text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    let mut text = String::from_utf8_lossy(&raw).replace('\r', "");
+    if stopped {
+        text.push_str("\ndisk_boot: QEMU killed (timeout or stop text)\n");
+    }
     std::fs::write(log, &text).unwrap();
     Boot {
         log: text,
-        code: out.status.code(),
+        code: status.code(),
     }
 }
 
