@@ -193,6 +193,9 @@ fn package_holds_every_file_in_its_place_and_runs() {
         help.contains("Usage: overboot <COMMAND>") && help.contains("assemble"),
         "{help}"
     );
+    // Unified kernel images for Secure Boot are made by the packaged binary.
+    let mkuki = run(Command::new(root.join("usr/bin/overboot")).args(["mkuki", "--help"]));
+    assert!(mkuki.contains("--sign-key <KEY>"), "{mkuki}");
     let version = run(Command::new(root.join("usr/bin/overboot")).arg("--version"));
     assert_eq!(
         version.trim(),
@@ -238,6 +241,7 @@ fn package_holds_every_file_in_its_place_and_runs() {
         "check",
         "status",
         "mkinitramfs",
+        "mkuki",
         "set\\-active",
         "bless",
         "rollback",
@@ -259,6 +263,16 @@ fn package_holds_every_file_in_its_place_and_runs() {
     let mk = root.join("usr/bin/mkbootext");
     let usage = run(Command::new(&mk).arg("--help"));
     assert!(usage.contains("--system IMAGE"), "{usage}");
+    for option in [
+        "--firmware hybrid|uefi|bios",
+        "--secure-boot KEYDIR",
+        "--shim",
+    ] {
+        assert!(
+            usage.contains(option),
+            "mkbootext --help lacks {option}:\n{usage}"
+        );
+    }
     let bad = dir.join("not-squashfs");
     fs::write(&bad, "x").unwrap();
     let out = output(

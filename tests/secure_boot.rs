@@ -330,7 +330,7 @@ fn shim_chain_boots_with_microsofts_keys() {
     let made = run(mkbootext(&disk)
         .arg("--shim")
         .args(["--menu-timeout", "0", "--grubenv"])
-        .arg(format!("overboot_args={ARGS}")));
+        .arg("overboot_args=overboot.onfail=poweroff no_timer_check"));
     assert!(made.contains("shim and GRUB signed"), "{made}");
     let ms = Firmware::Uefi {
         code: "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd",
