@@ -20,13 +20,18 @@ const HEAD: u64 = 4096;
 const MAX_DEPTH: usize = 16;
 const MAX_ENTRIES: usize = 20_000;
 
+/// A minisign secret key's second line: base64 of "Ed", the KDF ("Sc" for scrypt, or
+/// none) and "B2" (BLAKE2b). Public keys and signatures (whose comment also says
+/// "secret key") start otherwise.
+const MINISIGN_SECRET: [&[u8]; 2] = [b"RWRTY0Iy", b"RWQAAEIy"];
+
 /// Whether a file named `name` that begins with `head` is a private key.
 pub fn is_private_key(name: &str, head: &[u8]) -> bool {
     let minisign_secret = head.starts_with(b"untrusted comment:")
         && head
             .split(|&b| b == b'\n')
-            .next()
-            .is_some_and(|line| contains(line, b"secret key"));
+            .nth(1)
+            .is_some_and(|line| MINISIGN_SECRET.iter().any(|p| line.starts_with(p)));
     name.to_ascii_lowercase().ends_with(".key")
         || contains(head, b"PRIVATE KEY-----")
         || minisign_secret
@@ -102,7 +107,16 @@ mod tests {
         ));
         assert!(is_private_key(
             "secret",
-            b"untrusted comment: minisign encrypted secret key\nRWRTY0Iy"
+            b"untrusted comment: minisign encrypted secret key\nRWRTY0IyJ8Bq"
+        ));
+        assert!(is_private_key(
+            "secret",
+            b"untrusted comment: minisign secret key\nRWQAAEIyAAAA"
+        ));
+        // A signature's comment names the secret key; it is not one.
+        assert!(!is_private_key(
+            "a.squashfs.minisig",
+            b"untrusted comment: signature from minisign secret key\nRUQ7kqXy"
         ));
         assert!(!is_private_key("db.crt", b"-----BEGIN CERTIFICATE-----\n"));
         assert!(!is_private_key(
