@@ -43,7 +43,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 fn head(be: &Confined, rel: &str) -> Vec<u8> {
     let mut bytes = Vec::new();
-    if let Ok(fd) = be.open_read(rel) {
+    if let Ok(fd) = be.open_file(rel) {
         let _ = std::fs::File::from(fd).take(HEAD).read_to_end(&mut bytes);
     }
     bytes

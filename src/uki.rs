@@ -16,18 +16,6 @@ use std::process::Command;
 /// systemd-boot-efi's stub.
 pub const DEFAULT_STUB: &str = "/usr/lib/systemd/boot/efi/linuxx64.efi.stub";
 
-const USAGE: &str = "\
-usage: overboot mkuki -o FILE --kernel VMLINUZ --initrd INITRD [--cmdline STR]
-                      [--os-release FILE] [--stub FILE] [--sign-key KEY --sign-cert CERT]
-
-Build a unified kernel image: VMLINUZ, INITRD (from overboot mkinitramfs) and the
-kernel command line STR in one EFI program on systemd's stub (.osrel, .cmdline,
-.initrd, .linux sections, as ukify makes them), signed with sbsign when KEY and CERT
-(PEM) are given. Under Secure Boot the baked-in command line is the only one used.
-  --os-release FILE   the .osrel section (default: NAME=overboot)
-  --stub FILE         the EFI stub (default: /usr/lib/systemd/boot/efi/linuxx64.efi.stub)
-Needs objcopy (binutils) and, to sign, sbsign (sbsigntool).";
-
 #[derive(Debug, Default, PartialEq)]
 pub struct Options {
     pub output: PathBuf,
@@ -127,62 +115,6 @@ fn default_os_release() -> String {
         "NAME=overboot\nID=overboot\nPRETTY_NAME=\"overboot appliance\"\nVERSION_ID={}\n",
         env!("CARGO_PKG_VERSION")
     )
-}
-
-pub fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
-    let mut o = Options::default();
-    let (mut key, mut cert) = (None, None);
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || {
-            it.next()
-                .cloned()
-                .ok_or_else(|| format!("{a} needs a value"))
-        };
-        match a.as_str() {
-            "-o" | "--output" => o.output = value()?.into(),
-            "--kernel" => o.kernel = value()?.into(),
-            "--initrd" => o.initrd = value()?.into(),
-            "--cmdline" => o.cmdline = value()?,
-            "--os-release" => o.os_release = Some(value()?.into()),
-            "--stub" => o.stub = Some(value()?.into()),
-            "--sign-key" => key = Some(PathBuf::from(value()?)),
-            "--sign-cert" => cert = Some(PathBuf::from(value()?)),
-            "-h" | "--help" => return Ok(None),
-            other => return Err(format!("unknown argument '{other}'")),
-        }
-    }
-    for (what, p) in [
-        ("-o FILE", &o.output),
-        ("--kernel", &o.kernel),
-        ("--initrd", &o.initrd),
-    ] {
-        if p.as_os_str().is_empty() {
-            return Err(format!("{what} is required"));
-        }
-    }
-    o.sign = match (key, cert) {
-        (Some(k), Some(c)) => Some((k, c)),
-        (None, None) => None,
-        _ => return Err("--sign-key and --sign-cert go together".into()),
-    };
-    check_cmdline(&o.cmdline)?;
-    Ok(Some(o))
-}
-
-pub fn main(args: &[String]) -> i32 {
-    let opts = match parse_args(args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            println!("{USAGE}");
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("overboot mkuki: {e}\n{USAGE}");
-            return 2;
-        }
-    };
-    execute(&opts)
 }
 
 /// The `mkuki` command: build, then say what was built. Exit code 0 or 1.
@@ -407,44 +339,5 @@ mod tests {
         };
         let l = pe_layout(&stub).unwrap();
         assert!(l.end > 0x1000 && l.end < 0x100000, "{l:?}");
-    }
-
-    fn args(s: &[&str]) -> Vec<String> {
-        s.iter().map(|a| a.to_string()).collect()
-    }
-
-    #[test]
-    fn arguments() {
-        let o = parse_args(&args(&[
-            "-o",
-            "a.efi",
-            "--kernel",
-            "k",
-            "--initrd",
-            "i",
-            "--cmdline",
-            "quiet x=1",
-            "--sign-key",
-            "db.key",
-            "--sign-cert",
-            "db.crt",
-        ]))
-        .unwrap()
-        .unwrap();
-        assert_eq!(o.output, Path::new("a.efi"));
-        assert_eq!(o.cmdline, "quiet x=1");
-        assert_eq!(o.sign, Some(("db.key".into(), "db.crt".into())));
-        assert_eq!(parse_args(&args(&["--help"])).unwrap(), None);
-        let e = parse_args(&args(&["-o", "a", "--kernel", "k"])).unwrap_err();
-        assert!(e.contains("--initrd is required"), "{e}");
-        let refused = |more: &[&str]| {
-            let mut a = args(&["-o", "a", "--kernel", "k", "--initrd", "i"]);
-            a.extend(args(more));
-            parse_args(&a).unwrap_err()
-        };
-        let e = refused(&["--sign-key", "k"]);
-        assert!(e.contains("go together"), "{e}");
-        let e = refused(&["--cmdline", "a\nb"]);
-        assert!(e.contains("one line"), "{e}");
     }
 }
