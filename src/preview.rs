@@ -43,6 +43,8 @@ pub struct SystemOutput {
     pub read_by: &'static str,
     /// What verification found (as the boot records it in `state.json`).
     pub verified: crate::verify::Verification,
+    /// Sealed: mounted through dm-verity (crate::verity::boot).
+    pub sealed: bool,
     pub fallback: Option<state::Fallback>,
 }
 
@@ -93,7 +95,7 @@ fn verify(
     img: &select::CheckedImage,
     config: &crate::cmdline::BootConfig,
     trust: &crate::verify::TrustStore,
-) -> Result<crate::verify::Verification, String> {
+) -> Result<(crate::verify::Verification, bool), String> {
     let opts = crate::sys::toram::Options {
         mode: crate::verify::Mode::from_setting(config.verify),
         trust,
@@ -112,6 +114,7 @@ fn verify(
     let sealed = crate::verity::boot::open(be, &img.image, size, &seals)?;
     let mut verified =
         crate::sys::toram::prepare(be, &img.image, &img.file, &opts, sealed.is_some())?.verified;
+    let is_sealed = sealed.is_some();
     if let Some(s) = sealed {
         verified.key_id = s.signed_by;
         verified.signature_file = verified
@@ -119,7 +122,7 @@ fn verify(
             .as_ref()
             .map(|_| format!("{}{}", img.image, crate::verity::seal::SIGNATURE_SUFFIX));
     }
-    Ok(verified)
+    Ok((verified, is_sealed))
 }
 
 /// Everything `plan` and `check` compute: image choice and the plan, no mounts.
@@ -128,22 +131,25 @@ pub fn compute(be: &Confined, opts: &Options) -> Preview {
     let (config, manifest) = assemble::configure(be, &opts.cmdline, &mut warnings);
     let candidates = crate::trial_boot::next_boot_order(be, &config.system);
     let selection = select::first_usable(be, candidates, |img| {
-        let verified = verify(be, img, &config, &opts.trust)?;
-        Ok((verified, read_image(img)?))
+        let (verified, sealed) = verify(be, img, &config, &opts.trust)?;
+        Ok((verified, sealed, read_image(img)?))
     });
     let attempts = selection.attempts;
-    let chosen = selection.chosen.map(|(candidate, img, (verified, tree))| {
-        let system = SystemOutput {
-            choice: candidate.choice.into(),
-            link: img.link,
-            image: img.image,
-            compression: img.superblock.compression.into(),
-            read_by: tree.read_by,
-            verified,
-            fallback: select::fallback(&attempts),
-        };
-        (system, tree)
-    });
+    let chosen = selection
+        .chosen
+        .map(|(candidate, img, (verified, sealed, tree))| {
+            let system = SystemOutput {
+                choice: candidate.choice.into(),
+                link: img.link,
+                image: img.image,
+                compression: img.superblock.compression.into(),
+                read_by: tree.read_by,
+                verified,
+                sealed,
+                fallback: select::fallback(&attempts),
+            };
+            (system, tree)
+        });
     let trial = crate::trial::describe(&crate::trial::status(&crate::trial_boot::read_disk(be)))
         .map(|(line, _)| line);
     let upper = if config.persist { "persist" } else { "tmpfs" }.into();
@@ -348,9 +354,10 @@ pub fn render_plan(out: &Preview, be: &Confined) -> String {
         .unwrap_or_default();
     let _ = writeln!(
         o,
-        "1. system image {}{via} ({}), loop read-only -> {}",
+        "1. system image {}{via} ({}), {} read-only -> {}",
         s.image,
         s.compression,
+        if s.sealed { "dm-verity" } else { "loop" },
         assemble::IMAGE_AT
     );
     if let Some(f) = &s.fallback {
@@ -451,7 +458,7 @@ fn examine(
         path: path.into(),
     };
     let img = select::check(be, &cand)?;
-    let verified = verify(be, &img, config, trust)?;
+    let (verified, _) = verify(be, &img, config, trust)?;
     let tree = read_image(&img)?;
     Ok(Examined {
         link: path.into(),

@@ -214,6 +214,14 @@ fn broken_or_unsigned_seals_are_refused_before_mounting() {
         fs::write(&hash, &good[..4096]).unwrap();
         let r = refused(ns, &b, "quiet", &[]);
         assert!(r.contains("a.squashfs.verity is truncated"), "{r}");
+        // check says what the boot does.
+        let c = overboot([OsStr::new("check"), b.path.as_os_str()]);
+        c.expect_code(1);
+        assert!(
+            c.all().contains("a.squashfs.verity is truncated"),
+            "{}",
+            c.all()
+        );
         // Not a superblock.
         let mut bad = good.clone();
         bad[0] = b'X';
@@ -235,9 +243,22 @@ fn broken_or_unsigned_seals_are_refused_before_mounting() {
         assert!(r.contains("a.squashfs.roothash is missing"), "{r}");
         fs::write(&rh, &root).unwrap();
 
-        // The seal is good: only the missing device-mapper stops it, said plainly.
+        // The seal is good: only the missing device-mapper stops it, said plainly;
+        // plan shows the image mounted through dm-verity.
         let r = refused(ns, &b, "quiet", &[]);
         assert!(r.contains("/dev/mapper/control"), "{r}");
+        let p = overboot([
+            OsStr::new("plan"),
+            OsStr::new("--bootext"),
+            b.path.as_os_str(),
+        ]);
+        p.expect_code(0);
+        assert!(
+            p.stdout
+                .contains("System/a.squashfs via System/active-system (gzip), dm-verity read-only"),
+            "{}",
+            p.stdout
+        );
         // overboot.verity=0: the seal is ignored, active boots from a loop device.
         let a = assemble(ns, &b.path, "quiet overboot.verity=0");
         a.run.expect_code(0);
