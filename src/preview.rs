@@ -8,6 +8,7 @@
 use crate::assemble;
 use crate::imagetree::ImageTree;
 use crate::names::escape;
+use crate::names::{Node, Tree};
 use crate::plan::{self, PlannedMount, Skipped};
 use crate::select;
 use crate::state;
@@ -176,15 +177,17 @@ pub fn compute(be: &Confined, opts: &Options) -> Preview {
     };
     let (layers, more) = crate::layers::order_and_fit(found);
     layer_skips.extend(more);
+    // The boot decodes names in the new root: the layers over the image.
+    let root = Stacked::new(be, &layers, tree);
     let (mounts, mut skipped) =
-        assemble::plan_overmounts(be, &manifest, &config, &tree, &mut warnings);
+        assemble::plan_overmounts(be, &manifest, &config, &root, &mut warnings);
     let (mounts, nested_skips) = below_other_mounts(be, mounts);
     skipped.extend(nested_skips);
     skipped.splice(0..0, layer_skips);
     let (apps, app_skips) = crate::apps::scan(be);
     skipped.extend(app_skips);
     let mut units = if config.dirs {
-        crate::units::scan(be, &tree)
+        crate::units::scan(be, &root)
     } else {
         Default::default()
     };
@@ -200,6 +203,84 @@ pub fn compute(be: &Confined, opts: &Options) -> Preview {
         units,
         skipped,
         warnings,
+    }
+}
+
+/// A directory on BootExt (an `Overlay/` directory layer) as a [`Tree`].
+struct BootExtDir<'a> {
+    be: &'a Confined,
+    base: String,
+}
+
+impl Tree for BootExtDir<'_> {
+    fn lstat(&self, path: &[String]) -> Option<Node> {
+        let rel = if path.is_empty() {
+            self.base.clone()
+        } else {
+            format!("{}/{}", self.base, path.join("/"))
+        };
+        Some(match self.be.lstat_type(&rel).ok()? {
+            rustix::fs::FileType::Directory => Node::Dir,
+            rustix::fs::FileType::RegularFile => Node::File,
+            rustix::fs::FileType::Symlink => Node::Symlink(self.be.readlink(&rel).ok()?),
+            _ => Node::Other,
+        })
+    }
+}
+
+/// The new root before the overmounts, as overlayfs merges it: the `Overlay/`
+/// layers (the last on top) over the image. An upper layer's entry hides the lower
+/// ones; below a non-directory nothing lower shows; a special file in an upper layer
+/// is taken for a whiteout (opaque directories are not modelled). A layer that
+/// cannot be read here is left out: the boot would skip it only if it cannot mount
+/// it either.
+struct Stacked<'a> {
+    /// Top first; the image last.
+    trees: Vec<Box<dyn Tree + 'a>>,
+}
+
+impl<'a> Stacked<'a> {
+    fn new(be: &'a Confined, layers: &[crate::layers::Layer], image: ImageTree) -> Stacked<'a> {
+        let mut trees: Vec<Box<dyn Tree + 'a>> = Vec::new();
+        for l in layers.iter().rev() {
+            match l.kind {
+                crate::layers::LayerKind::Dir => trees.push(Box::new(BootExtDir {
+                    be,
+                    base: l.source.clone(),
+                })),
+                crate::layers::LayerKind::Image => {
+                    if let Some(t) = be
+                        .open_file(&l.source)
+                        .ok()
+                        .and_then(|f| ImageTree::read(&f, &l.source).ok())
+                    {
+                        trees.push(Box::new(t));
+                    }
+                }
+            }
+        }
+        trees.push(Box::new(image));
+        Stacked { trees }
+    }
+}
+
+impl Tree for Stacked<'_> {
+    fn lstat(&self, path: &[String]) -> Option<Node> {
+        let last = self.trees.len() - 1;
+        for (i, t) in self.trees.iter().enumerate() {
+            match t.lstat(path) {
+                Some(Node::Other) if i != last => return None,
+                Some(n) => return Some(n),
+                None => {
+                    let blocked = (1..path.len())
+                        .any(|d| matches!(t.lstat(&path[..d]), Some(n) if n != Node::Dir));
+                    if blocked {
+                        return None;
+                    }
+                }
+            }
+        }
+        None
     }
 }
 

@@ -517,3 +517,47 @@ fn check_uses_the_keys_of_the_initramfs() {
         assert!(run.stderr.contains("--initramfs"), "{}", run.all());
     });
 }
+
+/// The boot decodes names in the new root, `Overlay/` layers included: a directory
+/// a layer adds (`/opt/site_app`, `/srv/web_root` from an image layer) decides an
+/// ambiguous name, and a layer's file under a name hides the image's directory.
+/// `plan --json` and `assemble` agree.
+#[test]
+fn plan_decodes_names_through_overlay_layers() {
+    Ns::run(|ns| {
+        let b = BootExt::standard_with(ns, |t| {
+            mkdirs(t, "var/lib/app_data");
+        });
+        mkdirs(&b.path, "Overlay/10-site/opt/site_app");
+        write(&b.path, "Overlay/10-site/var/lib/app_data", "now a file");
+        b.image_at(
+            "Overlay/20-web.squashfs",
+            &[("srv/web_root/index.html", "hi")],
+        );
+        b.dir_entry("DIR_opt_site_app", &[("f", "f")]);
+        b.dir_entry("DIR_srv_web_root", &[("f", "f")]);
+        b.dir_entry("DIR_var_lib_app_data", &[("f", "f")]);
+        let p = plan_json(&b.path, "");
+        assert_eq!(
+            p["layers"].as_array().map(Vec::len),
+            Some(2),
+            "{:#}",
+            p["layers"]
+        );
+        let a = assemble_ok(ns, &b.path, "");
+        let st = a.state();
+        let planned = outcome(&p["system"]["image"], &p["mounts"], &p["skipped"]);
+        let booted = outcome(&st["booted"]["image"], &st["mounts"], &st["skipped"]);
+        a.teardown(ns);
+        assert_eq!(planned, booted);
+        assert_eq!(target_of(&p, "DIRS/DIR_opt_site_app"), "/opt/site_app");
+        assert_eq!(target_of(&p, "DIRS/DIR_srv_web_root"), "/srv/web_root");
+        assert!(
+            booted
+                .skipped
+                .iter()
+                .any(|s| s.starts_with("DIRS/DIR_var_lib_app_data: ")),
+            "{booted:#?}"
+        );
+    });
+}
