@@ -349,6 +349,19 @@ fn faults_leave_bootext_as_it_was() {
             assert_eq!(snapshot(&be.path), before, "{path} changed BootExt");
             let _ = fs::remove_file(be.path.join(format!("System/.{img}.partial")));
         }
+        // Another update at work on the same image (its lock held): refused.
+        let held = fs::File::create(be.path.join(format!("System/.{img}.partial"))).unwrap();
+        rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+        let r = update(&be.path, &trust, &nginx.url("good/"), &[]);
+        r.expect_code(1);
+        assert!(
+            r.stderr.contains("another overboot update is running"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(snapshot(&be.path), before);
+        drop(held);
+
         // No trusted key: refused before anything is fetched.
         let seen = nginx.log().len();
         let r = update(&be.path, &ns.dir("no-keys"), &nginx.url("good/"), &[]);

@@ -125,7 +125,7 @@ pub fn build(b: &Build, from: Resume) -> Result<Counts, String> {
             Segment::Remote { first, end } => {
                 let before = counts.fetched;
                 fetch(b, first, end, tail, &mut counts)?;
-                progress.add(counts.fetched - before + tail);
+                progress.add(counts.fetched - before);
                 tail = 0;
             }
         }

@@ -276,20 +276,28 @@ fn check_listed(
     Ok(())
 }
 
+/// The partial file, locked: two updates at once (the timer and an operator)
+/// would write the same file.
 fn open_partial(sys: &OwnedFd, name: &str) -> Result<File, String> {
-    rustix::fs::openat(
+    let fd = rustix::fs::openat(
         sys,
         name,
         OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         FileMode::from_raw_mode(0o644),
     )
-    .map(File::from)
     .map_err(|e| {
         format!(
             "cannot open {SYSTEM_DIR}/{name}: {}",
             crate::sys::errno_text(e)
         )
-    })
+    })?;
+    rustix::fs::flock(&fd, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+        format!(
+            "{SYSTEM_DIR}/{name} is locked ({}): another overboot update is running; nothing changed",
+            crate::sys::errno_text(e)
+        )
+    })?;
+    Ok(File::from(fd))
 }
 
 /// The images whose chunks can be reused (active, previous, recovery, and an
