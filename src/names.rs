@@ -229,6 +229,11 @@ pub trait Tree {
     fn kind(&self, path: &[String]) -> Option<NodeKind> {
         canonical(self, path).ok()?.1
     }
+
+    /// True once the lookups allowed are spent: decoding stops (see [`Counted`]).
+    fn exhausted(&self) -> bool {
+        false
+    }
 }
 
 const MAX_SYMLINKS: usize = 40;
@@ -331,6 +336,11 @@ impl Budget {
         }
     }
 
+    /// Nothing left: the remaining names are skipped without being looked at.
+    pub fn spent(&self) -> bool {
+        self.left.get() == 0
+    }
+
     /// `tree` as seen by one name: its lookups counted against the smaller of
     /// [`NAME_LOOKUPS`] and what the pass has left, and `opaque` places (those
     /// overboot mounts itself: BootExt is one) never walked into.
@@ -359,7 +369,7 @@ impl Counted<'_> {
     /// Why this name's decoding was cut short, if it was: the decoding is then not
     /// to be trusted, and the entry is skipped with this reason.
     pub fn exhausted(&self) -> Option<String> {
-        if self.used.get() <= self.limit {
+        if self.used.get() <= self.limit && self.limit > 0 {
             return None;
         }
         Some(if self.limit < NAME_LOOKUPS {
@@ -384,6 +394,10 @@ impl Drop for Counted<'_> {
 }
 
 impl Tree for Counted<'_> {
+    fn exhausted(&self) -> bool {
+        self.used.get() > self.limit
+    }
+
     fn lstat(&self, path: &[String]) -> Option<Node> {
         let used = self.used.get() + 1;
         self.used.set(used);
@@ -429,7 +443,7 @@ pub fn decode(reading: &Reading, tree: &dyn Tree) -> Decoded {
     // Nothing exists: keep the longest existing directory prefix.
     let mut path: Vec<String> = Vec::new();
     let mut i = 0;
-    'outer: while i < tokens.len() {
+    'outer: while i < tokens.len() && !tree.exhausted() {
         for k in (1..=tokens.len() - i).rev() {
             let mut candidate = path.clone();
             candidate.push(tokens[i..i + k].join("_"));
@@ -459,7 +473,7 @@ fn find_existing(
     found: &mut Vec<Vec<String>>,
 ) {
     for k in (1..=tokens.len() - start).rev() {
-        if found.len() >= 2 {
+        if found.len() >= 2 || tree.exhausted() {
             return;
         }
         path.push(tokens[start..start + k].join("_"));

@@ -165,7 +165,27 @@ pub fn build(
     // bounded time (names::PASS_LOOKUPS), and reserved places are never walked.
     let budget = names::Budget::new(names::PASS_LOOKUPS);
     for c in candidates {
+        // A name whose plain reading lies under a reserved place is refused before
+        // any lookup (DIR_mnt_cdrom_...: BootExt itself at boot).
+        if let Reading::Tokens(tokens) = &c.reading
+            && let Ok(plain) = TargetPath::from_components(tokens.clone())
+            && reserved.iter().any(|r| plain.starts_with(r))
+            && let Err(reason) = crate::landing::check_reserved(&plain, &plain, reserved)
+        {
+            skipped.push(Skipped {
+                entry: c.origin.clone(),
+                reason,
+            });
+            continue;
+        }
         let counted = budget.for_name(tree, reserved);
+        if budget.spent() {
+            skipped.push(Skipped {
+                entry: c.origin.clone(),
+                reason: counted.exhausted().unwrap_or_default(),
+            });
+            continue;
+        }
         let Decoded { target, also_exist } = names::decode(&c.reading, &counted);
         let mut skip = |reason: String| {
             skipped.push(Skipped {
