@@ -274,6 +274,38 @@ pub fn names(data: &[u8]) {
         }
     }
     let _ = tree.kind(decoded.target.components());
+
+    // The lookup budget (issue 10 item 2): whatever the name and the tree, one name
+    // costs at most NAME_LOOKUPS lookups of the tree, decoding and resolving its
+    // target included, and a name cut short says so.
+    let counting = Counting {
+        tree: &tree,
+        lookups: std::cell::Cell::new(0),
+    };
+    let budget = names::Budget::new(names::PASS_LOOKUPS);
+    let counted = budget.for_name(&counting, &[]);
+    let d = names::decode(&entry.reading, &counted);
+    let _ = names::canonical(&counted, d.target.components());
+    let cut = counted.exhausted();
+    drop(counted);
+    let spent = counting.lookups.get();
+    assert!(spent <= names::NAME_LOOKUPS, "{spent} lookups for one name");
+    if cut.is_none() {
+        assert_eq!(d, decoded, "a name within its budget decodes as without one");
+    }
+}
+
+/// A tree that counts the lookups made of it.
+struct Counting<'a> {
+    tree: &'a ListTree,
+    lookups: std::cell::Cell<u64>,
+}
+
+impl Tree for Counting<'_> {
+    fn lstat(&self, path: &[String]) -> Option<Node> {
+        self.lookups.set(self.lookups.get() + 1);
+        self.tree.lstat(path)
+    }
 }
 
 // ---------------------------------------------------------------------------
