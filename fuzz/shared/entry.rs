@@ -291,7 +291,10 @@ pub fn names(data: &[u8]) {
     let spent = counting.lookups.get();
     assert!(spent <= names::NAME_LOOKUPS, "{spent} lookups for one name");
     if cut.is_none() {
-        assert_eq!(d, decoded, "a name within its budget decodes as without one");
+        assert_eq!(
+            d, decoded,
+            "a name within its budget decodes as without one"
+        );
     }
 }
 
