@@ -191,41 +191,6 @@ pub fn seal(image: &Path, key: Option<&Path>) -> Result<Sealed, String> {
     })
 }
 
-/// The `seal` command: `args` after the command name.
-pub fn main(args: &[String]) -> i32 {
-    const USAGE: &str = "usage: overboot seal IMAGE [--sign SECRET.key]\n\n\
-Write IMAGE.verity (dm-verity hash tree, veritysetup's format) and IMAGE.roothash\n\
-beside IMAGE; with --sign, also IMAGE.roothash.minisig (runs minisign -S).";
-    let mut image = None;
-    let mut key = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--sign" => match it.next() {
-                Some(k) => key = Some(PathBuf::from(k)),
-                None => {
-                    eprintln!("overboot seal: --sign needs a minisign secret key\n{USAGE}");
-                    return 2;
-                }
-            },
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return 0;
-            }
-            s if s.starts_with('-') || image.is_some() => {
-                eprintln!("overboot seal: unexpected '{s}'\n{USAGE}");
-                return 2;
-            }
-            s => image = Some(PathBuf::from(s)),
-        }
-    }
-    let Some(image) = image else {
-        eprintln!("{USAGE}");
-        return 2;
-    };
-    execute(&image, key.as_deref())
-}
-
 /// Seal `image` (and sign its root hash with `key`), saying what was written.
 /// Exit code: 0 or 1.
 pub fn execute(image: &Path, key: Option<&Path>) -> i32 {
