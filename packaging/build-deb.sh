@@ -11,8 +11,9 @@
 #   --version V     package version (default: Cargo.toml's)
 #   --top DIR       the source tree (default: this script's repository)
 #
-# Contents: /usr/bin/overboot; /usr/lib/overboot/overboot-init (the initramfs build,
-# found next to --binary; mkinitramfs puts it in as /init); /usr/lib/dracut/modules.d/90overboot/ (every file of
+# Contents: /usr/bin/overboot; /usr/lib/overboot/overboot-init and overboot-init-net
+# (the initramfs builds, found next to --binary; mkinitramfs puts one in as /init, the
+# -net one when the initramfs has network drivers); /usr/lib/dracut/modules.d/90overboot/ (every file of
 # dracut-module/90overboot/); /usr/lib/initcpio/{install,hooks}/ (from
 # mkinitcpio-hook/); /lib/systemd/system/overboot-bless.service (enabled by postinst);
 # /usr/share/man/man8/overboot.8.gz (doc/man/overboot.8, generated); the bash, zsh and
@@ -82,6 +83,9 @@ init_binary=$(dirname "$binary")/overboot-init
 [ -f "$init_binary" ] ||
     die "no overboot-init next to $binary: cargo build --release --target x86_64-unknown-linux-musl builds both"
 install -D -m 0755 "$init_binary" "$root/usr/lib/overboot/overboot-init"
+[ -f "$init_binary-net" ] ||
+    die "no overboot-init-net next to $binary: cargo build --release --target x86_64-unknown-linux-musl builds it"
+install -D -m 0755 "$init_binary-net" "$root/usr/lib/overboot/overboot-init-net"
 install_tree "$top/dracut-module/90overboot" "$root/usr/lib/dracut/modules.d/90overboot"
 install_tree "$top/mkinitcpio-hook/install" "$root/usr/lib/initcpio/install"
 install_tree "$top/mkinitcpio-hook/hooks" "$root/usr/lib/initcpio/hooks"

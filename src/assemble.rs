@@ -12,8 +12,8 @@ use crate::layers;
 use crate::names::{TargetPath, escape};
 pub use crate::pid1::Fatal;
 use crate::plan::{self, MountKind, PlannedMount, Skipped};
-use crate::select::{self, CheckedImage};
-use crate::state::{self, Booted, Clock, MountRecord, State};
+use crate::select;
+use crate::state::{self, Attempt, Booted, Clock, MountRecord, State};
 use crate::sys::confined::Confined;
 use crate::sys::resolve::{self, RootTree, Want};
 use crate::sys::{errno_text, loopdev, mounts};
@@ -42,6 +42,8 @@ pub struct Request {
     pub bootext_info: state::BootExtInfo,
     /// Trusted keys and meminfo locations (verification, toram).
     pub verify: crate::verify::Paths,
+    /// A netboot's image (`overboot.fetch=`), tried before BootExt's.
+    pub network: Option<crate::net::NetBoot>,
 }
 
 /// The result of a successful assembly.
@@ -123,6 +125,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
         mode: req.mode.clone(),
         bootext: req.bootext_info.clone(),
         root: req.root.display().to_string(),
+        network: req.network.as_ref().map(|n| n.record.clone()),
         ..Default::default()
     };
     let be = Confined::open(&req.bootext).map_err(|e| Fatal {
@@ -182,7 +185,10 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     let image = mount_system_image(
         &be,
         &config,
-        candidates,
+        Images {
+            network: req.network.as_ref(),
+            candidates,
+        },
         &image_dir,
         &mut state,
         (&req.verify, &seals),
@@ -222,14 +228,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
         found: errno_text(e),
         fix: "this should not happen; report it".into(),
     })?;
-    let mut system = record(
-        "system",
-        Some(image.image.clone()),
-        IMAGE_AT,
-        IMAGE_AT,
-        "squashfs",
-        true,
-    );
+    let mut system = record("system", Some(image), IMAGE_AT, IMAGE_AT, "squashfs", true);
     system.verity = state.booted.as_ref().and_then(|b| b.verity.clone());
     state.mounts.push(system);
     state.mounts.push(record(
@@ -477,19 +476,60 @@ pub(crate) fn mount_loop(file: &OwnedFd, name: &str) -> Result<(OwnedFd, String)
     Ok((mnt, dev.path.clone()))
 }
 
+/// The images a boot may use, in order: the network's, then BootExt's candidates.
+struct Images<'a> {
+    network: Option<&'a crate::net::NetBoot>,
+    candidates: Vec<select::Candidate>,
+}
+
+/// The `choice` of a network image in `state.json` (`booted`, `attempts`).
+const NETWORK_CHOICE: &str = "network";
+
+/// Mount the fetched image, already verified in RAM; `Err` is why not.
+fn mount_network_image(
+    net: &crate::net::NetBoot,
+    target: &OwnedFd,
+) -> Result<(String, String), String> {
+    let img = net.image.as_ref().map_err(Clone::clone)?;
+    let superblock = select::read_superblock(&img.file, img.size)
+        .map_err(|e| format!("{}: {e}", net.record.url))?;
+    // Not sealed: the fetch verified every byte of the copy in RAM.
+    let (mnt, dev) = mount_loop(&img.file, &img.name).map_err(|e| format!("{}: {e}", img.name))?;
+    mounts::attach(&mnt, target)
+        .map_err(|e| format!("{}: cannot attach: {}", img.name, errno_text(e)))?;
+    Ok((superblock.compression.to_string(), dev))
+}
+
 fn mount_system_image(
     be: &Confined,
     config: &BootConfig,
-    candidates: Vec<select::Candidate>,
+    images: Images<'_>,
     at: &Path,
     state: &mut State,
     (paths, seals): (&crate::verify::Paths, &verity::Policy<'_>),
-) -> Result<CheckedImage, Fatal> {
+) -> Result<String, Fatal> {
     let target = mounts::open_dir(at).map_err(|e| Fatal {
         what: "the staging directory for the image".into(),
         found: errno_text(e),
         fix: "report this".into(),
     })?;
+    if let Some(net) = images.network {
+        match mount_network_image(net, &target) {
+            Ok((compression, dev)) => {
+                return Ok(booted_from_network(net, compression, dev, state));
+            }
+            Err(reason) => {
+                log::warn!("network image unusable, trying BootExt: {reason}");
+                state.attempts.push(Attempt {
+                    choice: NETWORK_CHOICE.into(),
+                    link: None,
+                    image: Some(net.record.url.clone()),
+                    ok: false,
+                    reason: Some(reason),
+                });
+            }
+        }
+    }
     // Steps 4 (verification) and 5 (toram): see sys::toram::prepare.
     let opts = crate::sys::toram::Options {
         mode: crate::verify::Mode::from_setting(config.verify),
@@ -498,7 +538,7 @@ fn mount_system_image(
         meminfo: &paths.meminfo,
         boot: state.mode == "boot",
     };
-    let selection = select::first_usable(be, candidates, |img| {
+    let selection = select::first_usable(be, images.candidates, |img| {
         let size = rustix::fs::fstat(&img.file)
             .map_err(|e| format!("{}: {}", img.image, errno_text(e)))?
             .st_size as u64;
@@ -558,7 +598,7 @@ fn mount_system_image(
             toram: prepared.toram,
             verity: sealed,
         });
-        return Ok(img);
+        return Ok(img.image);
     }
     let found = state
         .attempts
@@ -566,11 +606,58 @@ fn mount_system_image(
         .map(|a| format!("{}: {}", a.choice, a.reason.as_deref().unwrap_or("?")))
         .collect::<Vec<_>>()
         .join("\n");
+    let network = images
+        .network
+        .map(|n| format!("from {} or ", n.record.url))
+        .unwrap_or_default();
     Err(Fatal {
-        what: format!("a bootable system image on BootExt ({})", be.path.display()),
+        what: format!(
+            "a bootable system image {network}on BootExt ({})",
+            be.path.display()
+        ),
         found,
         fix: "put a good squashfs image in System/ and point System/active-system or System/recovery-system at it with a relative link (ln -sfn NAME.squashfs System/active-system)".into(),
     })
+}
+
+/// The record of a boot from the network's image; returns its source (the URL).
+fn booted_from_network(
+    net: &crate::net::NetBoot,
+    compression: String,
+    dev: String,
+    state: &mut State,
+) -> String {
+    let url = net.record.url.clone();
+    log::info!("system image {url} ({compression}, {dev}) from the network, in RAM");
+    if let Ok(img) = &net.image {
+        let summary = img.verified.summary();
+        if !summary.is_empty() {
+            log::info!("{}: {summary}", img.name);
+        }
+        state.booted = Some(Booted {
+            choice: NETWORK_CHOICE.into(),
+            link: None,
+            image: url.clone(),
+            loop_device: Some(dev),
+            verified: Some(img.verified.clone()),
+            verity: None,
+            toram: Some(crate::state::Toram {
+                done: true,
+                size: img.size,
+                allocated: img.allocated,
+                ms: img.ms,
+                reason: None,
+            }),
+        });
+    }
+    state.attempts.push(Attempt {
+        choice: NETWORK_CHOICE.into(),
+        link: None,
+        image: Some(url.clone()),
+        ok: true,
+        reason: None,
+    });
+    url
 }
 
 /// What holds the writable layer.

@@ -26,10 +26,85 @@ const BOOTEXT_FILESYSTEMS: &[&str] = &["ext4", "vfat", "btrfs", "xfs", "iso9660"
 
 pub fn main() -> ! {
     pid1::install_panic_hook();
-    pid1::guard(run)
+    pid1::guard(|| run(None))
 }
 
-fn run() -> Result<(), Fatal> {
+const INIT_USAGE: &str = "\
+NAME: overboot's initramfs build. Run by the kernel as /init (PID 1), it boots
+the appliance (DESIGN section 2). By hand it only knows:
+  NAME assemble --bootext DIR --root DIR [--cmdline STR] [--state FILE]
+                [--trust-keys DIR] [--meminfo FILE] [--run-dir DIR]
+  NAME --version
+Every other command is in `overboot` (see overboot assemble --help).";
+
+/// Tells `mkinitramfs` that this build never unwinds, so the copy in the initramfs
+/// can do without unwind tables (`overboot::initramfs::elf`).
+#[cfg(panic = "abort")]
+static NEVER_UNWINDS: [u8; 42] = *b"overboot-init: panic=abort, never unwinds\0";
+
+/// `main` of the two initramfs builds, `overboot-init` and `overboot-init-net`
+/// (`name`): `boot` as PID 1, else `assemble` and `/sbin/modprobe`. Leaving the
+/// other commands out lets link-time optimisation drop their code.
+pub fn init_main(name: &str, boot: fn() -> !) -> ! {
+    // Keeps the marker through link-time optimisation.
+    #[cfg(panic = "abort")]
+    std::hint::black_box(&NEVER_UNWINDS);
+    if pid1::is_pid1() {
+        boot();
+    }
+    let args: Vec<String> = std::env::args().collect();
+    // /sbin/modprobe in the initramfs is a link to /init: the kernel asking for a
+    // module (crate::kmod::modprobe).
+    crate::kmod::modprobe::exit_if_invoked_as_modprobe(&args);
+    crate::command::init_stderr_logger();
+    let rest = args.get(2..).unwrap_or(&[]);
+    let usage = INIT_USAGE.replace("NAME", name);
+    let code = match args.get(1).map(String::as_str) {
+        Some("assemble") => match crate::command::parse_assemble(rest) {
+            Ok(Some(o)) => crate::command::assemble(&o),
+            Ok(None) => {
+                println!("{usage}");
+                0
+            }
+            Err(e) => {
+                eprintln!("{name}: {e}\n\n{usage}");
+                2
+            }
+        },
+        Some("--version") => {
+            println!("{name} {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Some("help" | "--help" | "-h") => {
+            println!("{usage}");
+            0
+        }
+        Some(other) => {
+            eprintln!("{name}: unknown command '{other}'\n\n{usage}");
+            2
+        }
+        None => {
+            eprintln!("{usage}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+/// The boot of the network build (`overboot-init-net`), where `overboot.fetch=`
+/// works. Only that binary reaches `crate::net`'s code.
+pub fn main_net() -> ! {
+    pid1::install_panic_hook();
+    pid1::guard(|| run(Some(crate::net::run)))
+}
+
+/// The network step: configure the interface, fetch and verify the image.
+type Netboot = fn(&BootConfig, &crate::verify::Paths) -> crate::net::NetBoot;
+
+/// Where a boot without BootExt (a netboot) assembles from: an empty directory.
+const NO_BOOTEXT: &str = "/run/overboot/no-bootext";
+
+fn run(net: Option<Netboot>) -> Result<(), Fatal> {
     pid1::early_mounts().map_err(|e| {
         Fatal::new(
             "the early mounts (/proc, /sys, /dev, /run)",
@@ -53,16 +128,45 @@ fn run() -> Result<(), Fatal> {
     let device = match seen_in_coldplug {
         Some(dev) => {
             announce(&dev);
-            dev
+            Some(dev)
         }
-        None => find_bootext(&early, modules.as_ref())?,
+        None => match find_bootext(&early, modules.as_ref()) {
+            Ok(dev) => Some(dev),
+            // BootExt is optional for a netboot (the kamikazi pattern without a stick).
+            Err(fatal) if early.fetch.is_some() => {
+                log::warn!(
+                    "no BootExt ({}): the network image boots without DIRS/, Overlay/, Units/ or a manifest",
+                    fatal.found
+                );
+                None
+            }
+            Err(fatal) => return Err(fatal),
+        },
     };
-    if let (Some(m), Some(fs)) = (&modules, device.fs_type.as_deref()) {
-        m.load(&[&format!("fs-{fs}")]);
-    }
-    let info = mount_bootext(&device, &early.bootext)?;
+    let network = early.fetch.as_ref().map(|url| {
+        // The coldplug stopped at BootExt: the NIC's driver may not be loaded yet.
+        if let Some(m) = &modules {
+            m.load_new_drivers();
+        }
+        match net {
+            Some(step) => step(&early, &Default::default()),
+            None => crate::net::NetBoot::refused(
+                url,
+                "overboot.fetch= needs the network build of /init (overboot-init-net), which mkinitramfs puts in with --modules net (or the default, every group)",
+            ),
+        }
+    });
+    let (bootext, info) = match &device {
+        Some(device) => {
+            if let (Some(m), Some(fs)) = (&modules, device.fs_type.as_deref()) {
+                m.load(&[&format!("fs-{fs}")]);
+            }
+            (BOOTEXT_MNT, mount_bootext(device, &early.bootext)?)
+        }
+        None => (NO_BOOTEXT, no_bootext(&early)?),
+    };
     let request = Request {
-        bootext: BOOTEXT_MNT.into(),
+        bootext: bootext.into(),
         root: NEW_ROOT.into(),
         cmdline: cmdline_text,
         state_path: crate::state::STATE_PATH.into(),
@@ -70,6 +174,7 @@ fn run() -> Result<(), Fatal> {
         mode: "boot".into(),
         bootext_info: info,
         verify: Default::default(),
+        network,
     };
     std::fs::create_dir_all(NEW_ROOT).map_err(|e| {
         Fatal::new(
@@ -289,6 +394,27 @@ fn find_bootext(config: &BootConfig, modules: Option<&Modules>) -> Result<BlockD
             ))
         }
     }
+}
+
+/// A netboot without BootExt assembles from an empty directory: no DIRS/, no
+/// manifest, no images but the network's.
+fn no_bootext(config: &BootConfig) -> Result<BootExtInfo, Fatal> {
+    std::fs::create_dir_all(NO_BOOTEXT).map_err(|e| {
+        Fatal::new(
+            format!("the directory {NO_BOOTEXT}"),
+            e.to_string(),
+            "/run must be writable",
+        )
+    })?;
+    Ok(BootExtInfo {
+        path: "none".into(),
+        found_by: format!(
+            "none: no {} within {} s (network boot)",
+            config.bootext, config.timeout_secs
+        ),
+        device: None,
+        fs_type: None,
+    })
 }
 
 /// The line every boot gives once BootExt is found.

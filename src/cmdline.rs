@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 use std::fmt;
+use std::net::Ipv4Addr;
 
 /// Where BootExt is: `LABEL=`, `UUID=`, `PARTUUID=`, `PARTLABEL=` or a `/dev` path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -196,6 +197,140 @@ impl OnFail {
     }
 }
 
+/// How the network interface gets its address for `overboot.fetch=`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IpConfig {
+    Dhcp,
+    /// `overboot.ip=ADDR/PREFIX,GATEWAY[,DNS]`.
+    Static {
+        address: Ipv4Addr,
+        prefix: u8,
+        gateway: Ipv4Addr,
+        dns: Option<Ipv4Addr>,
+    },
+}
+
+impl IpConfig {
+    /// `dhcp` or `ADDR/PREFIX,GATEWAY[,DNS]`.
+    pub fn parse(text: &str) -> Result<IpConfig, String> {
+        if text == "dhcp" {
+            return Ok(IpConfig::Dhcp);
+        }
+        let usage = || format!("'{text}': expected dhcp or ADDR/PREFIX,GATEWAY[,DNS]");
+        let mut parts = text.split(',');
+        let (addr, prefix) = parts
+            .next()
+            .and_then(|a| a.split_once('/'))
+            .ok_or_else(usage)?;
+        let ip = |what: &str, v: &str| {
+            v.parse::<Ipv4Addr>()
+                .map_err(|_| format!("'{text}': {what} '{v}' is not an IPv4 address"))
+        };
+        let address = ip("address", addr)?;
+        let prefix = prefix
+            .parse::<u8>()
+            .ok()
+            .filter(|p| (1..=32).contains(p))
+            .ok_or_else(|| format!("'{text}': prefix '{prefix}' is not 1 to 32"))?;
+        let gateway = ip("gateway", parts.next().ok_or_else(usage)?)?;
+        let dns = parts.next().map(|d| ip("DNS server", d)).transpose()?;
+        if parts.next().is_some() {
+            return Err(usage());
+        }
+        Ok(IpConfig::Static {
+            address,
+            prefix,
+            gateway,
+            dns,
+        })
+    }
+}
+
+impl fmt::Display for IpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IpConfig::Dhcp => f.write_str("dhcp"),
+            IpConfig::Static {
+                address,
+                prefix,
+                gateway,
+                dns,
+            } => {
+                write!(f, "{address}/{prefix},{gateway}")?;
+                match dns {
+                    Some(d) => write!(f, ",{d}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// `overboot.netif=`: an interface name or its MAC address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetIf {
+    Name(String),
+    Mac([u8; 6]),
+}
+
+impl NetIf {
+    pub fn parse(text: &str) -> Result<NetIf, String> {
+        let bytes: Vec<Option<u8>> = text
+            .split(':')
+            .map(|b| {
+                (b.len() == 2)
+                    .then(|| u8::from_str_radix(b, 16).ok())
+                    .flatten()
+            })
+            .collect();
+        if bytes.len() == 6 {
+            let mut mac = [0u8; 6];
+            for (m, b) in mac.iter_mut().zip(&bytes) {
+                *m =
+                    b.ok_or_else(|| format!("'{text}' is not a MAC address (aa:bb:cc:dd:ee:ff)"))?;
+            }
+            return Ok(NetIf::Mac(mac));
+        }
+        // IFNAMSIZ is 16 with the terminating NUL.
+        if text.is_empty()
+            || text.len() > 15
+            || text.contains(['/', ':'])
+            || text.contains(char::is_whitespace)
+        {
+            return Err(format!(
+                "'{text}' is neither an interface name nor a MAC address"
+            ));
+        }
+        Ok(NetIf::Name(text.to_string()))
+    }
+}
+
+impl fmt::Display for NetIf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetIf::Name(n) => f.write_str(n),
+            NetIf::Mac(m) => write!(
+                f,
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            ),
+        }
+    }
+}
+
+/// `overboot.fetch=URL`: checked for its scheme and host here; the network build of
+/// `/init` parses it fully (`net::http::Url`).
+fn parse_fetch(text: &str) -> Result<String, String> {
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+        .ok_or_else(|| format!("'{text}': the URL must start with http:// or https://"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("'{text}': the URL has no host"));
+    }
+    Ok(text.to_string())
+}
+
 /// Every setting optional: what one source (command line, manifest) says.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
@@ -214,6 +349,13 @@ pub struct Settings {
     pub onfail: Option<OnFail>,
     pub debug: Option<bool>,
     pub init: Option<String>,
+    /// `overboot.fetch=URL`: the system image from the network (netboot).
+    pub fetch: Option<String>,
+    /// `overboot.ip=` and `overboot.netif=` as written: only the network build of
+    /// `/init` reads them ([`IpConfig::parse`], [`NetIf::parse`]), so the parsers stay
+    /// out of the plain build.
+    pub ip: Option<String>,
+    pub netif: Option<String>,
 }
 
 pub const DEFAULT_OVERLAY_SIZE: OverlaySize = OverlaySize::Percent(50);
@@ -242,6 +384,11 @@ pub struct BootConfig {
     pub onfail: Option<OnFail>,
     pub debug: bool,
     pub init: Option<String>,
+    /// The image URL for a network boot; `ip` and `netif` say how to get there
+    /// (as written; `None`: DHCP on the first interface with a link).
+    pub fetch: Option<String>,
+    pub ip: Option<String>,
+    pub netif: Option<String>,
 }
 
 impl Default for BootConfig {
@@ -267,6 +414,9 @@ impl Settings {
             onfail: self.onfail.or(lower.onfail),
             debug: self.debug.or(lower.debug),
             init: self.init.or(lower.init),
+            fetch: self.fetch.or(lower.fetch),
+            ip: self.ip.or(lower.ip),
+            netif: self.netif.or(lower.netif),
         }
     }
 
@@ -287,6 +437,9 @@ impl Settings {
             onfail: self.onfail,
             debug: self.debug.unwrap_or(false),
             init: self.init,
+            fetch: self.fetch,
+            ip: self.ip,
+            netif: self.netif,
         }
     }
 
@@ -303,6 +456,9 @@ impl Settings {
         "verity-error",
         "onfail",
         "debug",
+        "fetch",
+        "ip",
+        "netif",
     ];
 
     /// Apply one `key=value` setting (key without the `overboot.` prefix). Shared by
@@ -342,6 +498,9 @@ impl Settings {
             }
             "onfail" => self.onfail = Some(OnFail::parse(need(value)?)?),
             "debug" => self.debug = Some(parse_bool(value.unwrap_or("1"))?),
+            "fetch" => self.fetch = Some(parse_fetch(need(value)?)?),
+            "ip" => self.ip = Some(need(value)?.to_string()),
+            "netif" => self.netif = Some(need(value)?.to_string()),
             _ => {
                 return Err(format!(
                     "unknown parameter overboot.{key}{}",
@@ -456,6 +615,7 @@ mod tests {
         assert_eq!(c.verify, None);
         assert_eq!(c.onfail, None);
         assert_eq!(c.init, None);
+        assert_eq!((c.fetch, c.ip, c.netif), (None, None, None));
     }
 
     #[test]
@@ -530,9 +690,19 @@ mod tests {
             ("overboot.onfail=halt", |c| c.onfail == Some(OnFail::Halt)),
             ("overboot.debug", |c| c.debug),
             ("init=/bin/sh", |c| c.init.as_deref() == Some("/bin/sh")),
-            ("\"overboot.bootext=LABEL=My Disk\"", |c| {
-                c.bootext == DeviceSpec::Label("My Disk".into())
+            ("overboot.fetch=http://10.0.2.100/a.squashfs", |c| {
+                c.fetch.as_deref() == Some("http://10.0.2.100/a.squashfs") && c.ip.is_none()
             }),
+            ("overboot.fetch=https://boot.example/img/", |c| {
+                c.fetch.as_deref() == Some("https://boot.example/img/")
+            }),
+            (
+                "overboot.ip=10.0.2.15/24,10.0.2.2 overboot.netif=eth1",
+                |c| {
+                    c.ip.as_deref() == Some("10.0.2.15/24,10.0.2.2")
+                        && c.netif.as_deref() == Some("eth1")
+                },
+            ),
         ];
         for (line, check) in table {
             let p = parse(line);
@@ -587,6 +757,10 @@ mod tests {
                 "expected eio, restart or panic",
             ),
             ("init=sbin/init", "absolute path"),
+            ("overboot.fetch=ftp://x/a", "http:// or https://"),
+            ("overboot.fetch=http:///a", "no host"),
+            ("overboot.fetch", "needs a value"),
+            ("overboot.ip", "needs a value"),
         ];
         for (line, expected) in table {
             let p = parse(line);
@@ -598,6 +772,50 @@ mod tests {
             );
             // A bad value never changes a setting.
             assert_eq!(p.settings, Settings::default(), "{line}");
+        }
+    }
+
+    #[test]
+    fn network_addresses_and_interfaces() {
+        let ip = |t: &str| IpConfig::parse(t);
+        assert_eq!(ip("dhcp"), Ok(IpConfig::Dhcp));
+        let s = ip("192.168.1.5/24,192.168.1.1").unwrap();
+        assert_eq!(
+            s,
+            IpConfig::Static {
+                address: Ipv4Addr::new(192, 168, 1, 5),
+                prefix: 24,
+                gateway: Ipv4Addr::new(192, 168, 1, 1),
+                dns: None,
+            }
+        );
+        assert_eq!(s.to_string(), "192.168.1.5/24,192.168.1.1");
+        let s = ip("10.0.2.15/24,10.0.2.2,10.0.2.3").unwrap();
+        assert_eq!(s.to_string(), "10.0.2.15/24,10.0.2.2,10.0.2.3");
+        for (bad, why) in [
+            ("static", "expected dhcp"),
+            ("10.0.0.1/24", "expected dhcp"),
+            ("10.0.0.1/33,10.0.0.254", "not 1 to 32"),
+            ("10.0.0.300/24,10.0.0.254", "not an IPv4"),
+            ("10.0.0.1/24,gw", "gateway 'gw'"),
+            ("10.0.0.1/24,10.0.0.254,dns", "DNS server"),
+            ("10.0.0.1/24,10.0.0.254,1.1.1.1,x", "expected dhcp"),
+        ] {
+            let e = ip(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert_eq!(NetIf::parse("eth1"), Ok(NetIf::Name("eth1".into())));
+        let mac = NetIf::parse("52:54:00:12:34:5A").unwrap();
+        assert_eq!(mac, NetIf::Mac([0x52, 0x54, 0, 0x12, 0x34, 0x5a]));
+        assert_eq!(mac.to_string(), "52:54:00:12:34:5a");
+        for (bad, why) in [
+            ("52:54:00:12:34:zz", "not a MAC"),
+            ("a/b", "neither"),
+            ("averyveryverylongname", "neither"),
+            ("", "neither"),
+        ] {
+            let e = NetIf::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
         }
     }
 

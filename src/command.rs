@@ -125,6 +125,8 @@ pub fn assemble(o: &AssembleOptions) -> i32 {
             ..Default::default()
         },
         verify,
+        // Netboot is for PID 1 only (boot::main_net).
+        network: None,
     };
     match assemble::assemble(&req) {
         Ok(done) => {

@@ -20,6 +20,7 @@ pub mod landing;
 pub mod layers;
 pub mod manifest;
 pub mod names;
+pub mod net;
 pub mod pid1;
 pub mod plan;
 pub mod preview;

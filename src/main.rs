@@ -6,9 +6,9 @@ mod cli;
 use overboot::kmod::modprobe;
 
 fn main() {
-    // The kernel starts us as /init with PID 1: boot. Never returns.
+    // The kernel starts us as /init with PID 1: boot (netboot included). Never returns.
     if overboot::pid1::is_pid1() {
-        overboot::boot::main();
+        overboot::boot::main_net();
     }
     let args: Vec<String> = std::env::args().collect();
     // As /sbin/modprobe in an initramfs built with this binary (--binary).

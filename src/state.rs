@@ -104,6 +104,44 @@ pub struct MountRecord {
     pub verity: Option<crate::verity::boot::VerityRecord>,
 }
 
+/// The network step of a netboot (`overboot.fetch=`): what was tried and how it went.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Network {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// `ADDR/PREFIX`, from the lease or `overboot.ip=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The DHCP lease, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    /// Image bytes fetched, and in how long.
+    #[serde(default)]
+    pub bytes: u64,
+    #[serde(default)]
+    pub ms: f64,
+    /// How many times the transfer was resumed after a dropped connection.
+    #[serde(default)]
+    pub resumed: u32,
+    /// Why the image did not come from the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// A DHCP lease as recorded (addresses as text).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Lease {
+    pub server: Option<String>,
+    pub router: Option<String>,
+    pub dns: Vec<String>,
+    pub seconds: Option<u32>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Timing {
     pub step: String,
@@ -123,6 +161,9 @@ pub struct State {
     /// The trial update in progress or last ended (`System/trial`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trial: Option<TrialState>,
+    /// The network step, when the image was asked for over the network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<Network>,
     pub attempts: Vec<Attempt>,
     pub mounts: Vec<MountRecord>,
     /// `Overlay/` layers stacked, bottom first (the last is on top).

@@ -85,6 +85,7 @@ fn expected_files(src: &Path) -> BTreeSet<String> {
     let mut want: BTreeSet<String> = [
         "/usr/bin/overboot",
         "/usr/lib/overboot/overboot-init",
+        "/usr/lib/overboot/overboot-init-net",
         "/usr/bin/mkbootext",
         "/lib/systemd/system/overboot-bless.service",
         "/lib/systemd/system/overboot-update.service",
@@ -135,6 +136,7 @@ fn assert_holds(deb: &Path, src: &Path) {
         match path.as_str() {
             "/usr/bin/overboot"
             | "/usr/lib/overboot/overboot-init"
+            | "/usr/lib/overboot/overboot-init-net"
             | "/usr/share/overboot/mkbootext" => {
                 assert_eq!(mode, "-rwxr-xr-x", "{path}")
             }

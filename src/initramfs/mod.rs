@@ -211,7 +211,9 @@ pub fn execute(opts: &Options) -> i32 {
 
 fn run(opts: &Options) -> Result<String, String> {
     let (kver, modules_dir) = kver_and_dir(opts)?;
-    let binary_path = opts.binary.clone().unwrap_or_else(default_binary);
+    let (wanted, from_host) = wanted_modules(&opts.modules)?;
+    let net = crate::kmod::has_network_driver(&wanted);
+    let binary_path = opts.binary.clone().unwrap_or_else(|| default_binary(net));
     let mut binary = read_static_elf(&binary_path, "--binary")?;
     if elf::declares_no_unwinding(&binary) {
         elf::zero_unwind_tables(&mut binary);
@@ -221,7 +223,6 @@ fn run(opts: &Options) -> Result<String, String> {
     } else {
         None
     };
-    let (wanted, from_host) = wanted_modules(&opts.modules)?;
     let wanted: Vec<&str> = wanted.iter().map(String::as_str).collect();
     let built = build(&kver, &modules_dir, &wanted, binary, busybox).map_err(|e| {
         if opts.modules_dir.is_none() {
@@ -617,16 +618,19 @@ pub fn groups_help() -> String {
     s
 }
 
-/// The `/init` to use when `--binary` is not given: the `overboot-init` build next
-/// to this program (a cargo build, `/usr/bin`), or in `../lib/overboot/` (the Debian
-/// package), else this program itself (it boots too, only bigger).
-pub fn default_binary() -> PathBuf {
+/// The `/init` to use when `--binary` is not given: the `overboot-init` build (with
+/// network drivers, `net`: `overboot-init-net`) next to this program (a cargo build,
+/// `/usr/bin`), or in `../lib/overboot/` (the Debian package), else this program
+/// itself (it boots too, netboot included, only bigger).
+pub fn default_binary(net: bool) -> PathBuf {
     let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
+    let name = if net {
+        "overboot-init-net"
+    } else {
+        "overboot-init"
+    };
     if let Some(dir) = me.parent() {
-        for candidate in [
-            dir.join("overboot-init"),
-            dir.join("../lib/overboot/overboot-init"),
-        ] {
+        for candidate in [dir.join(name), dir.join("../lib/overboot").join(name)] {
             if candidate.is_file() {
                 return candidate;
             }

@@ -112,7 +112,34 @@ pub const MODULE_GROUPS: &[ModuleGroup] = &[
         what: "sealed images (overboot seal): dm-verity and device-mapper",
         modules: &["dm-verity"],
     },
+    ModuleGroup {
+        name: NET_GROUP,
+        what: "network cards for netboot (overboot.fetch=; puts in overboot-init-net)",
+        modules: &[
+            "virtio_net",
+            "e1000",
+            "e1000e",
+            "igb",
+            "ixgbe",
+            "r8169",
+            "tg3",
+            "bnxt_en",
+        ],
+    },
 ];
+
+/// The group of network drivers: an initramfs with any of them gets the network
+/// build of `/init`.
+pub const NET_GROUP: &str = "net";
+
+/// Whether `modules` (as from [`modules_for`]) include a network driver.
+pub fn has_network_driver(modules: &[String]) -> bool {
+    MODULE_GROUPS
+        .iter()
+        .filter(|g| g.name == NET_GROUP)
+        .flat_map(|g| g.modules)
+        .any(|m| modules.iter().any(|w| w == m))
+}
 
 /// The modules to put in an initramfs for `names` (group names or module names;
 /// `all` is every group): the core first, each module once, in a stable order.

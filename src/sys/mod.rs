@@ -6,6 +6,7 @@ pub mod confined;
 pub mod dm;
 pub mod loopdev;
 pub mod mounts;
+pub mod netlink;
 pub mod resolve;
 pub mod toram;
 

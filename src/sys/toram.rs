@@ -64,17 +64,20 @@ pub fn ram_budget(available: u64, total: u64) -> u64 {
     available.saturating_sub(margin)
 }
 
-fn mib(n: u64) -> String {
+pub fn mib(n: u64) -> String {
     format!("{:.1} MiB", n as f64 / MIB as f64)
 }
 
-/// Refusal when `need` bytes do not fit in the budget from `meminfo`.
-pub fn check_fits(need: u64, meminfo: &str, image: &str) -> Result<(), String> {
+/// What a refusal of toram tells the operator to change.
+pub const TORAM_FIX: &str = "give the machine more memory or boot without overboot.toram";
+
+/// Refusal when `need` bytes do not fit in the budget from `meminfo`; `fix` ends it.
+pub fn check_fits(need: u64, meminfo: &str, image: &str, fix: &str) -> Result<(), String> {
     let (avail, total) = parse_meminfo(meminfo)?;
     let budget = ram_budget(avail, total);
     if need > budget {
         return Err(format!(
-            "{image} needs {} in RAM, only {} can be spared ({} available of {}, keeping {} free); give the machine more memory or boot without overboot.toram",
+            "{image} needs {} in RAM, only {} can be spared ({} available of {}, keeping {} free); {fix}",
             mib(need),
             mib(budget),
             mib(avail),
@@ -259,7 +262,7 @@ fn pread_full(src: &OwnedFd, buf: &mut [u8], mut off: u64, need: usize) -> Resul
     Ok(filled)
 }
 
-fn pwrite_all(dst: &OwnedFd, mut data: &[u8], mut off: u64) -> Result<(), Errno> {
+pub fn pwrite_all(dst: &OwnedFd, mut data: &[u8], mut off: u64) -> Result<(), Errno> {
     while !data.is_empty() {
         match rustix::io::pwrite(dst, data, off) {
             Ok(0) => return Err(Errno::NOSPC),
@@ -613,6 +616,58 @@ pub fn allocated(fd: &impl AsFd) -> Result<u64, Errno> {
     Ok((st.st_blocks as u64).saturating_mul(512))
 }
 
+/// A file of `size` bytes in a tmpfs of its own, sized to it, attached nowhere:
+/// written through `rw`, then [`RamFile::read_only`] keeps only a read-only
+/// descriptor, which alone holds the tmpfs (and its memory) from then on.
+pub struct RamFile {
+    mnt: OwnedFd,
+    pub rw: OwnedFd,
+}
+
+impl RamFile {
+    pub fn create(size: u64) -> Result<RamFile, String> {
+        // Sized to the image (whole MiBs, plus one for the inode): holes cost nothing.
+        let limit = size.div_ceil(MIB).saturating_add(1).saturating_mul(MIB);
+        let mnt = super::mounts::new_mount(
+            "tmpfs",
+            "overboot-toram",
+            &[
+                ("size", Some(&limit.to_string())),
+                ("mode", Some("0700")),
+                ("nr_inodes", Some("8")),
+            ],
+            MountAttrFlags::MOUNT_ATTR_NODEV
+                | MountAttrFlags::MOUNT_ATTR_NOSUID
+                | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+        )
+        .map_err(|e| format!("cannot create the tmpfs for the copy: {e}"))?;
+        let rw = rustix::fs::openat(
+            &mnt,
+            "image",
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::RUSR,
+        )
+        .map_err(|e| format!("cannot create the RAM copy: {}", errno_text(e)))?;
+        rustix::fs::ftruncate(&rw, size)
+            .map_err(|e| format!("cannot size the RAM copy: {}", errno_text(e)))?;
+        Ok(RamFile { mnt, rw })
+    }
+
+    /// The copy, read-only; the tmpfs lives as long as the descriptor.
+    pub fn read_only(self) -> Result<InRam, String> {
+        let file = rustix::fs::openat(
+            &self.mnt,
+            "image",
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("cannot reopen the RAM copy: {}", errno_text(e)))?;
+        let allocated = allocated(&file).unwrap_or(0);
+        // `mnt` and `rw` close here: the read-only descriptor keeps the tmpfs alive.
+        Ok(InRam { file, allocated })
+    }
+}
+
 /// Copy `src` (`size` bytes, named `name` in messages) into a fresh tmpfs, feeding
 /// `digest` in the same pass.
 pub fn copy_to_ram(
@@ -622,42 +677,9 @@ pub fn copy_to_ram(
     digest: Option<&mut Digester<'_>>,
     progress: &mut Progress,
 ) -> Result<InRam, PassError> {
-    let ram = |what: String| PassError::Ram(what);
-    // Sized to the image (whole MiBs, plus one for the inode): holes cost nothing.
-    let limit = size.div_ceil(MIB).saturating_add(1).saturating_mul(MIB);
-    let mnt = super::mounts::new_mount(
-        "tmpfs",
-        "overboot-toram",
-        &[
-            ("size", Some(&limit.to_string())),
-            ("mode", Some("0700")),
-            ("nr_inodes", Some("8")),
-        ],
-        MountAttrFlags::MOUNT_ATTR_NODEV
-            | MountAttrFlags::MOUNT_ATTR_NOSUID
-            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
-    )
-    .map_err(|e| ram(format!("cannot create the tmpfs for the copy: {e}")))?;
-    let rw = rustix::fs::openat(
-        &mnt,
-        "image",
-        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::CLOEXEC,
-        Mode::RUSR,
-    )
-    .map_err(|e| ram(format!("cannot create the RAM copy: {}", errno_text(e))))?;
-    rustix::fs::ftruncate(&rw, size)
-        .map_err(|e| ram(format!("cannot size the RAM copy: {}", errno_text(e))))?;
-    pass(src, size, name, Some(&rw), digest, progress)?;
-    let file = rustix::fs::openat(
-        &mnt,
-        "image",
-        OFlags::RDONLY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| ram(format!("cannot reopen the RAM copy: {}", errno_text(e))))?;
-    let allocated = allocated(&file).unwrap_or(0);
-    // `mnt` and `rw` close here: the read-only descriptor keeps the tmpfs alive.
-    Ok(InRam { file, allocated })
+    let ram = RamFile::create(size).map_err(PassError::Ram)?;
+    pass(src, size, name, Some(&ram.rw), digest, progress)?;
+    ram.read_only().map_err(PassError::Ram)
 }
 
 /// With toram, the tree of a sealed image goes to RAM too, so that nothing the
@@ -733,7 +755,7 @@ pub fn prepare(
             .min(size.div_ceil(4096) * 4096);
         let fits = std::fs::read_to_string(opts.meminfo)
             .map_err(|e| format!("cannot read {}: {e}", opts.meminfo.display()))
-            .and_then(|text| check_fits(need, &text, image));
+            .and_then(|text| check_fits(need, &text, image, TORAM_FIX));
         let outcome = match fits {
             Ok(()) => {
                 let mut digest = if expected.anything() {
@@ -841,8 +863,8 @@ mod tests {
     fn fits_or_refuses_clearly() {
         let avail = 1_000_000 * 1024u64;
         let budget = ram_budget(avail, 2_000_000 * 1024);
-        assert!(check_fits(budget, MEMINFO, "System/a").is_ok());
-        let err = check_fits(budget + 1, MEMINFO, "System/a").unwrap_err();
+        assert!(check_fits(budget, MEMINFO, "System/a", TORAM_FIX).is_ok());
+        let err = check_fits(budget + 1, MEMINFO, "System/a", TORAM_FIX).unwrap_err();
         assert!(
             err.contains("System/a needs") && err.contains("overboot.toram"),
             "{err}"

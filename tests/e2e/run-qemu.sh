@@ -7,7 +7,7 @@
 #               [--late-delay S] [--late-after TEXT] [--timeout S] [--log FILE]
 #               [--kernel FILE] [--mem MB] [--type-after TEXT --type LINE]
 #               [--disk-bus virtio|virtio-scsi|sata|nvme|usb|mmc] [--cdrom ISO]
-#               [--icount SHIFT]
+#               [--icount SHIFT] [--http-port PORT]
 #
 # --disk-bus puts every --disk on that controller (default virtio: virtio-blk-pci;
 # virtio-scsi: scsi-hd on virtio-scsi-pci; sata: ide-hd on an AHCI controller; nvme:
@@ -20,17 +20,21 @@
 # --icount SHIFT: while the guest CPU runs, its clock counts instructions (2^SHIFT ns
 # each), so its CPU work takes the same guest time however busy the host is (idle
 # waits still pass in real time; bench/boot --icount).
+# --http-port gives the guest a virtio-net card on QEMU's user network with
+# restrict=on (it reaches nothing outside), where 10.0.2.100:80 is carried to
+# 127.0.0.1:PORT on the host and QEMU's DHCP server answers (guest 10.0.2.15,
+# router 10.0.2.2); otherwise the guest has no network.
 # Exit status: QEMU's (0 after a guest power-off or reboot, as -no-reboot makes a
 # reboot end QEMU), 124 when the timeout killed it, 2 for bad usage.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 initrd="" append="" late="" late_after="" late_delay=5 timeout=120 log="" kernel="" mem=512
-type_after="" type_line="" typist="" disk_bus=virtio cdrom="" icount=""
+type_after="" type_line="" typist="" disk_bus=virtio cdrom="" icount="" http_port=""
 disks=()
 
 usage() {
-    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 need() { [ "$#" -ge 2 ] || { echo "run-qemu: $1 needs a value" >&2; exit 2; }; }
@@ -52,6 +56,7 @@ while [ "$#" -gt 0 ]; do
         --disk-bus) need "$@"; disk_bus=$2; shift 2 ;;
         --cdrom) need "$@"; cdrom=$2; shift 2 ;;
         --icount) need "$@"; icount=$2; shift 2 ;;
+        --http-port) need "$@"; http_port=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run-qemu: unknown argument '$1'" >&2; usage ;;
     esac
@@ -66,6 +71,7 @@ case "$disk_bus" in
     *) echo "run-qemu: --disk-bus must be virtio, virtio-scsi, sata, nvme, usb or mmc" >&2; exit 2 ;;
 esac
 case "$timeout" in ''|*[!0-9]*) echo "run-qemu: --timeout must be whole seconds" >&2; exit 2 ;; esac
+case "$http_port" in *[!0-9]*) echo "run-qemu: --http-port must be a port number" >&2; exit 2 ;; esac
 
 if [ -z "$kernel" ]; then
     kdir="$top/work/kernel/current"
@@ -120,9 +126,15 @@ type_in() {
 
 run() {
     local k=$1 args=()
-    args=(-accel tcg -nographic -no-reboot -m "$mem" -smp 1 -nic none
+    args=(-accel tcg -nographic -no-reboot -m "$mem" -smp 1
         -monitor "unix:$mon,server,nowait"
         -kernel "$k" -initrd "$initrd" -append "console=ttyS0 panic=-1 no_timer_check $append")
+    if [ -n "$http_port" ]; then
+        args+=(-netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:$http_port"
+            -device "virtio-net-pci,netdev=n0")
+    else
+        args+=(-nic none)
+    fi
     local n=0 d
     if [ -n "$icount" ]; then args+=(-icount "shift=$icount"); fi
     if [ -n "$cdrom" ]; then args+=(-drive "file=$cdrom,media=cdrom,readonly=on,format=raw"); fi

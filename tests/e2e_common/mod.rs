@@ -106,6 +106,15 @@ impl Boot {
             self.tail()
         );
     }
+    /// The appliance's init ran to its end in image `system` (`appliance`,
+    /// `recovery`), with no panic on the way.
+    pub fn assert_booted(&self, system: &str) {
+        self.assert_has("OVERBOOT-E2E: init started");
+        self.assert_has(&format!("OVERBOOT-E2E: system={system}"));
+        self.assert_has("OVERBOOT-E2E: done");
+        self.assert_lacks("Kernel panic");
+        self.assert_lacks("panicked");
+    }
     /// Text between `OVERBOOT-E2E: NAME begin` and `... end`.
     pub fn section(&self, name: &str) -> String {
         let begin = format!("OVERBOOT-E2E: {name} begin");

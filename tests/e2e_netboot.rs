@@ -1,0 +1,175 @@
+//! Netboot end to end under QEMU (TCG) with Debian's kernel: the default initramfs
+//! (every module group, so `overboot-init-net` as /init) with a trusted key, a
+//! virtio-net card on QEMU's user network with `restrict=on`, and the guest's
+//! 10.0.2.100:80 carried to nginx (or a relay in front of it) on 127.0.0.1. QEMU's
+//! DHCP server answers the client. Three boots (about 1 min each under TCG):
+//! DHCP + a dropped transfer resumed + DIRS from a local BootExt over the network
+//! image; a static address without any BootExt; a bad signature falling back to
+//! BootExt's image. The fetch's own cases (unsigned, no server, not enough RAM, a
+//! server without ranges) are tested against the same servers in `tests/netboot.rs`.
+
+mod e2e_common;
+mod net_common;
+
+use e2e_common::{Boot, Fixture, bootext, fixture, initramfs_with};
+use net_common::{CuttingRelay, Nginx, minisign, minisign_keys};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The served directory, nginx, the initramfs trusting the signing key, and the
+/// signature of BootExt's active image (the fixture's appliance).
+struct Net {
+    www: PathBuf,
+    initrd: PathBuf,
+    nginx: Nginx,
+    active_sig: PathBuf,
+}
+
+fn net() -> &'static Net {
+    static NET: OnceLock<Net> = OnceLock::new();
+    NET.get_or_init(|| {
+        let f = fixture();
+        let dir = f.dir.join("netboot");
+        let _ = std::fs::remove_dir_all(&dir);
+        let www = dir.join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        let (public, secret) = minisign_keys(&dir, "k");
+        // The network image is the recovery appliance (it reports system=recovery),
+        // so a boot shows whether it came from the network or from BootExt.
+        let image = www.join("net.squashfs");
+        std::fs::copy(&f.recovery, &image).unwrap();
+        minisign(&secret, &image, None);
+        // bad.squashfs carries a signature by the trusted key of other bytes.
+        std::fs::copy(&f.recovery, www.join("bad.squashfs")).unwrap();
+        minisign(&secret, &f.system, Some(&www.join("bad.squashfs.minisig")));
+        let active_sig = dir.join("active.squashfs.minisig");
+        minisign(&secret, &f.system, Some(&active_sig));
+        let initrd = initramfs_with(
+            f,
+            "netboot",
+            &["--trust-key", &public.display().to_string()],
+        );
+        let nginx = Nginx::start(&www, &dir.join("nginx"));
+        Net {
+            www,
+            initrd,
+            nginx,
+            active_sig,
+        }
+    })
+}
+
+fn boot(f: &Fixture, n: &Net, append: &str, disks: &[&Path], http_port: u16) -> Boot {
+    e2e_common::boot_with(
+        f,
+        &n.initrd,
+        append,
+        disks,
+        &["--http-port".into(), http_port.to_string()],
+    )
+}
+
+const URL: &str = "http://10.0.2.100/net.squashfs";
+
+#[test]
+fn dhcp_fetch_resumed_and_dirs_from_bootext() {
+    let f = fixture();
+    let n = net();
+    let size = std::fs::metadata(n.www.join("net.squashfs")).unwrap().len();
+    // Connection 0 is the signature; connection 1, the image, is cut half way.
+    let relay = CuttingRelay::start(n.nginx.port, 2, size / 2);
+    let (disk, _) = bootext(f, "netboot-dirs", &[]);
+    let log = boot(
+        f,
+        n,
+        &format!("overboot.fetch={URL} overboot.onfail=poweroff"),
+        &[&disk],
+        relay.port,
+    );
+    log.assert_booted("recovery");
+    log.assert_has("network: eth0");
+    log.assert_has("DHCP: 10.0.2.15 offered by 10.0.2.2");
+    log.assert_has("connection lost at");
+    log.assert_has(&format!("fetched {URL}"));
+    // DIRS from the local BootExt over the network image.
+    log.assert_has("OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh");
+    log.assert_has("OVERBOOT-E2E: file /etc/hostname=bootext-host");
+    let state = log.section("state");
+    for needle in [
+        "\"choice\": \"network\"",
+        &format!("\"image\": \"{URL}\""),
+        "\"address\": \"10.0.2.15/24\"",
+        // QEMU's DHCP server names no router on a restricted network.
+        "no router in the lease",
+        "\"resumed\": 1",
+        "\"key_id\"",
+        "\"fallback\": null",
+    ] {
+        assert!(state.contains(needle), "no {needle} in {state}");
+    }
+    assert_eq!(
+        relay.connections(),
+        3,
+        "signature, image cut, image resumed"
+    );
+}
+
+#[test]
+fn static_address_without_bootext() {
+    let f = fixture();
+    let n = net();
+    let log = boot(
+        f,
+        n,
+        &format!(
+            "overboot.fetch={URL} overboot.ip=10.0.2.20/24,10.0.2.2 overboot.timeout=3 overboot.onfail=poweroff"
+        ),
+        &[],
+        n.nginx.port,
+    );
+    log.assert_booted("recovery");
+    log.assert_has("no BootExt");
+    log.assert_has("network: eth0 is 10.0.2.20/24, router 10.0.2.2");
+    log.assert_lacks("DHCP:");
+    // No DIRS: the image's own files.
+    log.assert_has("OVERBOOT-E2E: file /etc/hostname=image-recovery");
+    let state = log.section("state");
+    for needle in [
+        "\"choice\": \"network\"",
+        "\"address\": \"10.0.2.20/24\"",
+        "\"found_by\": \"none: no LABEL=BootExt within 3 s (network boot)\"",
+    ] {
+        assert!(state.contains(needle), "no {needle} in {state}");
+    }
+    assert!(!state.contains("\"lease\""), "{state}");
+}
+
+#[test]
+fn bad_signature_falls_back_to_the_bootext_image() {
+    let f = fixture();
+    let n = net();
+    let sig = format!("{}=System/active.squashfs.minisig", n.active_sig.display());
+    let (disk, _) = bootext(f, "netboot-badsig", &["--file", &sig]);
+    let log = boot(
+        f,
+        n,
+        "overboot.fetch=http://10.0.2.100/bad.squashfs overboot.onfail=poweroff",
+        &[&disk],
+        n.nginx.port,
+    );
+    log.assert_booted("appliance");
+    log.assert_has("netboot: ");
+    log.assert_has("bad signature");
+    let state = log.section("state");
+    for needle in [
+        "\"from\": \"network\"",
+        "bad signature",
+        "\"choice\": \"active\"",
+        "\"error\": \"",
+    ] {
+        assert!(state.contains(needle), "no {needle} in {state}");
+    }
+    // The guest reached nothing but the forwarded server: nginx saw both requests.
+    let log = n.nginx.access_log();
+    assert!(log.contains("GET /bad.squashfs.minisig"), "{log}");
+}
