@@ -4,7 +4,8 @@
 //! 10.0.2.100:80 carried to nginx (or a relay in front of it) on 127.0.0.1. QEMU's
 //! DHCP server answers the client. Three boots (about 1 min each under TCG):
 //! DHCP + a dropped transfer resumed + DIRS from a local BootExt over the network
-//! image; a static address without any BootExt; a bad signature falling back to
+//! image; the PXE chain (QEMU's iPXE loads kernel and initramfs from the same
+//! server) with a static address and no BootExt; a bad signature falling back to
 //! BootExt's image. The fetch's own cases (unsigned, no server, not enough RAM, a
 //! server without ranges) are tested against the same servers in `tests/netboot.rs`.
 
@@ -39,11 +40,17 @@ fn net() -> &'static Net {
         let image = www.join("net.squashfs");
         std::fs::copy(&f.recovery, &image).unwrap();
         minisign(&secret, &image, None);
-        // bad.squashfs carries a signature by the trusted key of other bytes.
+        // bad.squashfs carries a signature by the trusted key, for its name, of
+        // other bytes (the appliance).
         std::fs::copy(&f.recovery, www.join("bad.squashfs")).unwrap();
-        minisign(&secret, &f.system, Some(&www.join("bad.squashfs.minisig")));
+        let other = dir.join("bad.squashfs");
+        std::fs::copy(&f.system, &other).unwrap();
+        minisign(&secret, &other, Some(&www.join("bad.squashfs.minisig")));
+        // Signed under the name it has on BootExt (the signature names its file).
+        let active = dir.join("active.squashfs");
+        std::fs::copy(&f.system, &active).unwrap();
+        minisign(&secret, &active, None);
         let active_sig = dir.join("active.squashfs.minisig");
-        minisign(&secret, &f.system, Some(&active_sig));
         let initrd = initramfs_with(
             f,
             "netboot",
@@ -114,19 +121,36 @@ fn dhcp_fetch_resumed_and_dirs_from_bootext() {
     );
 }
 
+/// The PXE chain of the README: QEMU's iPXE ROM gets `boot.ipxe` as the DHCP boot
+/// file, loads the kernel and this initramfs over HTTP from the same server; the
+/// kernel line gives a static address and there is no BootExt at all.
 #[test]
-fn static_address_without_bootext() {
+fn ipxe_chain_static_address_without_bootext() {
     let f = fixture();
     let n = net();
-    let log = boot(
-        f,
-        n,
-        &format!(
-            "overboot.fetch={URL} overboot.ip=10.0.2.20/24,10.0.2.2 overboot.timeout=3 overboot.onfail=poweroff"
+    let kernel = f.top.join("work/kernel/current/vmlinuz");
+    std::fs::copy(&kernel, n.www.join("vmlinuz")).unwrap();
+    std::fs::copy(&n.initrd, n.www.join("initrd.img")).unwrap();
+    std::fs::write(
+        n.www.join("boot.ipxe"),
+        format!(
+            "#!ipxe\ndhcp\nkernel http://10.0.2.100/vmlinuz console=ttyS0 panic=-1 overboot.fetch={URL} overboot.ip=10.0.2.20/24,10.0.2.2 overboot.timeout=3 overboot.onfail=poweroff\ninitrd http://10.0.2.100/initrd.img\nboot\n"
         ),
+    )
+    .unwrap();
+    let log = e2e_common::boot_with(
+        f,
+        &n.initrd,
+        "",
         &[],
-        n.nginx.port,
+        &[
+            "--http-port".into(),
+            n.nginx.port.to_string(),
+            "--pxe".into(),
+            "http://10.0.2.100/boot.ipxe".into(),
+        ],
     );
+    log.assert_has("http://10.0.2.100/initrd.img... ok");
     log.assert_booted("recovery");
     log.assert_has("no BootExt");
     log.assert_has("network: eth0 is 10.0.2.20/24, router 10.0.2.2");

@@ -181,10 +181,15 @@ fn bad_unsigned_unreachable_too_large_and_https_are_refused() {
     let meminfo = Path::new("/proc/meminfo");
     let a = url(nginx.port, "/a.squashfs");
 
-    // A signature by the trusted key, of other bytes.
+    // A signature by the trusted key for b.squashfs, of other bytes.
     let other = s.dir.join("other");
-    std::fs::write(&other, b"not the image").unwrap();
-    minisign(&s.secret, &other, Some(&s.www.join("b.squashfs.minisig")));
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("b.squashfs"), b"not the image").unwrap();
+    minisign(
+        &s.secret,
+        &other.join("b.squashfs"),
+        Some(&s.www.join("b.squashfs.minisig")),
+    );
     std::fs::copy(s.www.join("a.squashfs"), s.www.join("b.squashfs")).unwrap();
     let b = url(nginx.port, "/b.squashfs");
     refused(fetch(&b, &inputs(&s.trust, None, meminfo)), "bad signature");
@@ -235,8 +240,76 @@ fn bad_unsigned_unreachable_too_large_and_https_are_refused() {
         fetch(&https, &inputs(&s.trust, None, meminfo)),
         "https:// is not supported",
     );
+    // A directory that `overboot publish` did not make.
     refused(
         fetch(&url(nginx.port, "/"), &inputs(&s.trust, None, meminfo)),
-        "names a directory",
+        "SHA256SUMS: not found (404)",
+    );
+}
+
+/// A directory made by `overboot publish`: its newest image (by version, as
+/// `overboot update` chooses), checked against the signed list and its signature.
+#[test]
+fn a_directory_url_takes_the_newest_published_image() {
+    let s = setup("dir");
+    let publish = s.dir.join("publish");
+    let out = s.www.join("pub");
+    std::fs::create_dir_all(&publish).unwrap();
+    let older = common::noise(7, MIB);
+    std::fs::write(publish.join("app-1.9.squashfs"), &older).unwrap();
+    std::fs::write(publish.join("app-1.10.squashfs"), &s.image).unwrap();
+    let run = Command::new(env!("CARGO_BIN_EXE_overboot"))
+        .arg("publish")
+        .arg(publish.join("app-1.9.squashfs"))
+        .arg(publish.join("app-1.10.squashfs"))
+        .arg("--sign")
+        .arg(&s.secret)
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "overboot publish: {run:?}");
+    let nginx = Nginx::start(&s.www, &s.dir.join("nginx"));
+    let meminfo = Path::new("/proc/meminfo");
+    let f = fetch(&url(nginx.port, "/pub/"), &inputs(&s.trust, None, meminfo))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(f.name, "app-1.10.squashfs");
+    assert!(
+        f.verified.sha256.is_some() && f.verified.key_id.is_some(),
+        "{:?}",
+        f.verified
+    );
+    assert!(contents(f) == s.image);
+
+    // An altered list is refused; so is a directory without a trusted key.
+    let sums = out.join("SHA256SUMS");
+    let text = std::fs::read_to_string(&sums).unwrap();
+    std::fs::write(&sums, text.replace("app-1.9.squashfs", "app-9.9.squashfs")).unwrap();
+    refused(
+        fetch(&url(nginx.port, "/pub/"), &inputs(&s.trust, None, meminfo)),
+        "bad signature",
+    );
+    let none = TrustStore::default();
+    refused(
+        fetch(
+            &url(nginx.port, "/pub/"),
+            &inputs(&none, Some(false), meminfo),
+        ),
+        "trusted key",
+    );
+
+    // A signed image served under another name: its signature names the original.
+    std::fs::copy(s.www.join("a.squashfs"), s.www.join("z.squashfs")).unwrap();
+    std::fs::copy(
+        s.www.join("a.squashfs.minisig"),
+        s.www.join("z.squashfs.minisig"),
+    )
+    .unwrap();
+    refused(
+        fetch(
+            &url(nginx.port, "/z.squashfs"),
+            &inputs(&s.trust, None, meminfo),
+        ),
+        "a signed file renamed is refused",
     );
 }

@@ -2,12 +2,15 @@
 //! copy of `sys::toram`: same RAM check, progress line and one-pass hashing), resumed
 //! with `Range` when the connection drops, and verified before anything mounts it.
 //!
-//! A network image must be signed by a key baked into the initramfs; only an
+//! A URL ending in `/` is a directory made by `overboot publish`: its newest image is
+//! fetched (`net::index`). A network image must be signed by a key baked into the
+//! initramfs, by a signature naming it (`file:NAME`, `verify::check_signed_claims`); only an
 //! explicit `overboot.verify=0` (in an initramfs without keys) boots an unsigned one,
 //! with a loud warning. `https://` is refused by name: TLS does not fit in `/init`,
 //! and the signature already makes plain HTTP safe against a changed image.
 
 use super::http::{self, Head, Plan, Url};
+use super::index;
 use crate::sys::errno_text;
 use crate::sys::toram::{self, Progress, RamFile};
 use crate::verify::{self, Digester, Expected, Mode, TrustStore, Verification};
@@ -31,6 +34,8 @@ const RESUME_WAITS: [Duration; 4] = [
 const MAX_REDIRECTS: usize = 5;
 /// The largest signature file read.
 const MAX_SIGNATURE: u64 = 64 * 1024;
+/// The largest `SHA256SUMS` of a directory read.
+const MAX_LIST: u64 = 1 << 20;
 const CHUNK: usize = 256 * 1024;
 
 /// The image in RAM, verified.
@@ -84,14 +89,19 @@ pub fn fetch(url: &Url, inp: &Inputs<'_>) -> Result<Fetched, String> {
             "{url}: https:// is not supported by overboot's /init (TLS does not fit in the initramfs); serve the image over http:// (its signature protects it)"
         ));
     }
-    let name = url
-        .file_name()
-        .ok_or_else(|| format!("{url} names a directory; give the URL of the image file"))?
-        .to_string();
     let (mode, warning) = network_mode(inp.trust.enforcing(), inp.verify, &url.to_string())?;
     if let Some(w) = &warning {
         log::warn!("{w}");
     }
+    // A directory: its newest image, and the signed list that names it.
+    let (url, sums) = match url.file_name() {
+        Some(_) => (url.clone(), None),
+        None => {
+            let (image, sums) = newest_in_directory(url, inp.trust)?;
+            (image, Some(sums))
+        }
+    };
+    let name = url.file_name().unwrap_or_default().to_string();
     let sig_name = format!("{name}.minisig");
     let signature = if inp.trust.enforcing() {
         get_small(&url.sibling(&sig_name), MAX_SIGNATURE)?
@@ -99,12 +109,16 @@ pub fn fetch(url: &Url, inp: &Inputs<'_>) -> Result<Fetched, String> {
         None
     };
     let expected = verify::prepare(&name, mode, inp.trust, &|p: &str| {
-        Ok((p == sig_name).then(|| signature.clone()).flatten())
+        Ok(match p {
+            p if p == sig_name => signature.clone(),
+            verify::SUMS_FILE => sums.clone(),
+            _ => None,
+        })
     })
     .map_err(|e| format!("{url}: {e}"))?;
 
     let start = Instant::now();
-    let (mut url, head, conn) = get(url, 0)?;
+    let (mut url, head, conn) = get(&url, 0)?;
     let total = match http::plan(&head, 0).map_err(|e| format!("{url}: {e}"))? {
         Plan::Body { total, .. } => total,
         Plan::Redirect(_) => return Err(format!("{url}: too many redirects")),
@@ -152,6 +166,28 @@ pub fn fetch(url: &Url, inp: &Inputs<'_>) -> Result<Fetched, String> {
         resumed,
         ms: (ms * 1e3).round() / 1e3,
     })
+}
+
+/// The newest image of the directory at `dir` (`index`), and its signed list.
+fn newest_in_directory(dir: &Url, trust: &TrustStore) -> Result<(Url, String), String> {
+    if !trust.enforcing() {
+        return Err(format!(
+            "{dir} is a directory: choosing its newest image needs its signed {} and a trusted key (mkinitramfs --trust-key); or give the image's own URL",
+            verify::SUMS_FILE
+        ));
+    }
+    let list_url = dir.sibling(verify::SUMS_FILE);
+    let missing =
+        |u: &Url| format!("{u}: not found (404); is {dir} a directory made by overboot publish?");
+    let sums = get_small(&list_url, MAX_LIST)?.ok_or_else(|| missing(&list_url))?;
+    let sig_url = dir.sibling(&format!("{}.minisig", verify::SUMS_FILE));
+    let sig = get_small(&sig_url, MAX_SIGNATURE)?.ok_or_else(|| missing(&sig_url))?;
+    index::verify_list(&sums, &sig, trust).map_err(|e| format!("{list_url}: {e}"))?;
+    let entries = verify::parse_checksums(&sums).map_err(|e| format!("{list_url}: {e}"))?;
+    let name =
+        crate::update::pick::choose(&entries, None).map_err(|e| format!("{list_url}: {e}"))?;
+    log::info!("netboot: {dir} offers {name} as its newest image");
+    Ok((dir.sibling(&name), sums))
 }
 
 /// Why a transfer stopped before the end.

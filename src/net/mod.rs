@@ -9,6 +9,7 @@
 pub mod dhcp;
 pub mod fetch;
 pub mod http;
+pub mod index;
 pub mod link;
 
 use crate::cmdline::{BootConfig, IpConfig, NetIf};

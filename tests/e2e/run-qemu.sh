@@ -7,7 +7,7 @@
 #               [--late-delay S] [--late-after TEXT] [--timeout S] [--log FILE]
 #               [--kernel FILE] [--mem MB] [--type-after TEXT --type LINE]
 #               [--disk-bus virtio|virtio-scsi|sata|nvme|usb|mmc] [--cdrom ISO]
-#               [--icount SHIFT] [--http-port PORT]
+#               [--icount SHIFT] [--http-port PORT [--pxe URL]]
 #
 # --disk-bus puts every --disk on that controller (default virtio: virtio-blk-pci;
 # virtio-scsi: scsi-hd on virtio-scsi-pci; sata: ide-hd on an AHCI controller; nvme:
@@ -23,18 +23,19 @@
 # --http-port gives the guest a virtio-net card on QEMU's user network with
 # restrict=on (it reaches nothing outside), where 10.0.2.100:80 is carried to
 # 127.0.0.1:PORT on the host and QEMU's DHCP server answers (guest 10.0.2.15,
-# router 10.0.2.2); otherwise the guest has no network.
+# router 10.0.2.2); otherwise the guest has no network. --pxe boots from that card
+# instead of --kernel/--initrd (QEMU's iPXE ROM, with URL as the DHCP boot file).
 # Exit status: QEMU's (0 after a guest power-off or reboot, as -no-reboot makes a
 # reboot end QEMU), 124 when the timeout killed it, 2 for bad usage.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 initrd="" append="" late="" late_after="" late_delay=5 timeout=120 log="" kernel="" mem=512
-type_after="" type_line="" typist="" disk_bus=virtio cdrom="" icount="" http_port=""
+type_after="" type_line="" typist="" disk_bus=virtio cdrom="" icount="" http_port="" pxe=""
 disks=()
 
 usage() {
-    sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 need() { [ "$#" -ge 2 ] || { echo "run-qemu: $1 needs a value" >&2; exit 2; }; }
@@ -57,12 +58,17 @@ while [ "$#" -gt 0 ]; do
         --cdrom) need "$@"; cdrom=$2; shift 2 ;;
         --icount) need "$@"; icount=$2; shift 2 ;;
         --http-port) need "$@"; http_port=$2; shift 2 ;;
+        --pxe) need "$@"; pxe=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run-qemu: unknown argument '$1'" >&2; usage ;;
     esac
 done
-[ -n "$initrd" ] || { echo "run-qemu: --initrd is required" >&2; exit 2; }
-[ -f "$initrd" ] || { echo "run-qemu: initrd '$initrd' does not exist" >&2; exit 2; }
+if [ -n "$pxe" ]; then
+    [ -n "$http_port" ] || { echo "run-qemu: --pxe needs --http-port" >&2; exit 2; }
+else
+    [ -n "$initrd" ] || { echo "run-qemu: --initrd is required" >&2; exit 2; }
+    [ -f "$initrd" ] || { echo "run-qemu: initrd '$initrd' does not exist" >&2; exit 2; }
+fi
 for d in "${disks[@]}" ${late:+"$late"} ${cdrom:+"$cdrom"}; do
     [ -f "$d" ] || { echo "run-qemu: disk image '$d' does not exist" >&2; exit 2; }
 done
@@ -127,10 +133,14 @@ type_in() {
 run() {
     local k=$1 args=()
     args=(-accel tcg -nographic -no-reboot -m "$mem" -smp 1
-        -monitor "unix:$mon,server,nowait"
-        -kernel "$k" -initrd "$initrd" -append "console=ttyS0 panic=-1 no_timer_check $append")
+        -monitor "unix:$mon,server,nowait")
+    if [ -n "$pxe" ]; then
+        args+=(-boot n)
+    else
+        args+=(-kernel "$k" -initrd "$initrd" -append "console=ttyS0 panic=-1 no_timer_check $append")
+    fi
     if [ -n "$http_port" ]; then
-        args+=(-netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:$http_port"
+        args+=(-netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:$http_port${pxe:+,bootfile=$pxe}"
             -device "virtio-net-pci,netdev=n0")
     else
         args+=(-nic none)
