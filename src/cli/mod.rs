@@ -287,8 +287,8 @@ struct MkinitramfsArgs {
     /// filesystems mounted from its disks (build on the target) [default: all]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     modules: Vec<String>,
-    /// xz (smallest; default when the xz command exists, else zstd, else gzip), lz4
-    /// (the kernel unpacks it fastest; legacy format, lz4 -l), zstd, gzip or none
+    /// lz4 (the kernel unpacks it fastest; legacy format, lz4 -l; default when the lz4
+    /// command exists, else zstd, else gzip), xz (the smallest image), zstd, gzip or none
     #[arg(long, value_name = "ALGO", value_parser = compression)]
     compress: Option<overboot::initramfs::Compression>,
     /// Build even when a module named in --modules is not in the kernel (otherwise an

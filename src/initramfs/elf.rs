@@ -1,9 +1,12 @@
 //! Unwind tables out of `/init`: `overboot-init` is built with `panic = "abort"` and
 //! its panic hook never returns (it prints the message and follows the failure
-//! policy), so nothing ever reads its `.eh_frame`. Zeroing those bytes in the copy that
-//! goes into the initramfs (the layout stays as it is; zeros compress to nothing) saves
-//! about 30 KB of the compressed image (bench/boot.md). Only done for a binary that
-//! says it never unwinds, with [`never_unwinds_marker`] in its data.
+//! policy), so nothing ever reads its `.eh_frame`, nor the tables only an unwinder
+//! reads: `.eh_frame_hdr` (its index) and `.gcc_except_table` (the landing pads the
+//! standard library was built with, read by the personality routine while unwinding).
+//! Zeroing those bytes in the copy that goes into the initramfs (the layout stays as it
+//! is; zeros compress to nothing) saves about 30 KB of the compressed image, and 3.8 KB
+//! more for `.gcc_except_table` (bench/boot.md). Only done for a binary that says it
+//! never unwinds, with [`never_unwinds_marker`] in its data.
 
 /// The marker `overboot-init` carries when built with `panic = "abort"`. Built from two
 /// halves so that the program that searches for it does not carry it whole.
@@ -21,16 +24,18 @@ pub fn declares_no_unwinding(elf: &[u8]) -> bool {
     elf.windows(marker.len()).any(|w| w == marker.as_slice())
 }
 
-/// Zero the contents of `.eh_frame` and `.eh_frame_hdr` of a little-endian ELF64 file;
-/// returns the number of bytes zeroed. Anything that does not parse is left alone (0).
+/// Zero the contents of `.eh_frame`, `.eh_frame_hdr` and `.gcc_except_table` of a
+/// little-endian ELF64 file; returns the number of bytes zeroed. Anything that does not parse is left alone (0).
 pub fn zero_unwind_tables(elf: &mut [u8]) -> usize {
     let Some(sections) = sections(elf) else {
         return 0;
     };
     let mut zeroed = 0;
     for (name, range) in sections {
-        if matches!(name.as_slice(), b".eh_frame" | b".eh_frame_hdr")
-            && let Some(bytes) = elf.get_mut(range)
+        if matches!(
+            name.as_slice(),
+            b".eh_frame" | b".eh_frame_hdr" | b".gcc_except_table"
+        ) && let Some(bytes) = elf.get_mut(range)
         {
             bytes.fill(0);
             zeroed += bytes.len();
@@ -82,15 +87,18 @@ fn sections(elf: &[u8]) -> Option<Vec<(Vec<u8>, std::ops::Range<usize>)>> {
 mod tests {
     use super::*;
 
-    /// A minimal ELF64 with a null section, .text, .eh_frame and .shstrtab.
+    /// A minimal ELF64 with a null section, .text, .eh_frame, .shstrtab and
+    /// .gcc_except_table.
     fn tiny_elf() -> Vec<u8> {
-        let strtab = b"\0.text\0.eh_frame\0.shstrtab\0";
+        let strtab = b"\0.text\0.eh_frame\0.shstrtab\0.gcc_except_table\0";
         let mut elf = vec![0u8; 0x40];
         elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
         let text_at = elf.len();
         elf.extend([0x90u8; 16]);
         let eh_at = elf.len();
         elf.extend([0xabu8; 24]);
+        let except_at = elf.len();
+        elf.extend([0xcdu8; 8]);
         let str_at = elf.len();
         elf.extend(strtab);
         let shoff = elf.len();
@@ -107,12 +115,13 @@ mod tests {
             sh(1, 1, text_at, 16),
             sh(7, 1, eh_at, 24),
             sh(17, 3, str_at, strtab.len()),
+            sh(27, 1, except_at, 8),
         ]
         .concat();
         elf.extend(headers);
         elf[0x28..0x30].copy_from_slice(&(shoff as u64).to_le_bytes());
         elf[0x3a..0x3c].copy_from_slice(&0x40u16.to_le_bytes());
-        elf[0x3c..0x3e].copy_from_slice(&4u16.to_le_bytes());
+        elf[0x3c..0x3e].copy_from_slice(&5u16.to_le_bytes());
         elf[0x3e..0x40].copy_from_slice(&3u16.to_le_bytes());
         elf
     }
@@ -120,9 +129,14 @@ mod tests {
     #[test]
     fn zeroes_only_the_unwind_tables() {
         let mut elf = tiny_elf();
-        assert_eq!(zero_unwind_tables(&mut elf), 24);
+        assert_eq!(zero_unwind_tables(&mut elf), 32);
         assert!(elf[0x40..0x50].iter().all(|b| *b == 0x90), ".text kept");
         assert!(elf[0x50..0x68].iter().all(|b| *b == 0), ".eh_frame zeroed");
+        assert!(
+            elf[0x68..0x70].iter().all(|b| *b == 0),
+            ".gcc_except_table zeroed"
+        );
+        assert!(elf[0x70..0x70 + 10].starts_with(b"\0.text\0"), "names kept");
     }
 
     #[test]
