@@ -291,10 +291,17 @@ fn mkbootext_hybrid_disk_boots_recovery_once_under_ovmf_then_active_under_seabio
     fs::create_dir_all(dirs.join("DIR_etc_ssh")).unwrap();
     fs::write(dirs.join("DIR_etc_ssh/marker"), "from-bootext-ssh\n").unwrap();
     fs::write(dirs.join("FILE_etc_hostname"), "bootext-host\n").unwrap();
+    // The kernel the recovery entry keeps through a kernel update (Kernel/README).
+    let previous = stage.copy(
+        &top().join("work/kernel/current/vmlinuz"),
+        "vmlinuz-previous",
+    );
     let (disk, made) = make_disk(
         &stage,
         "bootext.img",
         &[
+            "--recovery-kernel",
+            previous.to_str().unwrap(),
             "--dirs",
             dirs.to_str().unwrap(),
             "--grubenv",
@@ -322,6 +329,13 @@ fn mkbootext_hybrid_disk_boots_recovery_once_under_ovmf_then_active_under_seabio
     assert!(st.contains("User:     0   Group:     0"), "{st}");
     let env = debugfs(&disk, 3, &part, "cat /grub/grubenv");
     assert!(env.contains("next_entry=recovery"), "{env}");
+    for (link, file) in [
+        ("active-kernel", "vmlinuz"),
+        ("recovery-kernel", "vmlinuz-previous"),
+    ] {
+        let st = debugfs(&disk, 3, &part, &format!("stat /Kernel/{link}"));
+        assert!(st.contains(&format!("Fast link dest: \"{file}\"")), "{st}");
+    }
     // GRUB's boot.img in the protective MBR, pointing at the BIOS boot partition.
     let head = fs::read(&disk).unwrap();
     assert_eq!(&head[510..512], &[0x55, 0xaa]);
@@ -332,6 +346,7 @@ fn mkbootext_hybrid_disk_boots_recovery_once_under_ovmf_then_active_under_seabio
     // Boot 1, UEFI: next_entry=recovery picks the recovery entry, once.
     let boot = boot_disk(&disk, OVMF, &dir.join("boot-uefi-recovery.log"));
     boot.assert_has("Booting `overboot: recovery system'");
+    boot.assert_has("overboot: loading Kernel/recovery-kernel");
     boot.assert_has("overboot.system=recovery");
     boot.assert_has("OVERBOOT-E2E: system=recovery");
     boot.assert_has("OVERBOOT-E2E: done");
