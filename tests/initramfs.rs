@@ -46,6 +46,20 @@ fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
+/// `overboot mkinitramfs ARGS` (a leading `mkinitramfs` in ARGS is the command):
+/// its exit code.
+fn mkinitramfs(args: &[String]) -> i32 {
+    let args = args
+        .strip_prefix(&["mkinitramfs".to_string()])
+        .unwrap_or(args);
+    let run = Command::new(env!("CARGO_BIN_EXE_overboot"))
+        .arg("mkinitramfs")
+        .args(args)
+        .output()
+        .unwrap();
+    run.status.code().unwrap_or(-1)
+}
+
 /// Build with busybox standing in for the static overboot.
 fn build(out: &Path, compress: &str, extra: &[&str]) {
     build_with(out, Path::new(BUSYBOX), compress, extra);
@@ -66,7 +80,7 @@ fn build_with(out: &Path, binary: &Path, compress: &str, extra: &[&str]) {
         compress,
     ]);
     args.extend(s(extra));
-    assert_eq!(initramfs::main(&args), 0, "mkinitramfs {args:?}");
+    assert_eq!(mkinitramfs(&args), 0, "mkinitramfs {args:?}");
 }
 
 /// Decompress with the real tool for `compress`.
@@ -347,10 +361,10 @@ fn refusals_and_usage() {
         "--binary",
         me.to_str().unwrap(),
     ]);
-    assert_eq!(initramfs::main(&args), 1);
+    assert_eq!(mkinitramfs(&args), 1);
     assert!(!out.exists());
     assert_eq!(
-        initramfs::main(&s(&[
+        mkinitramfs(&s(&[
             "-o",
             out_s,
             "--modules-dir",
@@ -361,7 +375,7 @@ fn refusals_and_usage() {
         1
     );
     assert_eq!(
-        initramfs::main(&s(&["-o", out_s, "--binary", "/nonexistent"])),
+        mkinitramfs(&s(&["-o", out_s, "--binary", "/nonexistent"])),
         1
     );
     // A module name the kernel does not have is an error (nothing written), not a
@@ -393,12 +407,12 @@ fn refusals_and_usage() {
     assert!(!out.exists());
     let mut allowed = misspelt.clone();
     allowed.push("--allow-missing".into());
-    assert_eq!(initramfs::main(&allowed), 0);
+    assert_eq!(mkinitramfs(&allowed), 0);
     assert!(out.exists());
     std::fs::remove_file(&out).unwrap();
-    assert_eq!(initramfs::main(&s(&["--modules-dir", md])), 2);
-    assert_eq!(initramfs::main(&s(&["-o", out_s, "--compress", "lzma"])), 2);
-    assert_eq!(initramfs::main(&s(&["--help"])), 0);
+    assert_eq!(mkinitramfs(&s(&["--modules-dir", md])), 2);
+    assert_eq!(mkinitramfs(&s(&["-o", out_s, "--compress", "lzma"])), 2);
+    assert_eq!(mkinitramfs(&s(&["--help"])), 0);
     assert!(!out.exists());
 }
 

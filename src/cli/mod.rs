@@ -474,10 +474,14 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
             compress: a.compress,
             add_shell: a.add_shell,
             binary: a.binary,
-            modules: if a.modules.is_empty() {
-                vec!["all".into()]
-            } else {
-                a.modules
+            modules: match a
+                .modules
+                .into_iter()
+                .filter(|m| !m.is_empty())
+                .collect::<Vec<_>>()
+            {
+                given if given.is_empty() => vec!["all".into()],
+                given => given,
             },
             trust_keys: a.trust_key,
             allow_missing: a.allow_missing,

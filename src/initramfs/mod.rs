@@ -19,42 +19,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const USAGE: &str = "\
-usage: overboot mkinitramfs -o FILE [--kver VER] [--modules-dir DIR] [--modules LIST]
-                            [--compress lz4|xz|zstd|gzip|none] [--add-shell] [--binary FILE]
-                            [--trust-key FILE]...
-
-Build a standalone initramfs: FILE gets /init (overboot-init, a static binary), the
-kernel modules a boot needs with a reduced depmod index under /lib/modules/VER/,
-/dev/console, /dev/null, and /sbin/modprobe -> /init (for modules the kernel asks
-for itself, such as a FAT mount's codepage).
-
-  -o, --output FILE    where to write the initramfs
-  --kver VER           kernel version (default: the directory name of --modules-dir,
-                       else the running kernel, uname -r)
-  --modules-dir DIR    modules to take (default: /lib/modules/VER)
-  --modules LIST       comma-separated groups (below) or module names; loop, squashfs
-                       and overlay are always in. Default: all (boots any machine);
-                       naming only the hardware of the appliance makes it several
-                       times smaller (e.g. --modules ext4,virtio); host: the drivers
-                       of this machine's disks and keyboard and of the filesystems
-                       mounted from its disks (build on the target, as dracut's
-                       host-only mode)
-  --compress ALGO      lz4 (the kernel unpacks it fastest: legacy format, lz4 -l;
-                       default when the lz4 command exists, else zstd, else gzip),
-                       xz (the smallest image), zstd, gzip or none
-  --allow-missing      build even when a module named in --modules is not in the
-                       kernel (otherwise an error)
-  --add-shell          add /bin/busybox (a static busybox, Debian's busybox-static)
-                       and /bin/sh, for the emergency shell
-  --binary FILE        the /init to put in (default: overboot-init next to this
-                       program, or in ../lib/overboot/, else this program)
-  --trust-key FILE     trust this minisign public key (repeatable): stored as
-                       /etc/overboot/trusted-keys/<n>.pub; with a key baked in, only
-                       images with a good System/<image>.minisig boot
-  -h, --help           this help
-";
-
 const BUSYBOX: &str = "/bin/busybox";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,93 +70,6 @@ pub struct Options {
     pub trust_keys: Vec<PathBuf>,
     /// Build even when a module named in `modules` is not in the kernel.
     pub allow_missing: bool,
-}
-
-/// `Ok(None)` for `--help`.
-fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
-    let mut output = None;
-    let mut kver = None;
-    let mut modules_dir = None;
-    let mut compress = None;
-    let mut add_shell = false;
-    let mut allow_missing = false;
-    let mut binary = None;
-    let mut modules = vec!["all".to_string()];
-    let mut trust_keys = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = |name: &str| -> Result<String, String> {
-            match inline.clone().or_else(|| it.next().cloned()) {
-                Some(v) if !v.is_empty() => Ok(v),
-                _ => Err(format!("{name} needs a value")),
-            }
-        };
-        match flag {
-            "-h" | "--help" => return Ok(None),
-            "-o" | "--output" => output = Some(PathBuf::from(value(flag)?)),
-            "--kver" => kver = Some(value(flag)?),
-            "--modules-dir" => modules_dir = Some(PathBuf::from(value(flag)?)),
-            "--compress" => {
-                let v = value(flag)?;
-                compress = Some(Compression::parse(&v).ok_or(format!(
-                    "--compress {v}: expected lz4, xz, zstd, gzip or none"
-                ))?);
-            }
-            "--binary" => binary = Some(PathBuf::from(value(flag)?)),
-            "--modules" => {
-                modules = value(flag)?
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|m| !m.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                if modules.is_empty() {
-                    return Err("--modules needs at least one group or module".into());
-                }
-            }
-            "--trust-key" => trust_keys.push(PathBuf::from(value(flag)?)),
-            "--add-shell" if inline.is_none() => add_shell = true,
-            "--allow-missing" if inline.is_none() => allow_missing = true,
-            _ => return Err(format!("unknown argument '{arg}'")),
-        }
-    }
-    let output = output.ok_or("-o FILE is required")?;
-    Ok(Some(Options {
-        output,
-        kver,
-        modules_dir,
-        compress,
-        add_shell,
-        binary,
-        modules,
-        trust_keys,
-        allow_missing,
-    }))
-}
-
-/// `overboot mkinitramfs ARGS...` (the arguments after `mkinitramfs`; a leading
-/// `mkinitramfs` is skipped). Exit code: 0 done, 1 failure, 2 bad usage.
-pub fn main(args: &[String]) -> i32 {
-    let args = match args.first() {
-        Some(a) if a == "mkinitramfs" => &args[1..],
-        _ => args,
-    };
-    let opts = match parse_args(args) {
-        Ok(Some(o)) => o,
-        Ok(None) => {
-            print!("{USAGE}{}", groups_help());
-            return 0;
-        }
-        Err(e) => {
-            eprintln!("overboot mkinitramfs: {e}\n{USAGE}");
-            return 2;
-        }
-    };
-    execute(&opts)
 }
 
 /// Build the initramfs `opts` describe and say what went in. Exit code: 0 or 1.
@@ -759,53 +636,19 @@ fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_string).collect()
-    }
-
-    #[test]
-    fn options() {
-        let o = parse_args(&args("-o x.img --kver 6.1 --compress=xz --add-shell"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(o.output, PathBuf::from("x.img"));
-        assert_eq!(o.kver.as_deref(), Some("6.1"));
-        assert_eq!(o.compress, Some(Compression::Xz));
-        assert!(o.add_shell);
-        assert_eq!(o.binary, None);
-        assert_eq!(o.modules, ["all"]);
-        let o = parse_args(&args("-o x --modules ext4,virtio, --binary b"))
-            .unwrap()
-            .unwrap();
-        assert_eq!(o.modules, ["ext4", "virtio"]);
-        assert_eq!(o.binary, Some(PathBuf::from("b")));
-        assert!(parse_args(&args("-o x --modules=,")).is_err());
-        assert_eq!(parse_args(&args("--help")).unwrap(), None);
-        assert!(parse_args(&args("--kver 1")).unwrap_err().contains("-o"));
-        assert!(
-            parse_args(&args("-o"))
-                .unwrap_err()
-                .contains("needs a value")
-        );
-        assert!(
-            parse_args(&args("-o x --compress lzo"))
-                .unwrap_err()
-                .contains("lz4, xz")
-        );
-        assert!(
-            parse_args(&args("-o x --bogus"))
-                .unwrap_err()
-                .contains("--bogus")
-        );
-        assert_eq!(main(&args("mkinitramfs --bogus")), 2);
-        assert_eq!(main(&args("--help")), 0);
-    }
-
     #[test]
     fn kver_from_modules_dir() {
-        let mut o = parse_args(&args("-o x --modules-dir /m/6.1.0-56-amd64"))
-            .unwrap()
-            .unwrap();
+        let mut o = Options {
+            output: "x".into(),
+            kver: None,
+            modules_dir: Some("/m/6.1.0-56-amd64".into()),
+            compress: None,
+            add_shell: false,
+            binary: None,
+            modules: vec!["all".into()],
+            trust_keys: vec![],
+            allow_missing: false,
+        };
         assert_eq!(
             kver_and_dir(&o).unwrap(),
             (
