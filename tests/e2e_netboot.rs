@@ -17,13 +17,19 @@ use net_common::{CuttingRelay, Nginx, minisign, minisign_keys};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// The served directory, nginx, the initramfs trusting the signing key, and the
-/// signature of BootExt's active image (the fixture's appliance).
+/// The served directory, the initramfs trusting the signing key, and the signature
+/// of BootExt's active image (the fixture's appliance). Each test starts its own
+/// nginx on it ([`serve`]): a server in a static would outlive the test process.
 struct Net {
+    dir: PathBuf,
     www: PathBuf,
     initrd: PathBuf,
-    nginx: Nginx,
     active_sig: PathBuf,
+}
+
+/// nginx serving the directory, for one test (stopped when dropped).
+fn serve(n: &Net, test: &str) -> Nginx {
+    Nginx::start(&n.www, &n.dir.join(format!("nginx-{test}")))
 }
 
 fn net() -> &'static Net {
@@ -56,11 +62,10 @@ fn net() -> &'static Net {
             "netboot",
             &["--trust-key", &public.display().to_string()],
         );
-        let nginx = Nginx::start(&www, &dir.join("nginx"));
         Net {
+            dir,
             www,
             initrd,
-            nginx,
             active_sig,
         }
     })
@@ -82,9 +87,10 @@ const URL: &str = "http://10.0.2.100/net.squashfs";
 fn dhcp_fetch_resumed_and_dirs_from_bootext() {
     let f = fixture();
     let n = net();
+    let nginx = serve(n, "dirs");
     let size = std::fs::metadata(n.www.join("net.squashfs")).unwrap().len();
     // Connection 0 is the signature; connection 1, the image, is cut half way.
-    let relay = CuttingRelay::start(n.nginx.port, 2, size / 2);
+    let relay = CuttingRelay::start(nginx.port, 2, size / 2);
     let (disk, _) = bootext(f, "netboot-dirs", &[]);
     let log = boot(
         f,
@@ -128,6 +134,7 @@ fn dhcp_fetch_resumed_and_dirs_from_bootext() {
 fn ipxe_chain_static_address_without_bootext() {
     let f = fixture();
     let n = net();
+    let nginx = serve(n, "ipxe");
     let kernel = f.top.join("work/kernel/current/vmlinuz");
     std::fs::copy(&kernel, n.www.join("vmlinuz")).unwrap();
     std::fs::copy(&n.initrd, n.www.join("initrd.img")).unwrap();
@@ -147,7 +154,7 @@ fn ipxe_chain_static_address_without_bootext() {
         &[],
         &[
             "--http-port".into(),
-            n.nginx.port.to_string(),
+            nginx.port.to_string(),
             "--pxe".into(),
             "http://10.0.2.100/boot.ipxe".into(),
         ],
@@ -174,6 +181,7 @@ fn ipxe_chain_static_address_without_bootext() {
 fn bad_signature_falls_back_to_the_bootext_image() {
     let f = fixture();
     let n = net();
+    let nginx = serve(n, "badsig");
     let sig = format!("{}=System/active.squashfs.minisig", n.active_sig.display());
     let (disk, _) = bootext(f, "netboot-badsig", &["--file", &sig]);
     let log = boot(
@@ -181,7 +189,7 @@ fn bad_signature_falls_back_to_the_bootext_image() {
         n,
         "overboot.fetch=http://10.0.2.100/bad.squashfs overboot.onfail=poweroff",
         &[&disk],
-        n.nginx.port,
+        nginx.port,
     );
     log.assert_booted("appliance");
     log.assert_has("netboot: ");
@@ -196,6 +204,6 @@ fn bad_signature_falls_back_to_the_bootext_image() {
         assert!(state.contains(needle), "no {needle} in {state}");
     }
     // The guest reached nothing but the forwarded server: nginx saw both requests.
-    let log = n.nginx.access_log();
+    let log = nginx.access_log();
     assert!(log.contains("GET /bad.squashfs.minisig"), "{log}");
 }

@@ -65,8 +65,11 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM, not SIGKILL: the master then stops its workers too (a killed master
+    /// leaves them running).
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let pid = rustix::process::Pid::from_child(&self.child);
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         let _ = self.child.wait();
     }
 }
