@@ -5,6 +5,7 @@
 //! as by overboot, so the format is minisign's own.
 
 mod common;
+mod net_common;
 
 use common::fleet::*;
 use common::*;
@@ -452,4 +453,42 @@ fn a_transfer_cut_mid_way_resumes_where_it_stopped() {
         );
         assert!(!partial.exists());
     });
+}
+
+/// The TLS fixture (tests/net_common/tls.rs, shared with the netboot tests): nginx
+/// serves https on 127.0.0.1 with a server certificate that `openssl s_client`
+/// verifies against the generated CA, for the IP address and the name, and not
+/// against the system's CAs.
+#[test]
+fn tls_fixture_serves_a_certificate_its_ca_verifies() {
+    let t = TempDir::new("tls-fixture");
+    let tls = net_common::tls::Tls::generate(&t.path().join("tls"), &["127.0.0.1", "localhost"]);
+    let www = t.path().join("www");
+    fs::create_dir_all(&www).unwrap();
+    let nginx = net_common::Nginx::start_tls(&www, &t.path().join("nginx"), &tls);
+    assert!(nginx.url("x").starts_with("https://127.0.0.1:"));
+    let connect = |ca: Option<&Path>, check: [&str; 2]| {
+        let mut cmd = Command::new("openssl");
+        cmd.args(["s_client", "-connect"])
+            .arg(format!("127.0.0.1:{}", nginx.port))
+            .args(["-verify_return_error", check[0], check[1]])
+            .stdin(std::process::Stdio::null());
+        if let Some(ca) = ca {
+            cmd.arg("-CAfile").arg(ca);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    for check in [
+        ["-verify_ip", "127.0.0.1"],
+        ["-verify_hostname", "localhost"],
+    ] {
+        let (ok, said) = connect(Some(&tls.ca), check);
+        assert!(ok && said.contains("Verify return code: 0 (ok)"), "{said}");
+    }
+    let (ok, said) = connect(None, ["-verify_ip", "127.0.0.1"]);
+    assert!(!ok, "verified without the CA: {said}");
 }

@@ -1,7 +1,10 @@
-//! Servers for the netboot tests, on 127.0.0.1 only (shared/notes/network-tests.md):
-//! Debian's nginx serving a directory, and a relay in front of it that cuts the
-//! first connections after a number of bytes (a dropped transfer).
+//! Servers for the netboot and update tests, on 127.0.0.1 only
+//! (shared/notes/network-tests.md): Debian's nginx serving a directory over HTTP or
+//! HTTPS ([`tls`]), and a relay in front of it that cuts the first connections after
+//! a number of bytes (a dropped transfer).
 #![allow(dead_code)]
+
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,6 +19,7 @@ pub struct Nginx {
     child: Child,
     pub port: u16,
     pub dir: PathBuf,
+    https: bool,
 }
 
 /// A port free on 127.0.0.1 right now.
@@ -30,14 +34,27 @@ pub fn free_port() -> u16 {
 impl Nginx {
     /// Serve `root`; `dir` holds nginx's configuration, logs and temporary files.
     pub fn start(root: &Path, dir: &Path) -> Nginx {
+        Nginx::start_with(root, dir, None)
+    }
+
+    /// Serve `root` over HTTPS with `tls`'s server certificate.
+    pub fn start_tls(root: &Path, dir: &Path, tls: &tls::Tls) -> Nginx {
+        Nginx::start_with(root, dir, Some(tls))
+    }
+
+    fn start_with(root: &Path, dir: &Path, tls: Option<&tls::Tls>) -> Nginx {
         std::fs::create_dir_all(dir).unwrap();
         let port = free_port();
+        let listen = match tls {
+            Some(t) => t.nginx_listen(port),
+            None => format!("listen 127.0.0.1:{port};\n"),
+        };
         let d = dir.display();
         let conf = format!(
             "user root;\ndaemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
              events {{ worker_connections 64; }}\n\
              http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-             server {{\n    listen 127.0.0.1:{port};\n    root {};\n  }}\n}}\n",
+             server {{\n    {listen}    root {};\n  }}\n}}\n",
             root.display()
         );
         let conf_path = dir.join("nginx.conf");
@@ -55,7 +72,14 @@ impl Nginx {
             child,
             port,
             dir: dir.to_path_buf(),
+            https: tls.is_some(),
         }
+    }
+
+    /// `http://127.0.0.1:PORT/path` (`https://` when serving with TLS).
+    pub fn url(&self, path: &str) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}/{path}", self.port)
     }
 
     /// Lines of the access log (requests and status codes).
