@@ -55,7 +55,7 @@ pub fn run(images: &[PathBuf], key: &Path, out: &Path) -> Result<Vec<String>, St
     }
     let sums = merge_sums(out, listed)?;
     write_atomic(out, SUMS_FILE, sums.as_bytes())?;
-    let sig = sign(&sk, sums.as_bytes(), SUMS_FILE)?;
+    let sig = sign(&sk, sums.as_bytes(), SUMS_FILE, "publish")?;
     write_atomic(out, &format!("{SUMS_FILE}.minisig"), sig.as_bytes())?;
     report.push(format!(
         "{SUMS_FILE} and {SUMS_FILE}.minisig in {}",
@@ -64,7 +64,9 @@ pub fn run(images: &[PathBuf], key: &Path, out: &Path) -> Result<Vec<String>, St
     Ok(report)
 }
 
-fn load_secret_key(path: &Path) -> Result<minisign::SecretKey, String> {
+/// Read a minisign secret key (`minisign -G` writes it; encrypted ones take their
+/// password from `$OVERBOOT_SIGN_PASSWORD`). Shared with `overboot seal --sign`.
+pub(crate) fn load_secret_key(path: &Path) -> Result<minisign::SecretKey, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read the secret key {}: {e}", path.display()))?;
     let not_a_key = |why: String| format!("{} is not a minisign secret key: {why}", path.display());
@@ -89,14 +91,21 @@ fn load_secret_key(path: &Path) -> Result<minisign::SecretKey, String> {
     })
 }
 
-/// A minisign signature of what `data` yields, whose trusted comment names `name`.
-fn sign(sk: &minisign::SecretKey, data: impl Read, name: &str) -> Result<String, String> {
+/// A minisign signature of what `data` yields, whose trusted comment names `name`
+/// (`file:NAME`, as `minisign -S` writes it); `by` is the command, in the untrusted
+/// comment. Shared with `overboot seal --sign`.
+pub(crate) fn sign(
+    sk: &minisign::SecretKey,
+    data: impl Read,
+    name: &str,
+    by: &str,
+) -> Result<String, String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let trusted = format!("timestamp:{now}\tfile:{name}\thashed");
-    let untrusted = format!("signature of {name} by overboot publish");
+    let untrusted = format!("signature of {name} by overboot {by}");
     minisign::sign(None, sk, data, Some(&trusted), Some(&untrusted))
         .map(|b| b.into_string())
         .map_err(|e| format!("cannot sign {name}: {e}"))
@@ -128,7 +137,7 @@ fn publish_image(
     write_atomic(out, &index_name, index.as_bytes())?;
     let file =
         std::fs::File::open(&dest).map_err(|e| format!("cannot read {}: {e}", dest.display()))?;
-    let sig = sign(sk, std::io::BufReader::new(file), &name)?;
+    let sig = sign(sk, std::io::BufReader::new(file), &name, "publish")?;
     write_atomic(out, &format!("{name}.minisig"), sig.as_bytes())?;
     let mut entries = vec![
         ChecksumEntry {

@@ -325,13 +325,14 @@ struct InspectArgs {
 /// Write IMAGE.verity and IMAGE.roothash beside IMAGE (dm-verity)
 ///
 /// The hash tree is in veritysetup's format; with --sign, also
-/// IMAGE.roothash.minisig (runs minisign -S).
+/// IMAGE.roothash.minisig (signed in-process, as publish signs; no minisign binary).
 #[derive(Args)]
 struct SealArgs {
     /// The squashfs image to seal
     #[arg(value_name = "IMAGE")]
     image: PathBuf,
-    /// Sign the root hash with this minisign secret key
+    /// Sign the root hash with this minisign secret key (encrypted keys take their
+    /// password from $OVERBOOT_SIGN_PASSWORD)
     #[arg(long, value_name = "SECRET.key")]
     sign: Option<PathBuf>,
 }

@@ -3,19 +3,18 @@
 //! line) and, with `--sign`, `IMAGE.roothash.minisig`. Runs on a build host or in the
 //! booted system, never at boot.
 //!
-//! Signing shells out to `minisign -S`: minisign's secret keys are password-protected
-//! (scrypt) and minisign prompts for the password itself; signing in Rust would add an
-//! Ed25519 signer, scrypt and a password prompt to this crate for a step the operator
-//! already does with minisign. Its default trusted comment names the signed file,
-//! `file:IMAGE.roothash`, which is what binds the signature to the image's name, and a
-//! root hash signed by hand with `minisign -Sm IMAGE.roothash` is the same thing.
+//! Signing is done in-process by the signer `overboot publish` uses
+//! (`crate::publish::sign`: the `minisign` crate, no `minisign` binary needed; an
+//! encrypted key takes its password from `$OVERBOOT_SIGN_PASSWORD`). Its trusted
+//! comment names the signed file, `file:IMAGE.roothash`, as `minisign -S` writes it:
+//! that binds the signature to the image's name, and a root hash signed by hand with
+//! `minisign -Sm IMAGE.roothash` is the same thing.
 
 use super::format::{self, BLOCK, Layout, Superblock, TreeWriter};
 use crate::sys::toram::Progress;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// The files beside an image `NAME`.
 pub const VERITY_SUFFIX: &str = ".verity";
@@ -127,43 +126,24 @@ fn uuid_v4(mut b: [u8; 16]) -> [u8; 16] {
     b
 }
 
-/// `minisign -S` over `IMAGE.roothash` with `key`, into `IMAGE.roothash.minisig`.
-fn sign(roothash: &Path, sig: &Path, key: &Path) -> Result<(), String> {
-    let tmp = beside(sig, ".tmp");
-    let status = Command::new("minisign")
-        .arg("-S")
-        .arg("-s")
-        .arg(key)
-        .arg("-m")
-        .arg(roothash)
-        .arg("-x")
-        .arg(&tmp)
-        .status()
-        .map_err(|e| {
-            format!(
-                "cannot run minisign ({e}); install it (apt install minisign) or sign by hand: minisign -S -s {} -m {}",
-                key.display(),
-                roothash.display()
-            )
-        })?;
-    if !status.success() {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(format!(
-            "minisign -S -s {} -m {} failed ({status}); check the key and its password",
-            key.display(),
-            roothash.display()
-        ));
-    }
-    File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| format!("cannot fsync {}: {e}", tmp.display()))?;
-    commit(&tmp, sig)
+/// Sign `IMAGE.roothash` with `key` into `IMAGE.roothash.minisig`, atomically.
+fn sign(roothash: &Path, sig: &Path, sk: &minisign::SecretKey) -> Result<(), String> {
+    let name = roothash
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = std::fs::read(roothash)
+        .map_err(|e| format!("cannot read {}: {e}", roothash.display()))?;
+    let signature = crate::publish::sign(sk, text.as_slice(), &name, "seal")?;
+    write_atomic(sig, signature.as_bytes())
 }
 
 /// Seal `image`: tree, root hash, and the signature with `key`. Without a key an old
 /// signature is removed: it signs the previous root hash and would refuse the boot.
 pub fn seal(image: &Path, key: Option<&Path>) -> Result<Sealed, String> {
     let shown = image.display().to_string();
+    // The key (and its password) first: a wrong one fails before the long hashing.
+    let key = key.map(crate::publish::load_secret_key).transpose()?;
     let (sb, root) = build_tree(image, &shown)?;
     let root = format::hex(&root);
     let roothash = beside(image, ROOTHASH_SUFFIX);
@@ -172,7 +152,7 @@ pub fn seal(image: &Path, key: Option<&Path>) -> Result<Sealed, String> {
     let mut files = vec![beside(image, VERITY_SUFFIX), roothash.clone()];
     match key {
         Some(key) => {
-            sign(&roothash, &sig, key)?;
+            sign(&roothash, &sig, &key)?;
             files.push(sig);
         }
         None => match std::fs::remove_file(&sig) {
