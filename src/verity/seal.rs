@@ -132,8 +132,8 @@ fn sign(roothash: &Path, sig: &Path, sk: &minisign::SecretKey) -> Result<(), Str
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let text = std::fs::read(roothash)
-        .map_err(|e| format!("cannot read {}: {e}", roothash.display()))?;
+    let text =
+        std::fs::read(roothash).map_err(|e| format!("cannot read {}: {e}", roothash.display()))?;
     let signature = crate::publish::sign(sk, text.as_slice(), &name, "seal")?;
     write_atomic(sig, signature.as_bytes())
 }
