@@ -492,3 +492,128 @@ fn tls_fixture_serves_a_certificate_its_ca_verifies() {
     let (ok, said) = connect(None, ["-verify_ip", "127.0.0.1"]);
     assert!(!ok, "verified without the CA: {said}");
 }
+
+/// HTTPS with a private CA (the TLS fixture's): refused without the CA (unknown
+/// issuer, or no CA at all; BootExt as it was), installed with `--ca`, then a delta
+/// in Range requests with the URL and the CA from `[update]` in overboot.toml.
+#[test]
+fn https_with_a_private_ca_fresh_then_delta() {
+    Ns::run(|ns| {
+        let k = keys(&ns.dir("keys"));
+        let trust = trust_dir(ns, &k);
+        let (work, builds, public) = (ns.dir("work"), ns.dir("builds"), ns.dir("public"));
+        let v1 = app_image(&work, &builds, "1.0", 40, false);
+        publish(&[&v1], &k, &public).expect_code(0);
+        let tls = net_common::tls::Tls::generate(&ns.dir("tls"), &["127.0.0.1", "localhost"]);
+        let nginx = Nginx::start_tls(&ns.dir("nginx"), &public, |p| tls.nginx_listen(p));
+        let be = BootExt::standard(ns);
+        let before = snapshot(&be.path);
+
+        // The system's CAs do not know the server's: refused before any request.
+        let r = update(&be.path, &trust, &nginx.url(""), &[]);
+        r.expect_code(1);
+        assert!(
+            r.stderr.contains("UnknownIssuer") && r.stderr.contains("give its CA with --ca FILE"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(snapshot(&be.path), before);
+        assert!(nginx.log().is_empty(), "{:?}", nginx.log());
+        // A --ca file without a certificate (the server's key): refused.
+        let r = update(
+            &be.path,
+            &trust,
+            &nginx.url(""),
+            &["--ca", tls.key.to_str().unwrap()],
+        );
+        r.expect_code(1);
+        assert!(
+            r.stderr.contains("holds no PEM certificate"),
+            "{}",
+            r.stderr
+        );
+
+        // No system CA bundle (hidden under an empty tmpfs in this namespace) and no
+        // --ca: said before connecting. From here on only the private CA is trusted.
+        sh(
+            "mount",
+            &["-t", "tmpfs", "tmpfs", "/etc/ssl/certs"].map(std::ffi::OsStr::new),
+        );
+        let r = update(&be.path, &trust, &nginx.url(""), &[]);
+        r.expect_code(1);
+        assert!(
+            r.stderr
+                .contains("no CA certificate to check the server with"),
+            "{}",
+            r.stderr
+        );
+        assert!(nginx.log().is_empty(), "{:?}", nginx.log());
+
+        // With the CA: a fresh download.
+        let ca = tls.ca.to_str().unwrap();
+        let r = update(&be.path, &trust, &nginx.url(""), &["--ca", ca, "--json"]);
+        r.expect_code(0);
+        let rec: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(rec["outcome"], "installed", "{}", r.stdout);
+        let size = fs::metadata(&v1).unwrap().len();
+        assert_eq!(nginx.served("app-1.0.squashfs HTTP", 0), size);
+        assert_eq!(
+            fs::read(be.path.join("System/app-1.0.squashfs")).unwrap(),
+            fs::read(&v1).unwrap()
+        );
+        assert_eq!(link(&be.path, "active-system"), "app-1.0.squashfs");
+
+        // One package changed; URL and CA from the manifest, the CA on BootExt.
+        let v2 = app_image(&work, &builds, "1.1", 40, true);
+        publish(&[&v2], &k, &public).expect_code(0);
+        fs::copy(&tls.ca, be.path.join("update-ca.pem")).unwrap();
+        fs::write(
+            be.path.join("overboot.toml"),
+            format!(
+                "[update]\nurl = \"{}\"\nca = \"update-ca.pem\"\n",
+                nginx.url("")
+            ),
+        )
+        .unwrap();
+        let seen = nginx.log().len();
+        let r = overboot([
+            "update",
+            "--json",
+            "--bootext",
+            be.path.to_str().unwrap(),
+            "--trust-keys",
+            trust.to_str().unwrap(),
+        ]);
+        r.expect_code(0);
+        let rec: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(rec["outcome"], "installed", "{}", r.stdout);
+        let size = fs::metadata(&v2).unwrap().len();
+        let fetched = nginx.served("app-1.1.squashfs HTTP", seen);
+        assert_eq!(rec["bytes_fetched"], fetched, "{rec}");
+        assert!(
+            fetched > 0 && fetched * 10 <= size,
+            "fetched {fetched} of {size}"
+        );
+        // Every image request was a Range request answered 206.
+        let image_lines: Vec<String> = nginx.log()[seen..]
+            .iter()
+            .filter(|l| l.contains("app-1.1.squashfs HTTP"))
+            .cloned()
+            .collect();
+        assert_eq!(
+            image_lines.len() as u64,
+            rec["range_requests"].as_u64().unwrap()
+        );
+        assert!(
+            image_lines
+                .iter()
+                .all(|l| l.starts_with("206 ") && l.contains("\"bytes=")),
+            "{image_lines:?}"
+        );
+        assert_eq!(
+            fs::read(be.path.join("System/app-1.1.squashfs")).unwrap(),
+            fs::read(&v2).unwrap()
+        );
+        assert_eq!(link(&be.path, "active-system"), "app-1.1.squashfs");
+    });
+}

@@ -383,6 +383,10 @@ struct UpdateArgs {
     /// Trusted minisign keys (*.pub)
     #[arg(long, value_name = "DIR", default_value = overboot::verify::TRUST_DIR)]
     trust_keys: PathBuf,
+    /// A private CA for https (PEM, one or more certificates; repeatable), trusted
+    /// besides the system's [default: [update] ca in overboot.toml]
+    #[arg(long, value_name = "FILE")]
+    ca: Vec<PathBuf>,
     /// Seconds for connecting, the response, and each read
     #[arg(long, value_name = "SECS", default_value_t = 30)]
     timeout: u64,
@@ -504,6 +508,7 @@ fn update(a: UpdateArgs) -> i32 {
         keep: a.keep,
         bootext: a.bootext.bootext,
         trust_keys: a.trust_keys,
+        ca: a.ca,
         timeout: std::time::Duration::from_secs(a.timeout.max(1)),
     };
     match overboot::update::run(&opts) {

@@ -7,6 +7,7 @@
 use std::io::Read;
 use std::time::Duration;
 use ureq::Agent;
+use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
 /// Redirects followed (a mirror or a CDN may send one or two).
 pub const MAX_REDIRECTS: u32 = 5;
@@ -21,9 +22,14 @@ pub struct Client {
 pub type HttpError = String;
 
 impl Client {
-    /// A client for the files under `base` (a directory URL).
-    pub fn new(base: &str, timeout: Duration) -> Client {
+    /// A client for the files under `base` (a directory URL), trusting the CAs
+    /// `roots` for https ([`super::tls`]).
+    pub fn new(base: &str, timeout: Duration, roots: &[Certificate<'static>]) -> Client {
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::new_with_certs(roots))
+            .build();
         let agent: Agent = Agent::config_builder()
+            .tls_config(tls)
             .timeout_connect(Some(timeout))
             .timeout_recv_response(Some(timeout))
             .timeout_per_read(Some(timeout))
@@ -49,7 +55,7 @@ impl Client {
             .agent
             .get(&url)
             .call()
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| format!("GET {url}: {}", describe(e)))?;
         let status = resp.status().as_u16();
         if status != 200 {
             return Err(format!("GET {url}: HTTP {status}{}", hint(status)));
@@ -83,7 +89,7 @@ impl Client {
             .get(&url)
             .header("Range", format!("bytes={start}-{}", end - 1))
             .call()
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| format!("GET {url}: {}", describe(e)))?;
         let status = resp.status().as_u16();
         if status != 206 {
             return Err(format!(
@@ -136,6 +142,13 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// A failed request, with what to do about a certificate the client rejected.
+/// (rustls' verdict reaches us inside an I/O error: only its text tells.)
+fn describe(e: ureq::Error) -> String {
+    let text = e.to_string();
+    format!("{text}{}", super::tls::hint(&text))
 }
 
 fn hint(status: u16) -> String {

@@ -24,6 +24,7 @@ pub mod fetch;
 pub mod http;
 pub mod pick;
 pub mod record;
+pub mod tls;
 
 use crate::chunks::{self, Chunk};
 use crate::sys::atomic;
@@ -52,6 +53,9 @@ pub struct Options {
     pub keep: Option<usize>,
     pub bootext: PathBuf,
     pub trust_keys: PathBuf,
+    /// Private CAs for https (PEM files) [default: `[update] ca`], trusted besides
+    /// the system's.
+    pub ca: Vec<PathBuf>,
     pub timeout: Duration,
 }
 
@@ -59,10 +63,16 @@ pub struct Options {
 pub fn run(o: &Options) -> Result<Record, String> {
     let be = Confined::open(&o.bootext)
         .map_err(|e| format!("BootExt: {e} (give the mounted BootExt with --bootext DIR)"))?;
-    let url = match &o.url {
-        Some(u) => u.clone(),
-        None => manifest_url(&be)?,
-    };
+    let settings = manifest_settings(&be)?;
+    let url = o
+        .url
+        .clone()
+        .or(settings.url)
+        .ok_or("no URL: give one, or set [update] url = \"...\" in BootExt's overboot.toml")?;
+    let roots = ca_roots(&be, &o.ca, settings.ca.as_deref())?;
+    if url.starts_with("https://") && roots.is_empty() {
+        return Err(tls::no_roots(&url));
+    }
     let trust = TrustStore::load(&o.trust_keys);
     if trust.keys.is_empty() {
         return Err(format!(
@@ -75,7 +85,7 @@ pub fn run(o: &Options) -> Result<Record, String> {
             }
         ));
     }
-    let client = http::Client::new(&url, o.timeout);
+    let client = http::Client::new(&url, o.timeout, &roots);
     let mut rec = Record {
         url: url.clone(),
         when: now(),
@@ -204,21 +214,65 @@ fn text(bytes: Vec<u8>, name: &str) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| format!("{name} from the server is not text"))
 }
 
-/// `[update] url` in BootExt's manifest.
-fn manifest_url(be: &Confined) -> Result<String, String> {
-    let missing = "no URL: give one, or set [update] url = \"...\" in BootExt's overboot.toml";
-    let text = be
-        .read_small(crate::manifest::MANIFEST_PATH, 1 << 20)?
-        .ok_or(missing)?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| format!("{}: {e}", crate::manifest::MANIFEST_PATH))?;
-    table
-        .get("update")
-        .and_then(|u| u.get("url"))
-        .and_then(|u| u.as_str())
-        .map(String::from)
-        .ok_or_else(|| missing.to_string())
+/// `[update]` in BootExt's manifest: the default URL and private CA file.
+#[derive(Default)]
+struct Settings {
+    url: Option<String>,
+    ca: Option<String>,
+}
+
+fn manifest_settings(be: &Confined) -> Result<Settings, String> {
+    let path = crate::manifest::MANIFEST_PATH;
+    let Some(text) = be.read_small(path, 1 << 20)? else {
+        return Ok(Settings::default());
+    };
+    let table: toml::Table = text.parse().map_err(|e| format!("{path}: {e}"))?;
+    let Some(update) = table.get("update") else {
+        return Ok(Settings::default());
+    };
+    let string = |key: &str| -> Result<Option<String>, String> {
+        match update.get(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+            Some(v) => Err(format!(
+                "{path}: [update] {key} is a {}, not a string; write {key} = \"...\"",
+                v.type_str()
+            )),
+        }
+    };
+    Ok(Settings {
+        url: string("url")?,
+        ca: string("ca")?,
+    })
+}
+
+/// The CAs an https update trusts: the system's, and `--ca` files or else
+/// `[update] ca` (a path on BootExt, or an absolute path in the running system).
+fn ca_roots(
+    be: &Confined,
+    cli: &[PathBuf],
+    manifest: Option<&str>,
+) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let mut roots = tls::system_certs();
+    for path in cli {
+        roots.extend(tls::read_certs(path)?);
+    }
+    match manifest {
+        Some(_) if !cli.is_empty() => {}
+        None => {}
+        Some(ca) if std::path::Path::new(ca).is_absolute() => {
+            roots.extend(tls::read_certs(std::path::Path::new(ca))?);
+        }
+        Some(ca) => {
+            let what = format!("[update] ca = \"{ca}\" (on BootExt)");
+            let pem = be
+                .read_small(ca, 8 << 20)
+                .map_err(|e| format!("{what}: {e}"))?
+                .ok_or_else(|| format!("{what}: no such file"))?;
+            roots.extend(tls::parse_certs(pem.as_bytes(), &what)?);
+        }
+    }
+    Ok(roots)
 }
 
 /// Check a signature over `data` (a small file) with the trusted keys.

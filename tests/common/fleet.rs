@@ -54,16 +54,31 @@ pub struct Nginx {
     child: std::process::Child,
     dir: PathBuf,
     port: u16,
+    scheme: &'static str,
 }
 
 impl Nginx {
     pub fn start(dir: &Path, root: &Path) -> Nginx {
+        Nginx::serve(dir, root, None)
+    }
+
+    /// The same over https: `listen` gives the `listen ... ssl` and certificate
+    /// directives for a port (`net_common::tls::Tls::nginx_listen`).
+    pub fn start_tls(dir: &Path, root: &Path, listen: impl Fn(u16) -> String) -> Nginx {
+        Nginx::serve(dir, root, Some(&listen))
+    }
+
+    fn serve(dir: &Path, root: &Path, tls: Option<&dyn Fn(u16) -> String>) -> Nginx {
         fs::create_dir_all(dir.join("tmp")).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        let listen = match tls {
+            Some(listen) => listen(port),
+            None => format!("listen 127.0.0.1:{port};"),
+        };
         let d = dir.display();
         let conf = format!(
             "daemon off;\nmaster_process off;\nuser root;\nworker_processes 1;\n\
@@ -77,7 +92,7 @@ impl Nginx {
                scgi_temp_path {d}/tmp/scgi;\n\
                default_type application/octet-stream;\n\
                server {{\n\
-                 listen 127.0.0.1:{port};\n\
+                 {listen}\n\
                  root {root};\n\
                  location /slow/ {{ alias {root}/; limit_rate 256k; }}\n\
                  location /moved/ {{ rewrite ^/moved/(.*)$ /$1 redirect; }}\n\
@@ -99,6 +114,7 @@ impl Nginx {
             child,
             dir: dir.to_path_buf(),
             port,
+            scheme: if tls.is_some() { "https" } else { "http" },
         };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -113,7 +129,7 @@ impl Nginx {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.port)
+        format!("{}://127.0.0.1:{}/{path}", self.scheme, self.port)
     }
 
     /// Body bytes served with a 2xx status for requests whose line contains
