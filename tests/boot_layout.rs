@@ -364,12 +364,32 @@ fn mkbootext_hybrid_disk_boots_recovery_once_under_ovmf_then_active_under_seabio
     boot.assert_lacks("overboot.system=recovery");
 }
 
-/// `--firmware uefi` and `--firmware bios` lay the disk out for one firmware only (their
-/// boot loaders are the ones the hybrid disk boots with, above): no boot booted here.
+/// `--firmware uefi` and `--firmware bios` lay the disk out for one firmware only. The
+/// UEFI-only disk boots under OVMF into the appliance with its DIRS entries (the hybrid
+/// disk above boots recovery under OVMF and the appliance under SeaBIOS, so each
+/// firmware reaches each entry once); the BIOS-only disk's GRUB i386-pc is the one the
+/// hybrid disk boots under SeaBIOS. One boot, about a minute under TCG.
 #[test]
 fn mkbootext_uefi_and_bios_disks_carry_one_boot_loader() {
+    let dir = scratch("one-loader");
     let stage = Stage::new("one-loader");
-    let (disk, made) = make_disk(&stage, "uefi.img", &["--firmware", "uefi"]);
+    let dirs = stage.0.join("dirs");
+    fs::create_dir_all(dirs.join("DIR_etc_ssh")).unwrap();
+    fs::write(dirs.join("DIR_etc_ssh/marker"), "from-uefi-disk\n").unwrap();
+    let (disk, made) = make_disk(
+        &stage,
+        "uefi.img",
+        &[
+            "--firmware",
+            "uefi",
+            "--dirs",
+            dirs.to_str().unwrap(),
+            "--grubenv",
+            "menu_timeout=1",
+            "--grubenv",
+            "overboot_args=overboot.onfail=poweroff no_timer_check",
+        ],
+    );
     assert!(!made.contains("BIOS boot"), "{made}");
     let parts = run(Command::new("sfdisk").arg("--dump").arg(&disk));
     assert!(parts.contains("label: gpt"), "{parts}");
@@ -393,6 +413,12 @@ fn mkbootext_uefi_and_bios_disks_carry_one_boot_loader() {
         head[..440].iter().all(|&b| b == 0),
         "boot code in a UEFI-only MBR"
     );
+    let boot = boot_disk(&disk, OVMF, &dir.join("boot-uefi-active.log"));
+    boot.assert_has("Booting `overboot: active system'");
+    boot.assert_has("OVERBOOT-E2E: system=appliance");
+    boot.assert_has("OVERBOOT-E2E: file /etc/ssh/marker=from-uefi-disk");
+    boot.assert_has("OVERBOOT-E2E: done");
+    boot.assert_lacks("overboot.system=recovery");
 
     let (disk, made) = make_disk(&stage, "bios.img", &["--firmware", "bios"]);
     assert!(made.contains("MBR, GRUB i386-pc"), "{made}");
