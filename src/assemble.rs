@@ -610,13 +610,17 @@ fn mount_system_image(
         .network
         .map(|n| format!("from {} or ", n.record.url))
         .unwrap_or_default();
+    let fix = "put a good squashfs image in System/ and point System/active-system or System/recovery-system at it with a relative link (ln -sfn NAME.squashfs System/active-system)";
     Err(Fatal {
         what: format!(
             "a bootable system image {network}on BootExt ({})",
             be.path.display()
         ),
         found,
-        fix: "put a good squashfs image in System/ and point System/active-system or System/recovery-system at it with a relative link (ln -sfn NAME.squashfs System/active-system)".into(),
+        fix: match images.network {
+            Some(_) => format!("fix what the network image's line says, or on a BootExt {fix}"),
+            None => fix.into(),
+        },
     })
 }
 

@@ -2,18 +2,20 @@
 //! (every module group, so `overboot-init-net` as /init) with a trusted key, a
 //! virtio-net card on QEMU's user network with `restrict=on`, and the guest's
 //! 10.0.2.100:80 carried to nginx (or a relay in front of it) on 127.0.0.1. QEMU's
-//! DHCP server answers the client. Three boots (about 1 min each under TCG):
+//! DHCP server answers the client. Five boots (about 1 min each under TCG):
 //! DHCP + a dropped transfer resumed + DIRS from a local BootExt over the network
 //! image; the PXE chain (QEMU's iPXE loads kernel and initramfs from the same
 //! server) with a static address and no BootExt; a bad signature falling back to
-//! BootExt's image. The fetch's own cases (unsigned, no server, not enough RAM, a
-//! server without ranges) are tested against the same servers in `tests/netboot.rs`.
+//! BootExt's image; no server, falling back to BootExt's image with what was tried;
+//! an image larger than the RAM without BootExt, refused before its body, then the
+//! failure policy. The fetch's own cases (unsigned, a server without ranges,
+//! directories) are tested against the same servers in `tests/netboot.rs`.
 
 mod e2e_common;
 mod net_common;
 
 use e2e_common::{Boot, Fixture, bootext, fixture, initramfs_with};
-use net_common::{CuttingRelay, Nginx, minisign, minisign_keys};
+use net_common::{CuttingRelay, Nginx, free_port, minisign, minisign_keys};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -57,6 +59,15 @@ fn net() -> &'static Net {
         std::fs::copy(&f.system, &active).unwrap();
         minisign(&secret, &active, None);
         let active_sig = dir.join("active.squashfs.minisig");
+        // big.squashfs: 2 GiB (sparse), more than the guest's 512 MiB; its signature,
+        // by the trusted key for its name, is of other bytes: the RAM check comes
+        // first, before a byte is fetched.
+        std::fs::File::create(www.join("big.squashfs"))
+            .and_then(|f| f.set_len(2 << 30))
+            .unwrap();
+        let small = dir.join("big.squashfs");
+        std::fs::write(&small, b"not the image").unwrap();
+        minisign(&secret, &small, Some(&www.join("big.squashfs.minisig")));
         let initrd = initramfs_with(
             f,
             "netboot",
@@ -206,4 +217,75 @@ fn bad_signature_falls_back_to_the_bootext_image() {
     // The guest reached nothing but the forwarded server: nginx saw both requests.
     let log = nginx.access_log();
     assert!(log.contains("GET /bad.squashfs.minisig"), "{log}");
+}
+
+/// BootExt with a signed image, and nothing listening where the image should be:
+/// the local image boots, and `state.json` and the console say what was tried.
+#[test]
+fn no_server_boots_the_local_image_with_the_reason() {
+    let f = fixture();
+    let n = net();
+    let sig = format!("{}=System/active.squashfs.minisig", n.active_sig.display());
+    let (disk, _) = bootext(f, "netboot-noserver", &["--file", &sig]);
+    // 10.0.2.100:80 is carried to a port of 127.0.0.1 where nothing listens.
+    let log = boot(
+        f,
+        n,
+        &format!("overboot.fetch={URL} overboot.onfail=poweroff"),
+        &[&disk],
+        free_port(),
+    );
+    log.assert_booted("appliance");
+    // The signature is the first request: QEMU resets the connection it cannot carry.
+    log.assert_has(&format!(
+        "netboot: {URL}.minisig: reading the answer: Connection reset"
+    ));
+    log.assert_has("(over eth0 52:54:00:12:34:56 as 10.0.2.15/24, DHCP lease from 10.0.2.2)");
+    log.assert_has("network image unusable, trying BootExt");
+    let state = log.section("state");
+    for needle in [
+        "\"choice\": \"active\"",
+        "\"from\": \"network\"",
+        &format!("\"url\": \"{URL}\""),
+        "\"interface\": \"eth0\"",
+        "\"address\": \"10.0.2.15/24\"",
+        "\"server\": \"10.0.2.2\"",
+        &format!("\"error\": \"{URL}.minisig: "),
+    ] {
+        assert!(state.contains(needle), "no {needle} in {state}");
+    }
+}
+
+/// An image larger than the RAM that can be spared, and no BootExt: refused before
+/// a byte of it is fetched, with the sizes, then the failure policy (power off) with
+/// a message naming the URL and the interface.
+#[test]
+fn too_large_for_ram_without_bootext_follows_the_failure_policy() {
+    let f = fixture();
+    let n = net();
+    let nginx = serve(n, "big");
+    let url = "http://10.0.2.100/big.squashfs";
+    let log = boot(
+        f,
+        n,
+        &format!("overboot.fetch={url} overboot.timeout=3 overboot.onfail=poweroff"),
+        &[],
+        nginx.port,
+    );
+    assert!(
+        log.powered_off(),
+        "the failure policy powers off:\n{}",
+        log.tail()
+    );
+    log.assert_lacks("OVERBOOT-E2E: init started");
+    log.assert_has("no BootExt");
+    log.assert_has(&format!("{url} needs 2048.0 MiB in RAM, only "));
+    log.assert_has("give the machine more memory");
+    log.assert_has("(over eth0 52:54:00:12:34:56 as 10.0.2.15/24, DHCP lease from 10.0.2.2)");
+    log.assert_has(&format!("a bootable system image from {url}"));
+    log.assert_has("fix what the network image");
+    // Refused at the head: the body was never sent.
+    let access = nginx.access_log();
+    assert!(access.contains("GET /big.squashfs "), "{access}");
+    assert!(!access.contains("\" 200 2147483648 "), "{access}");
 }

@@ -44,12 +44,34 @@ pub fn run(config: &BootConfig, paths: &crate::verify::Paths) -> NetBoot {
         url: config.fetch.clone().unwrap_or_default(),
         ..Default::default()
     };
-    let image = configure_and_fetch(config, paths, &mut record);
-    if let Err(e) = &image {
+    let image = configure_and_fetch(config, paths, &mut record).map_err(|e| {
+        let e = match tried(&record) {
+            Some(how) => format!("{e} (over {how})"),
+            None => e,
+        };
         log::warn!("netboot: {e}");
         record.error = Some(e.clone());
-    }
+        e
+    });
     NetBoot { record, image }
+}
+
+/// The interface, address and lease a failed fetch went over, for its message:
+/// `eth0 52:54:00:12:34:56 as 10.0.2.15/24, DHCP lease from 10.0.2.2`.
+fn tried(record: &Network) -> Option<String> {
+    let iface = record.interface.as_deref()?;
+    let mut how = format!("{iface} {}", record.mac.as_deref().unwrap_or("?"));
+    if let Some(address) = &record.address {
+        how.push_str(&format!(" as {address}"));
+    }
+    match &record.lease {
+        Some(lease) => how.push_str(&format!(
+            ", DHCP lease from {}",
+            lease.server.as_deref().unwrap_or("an unnamed server")
+        )),
+        None => how.push_str(", static address"),
+    }
+    Some(how)
 }
 
 fn configure_and_fetch(
@@ -99,4 +121,37 @@ fn configure_and_fetch(
     record.ms = fetched.ms;
     record.resumed = fetched.resumed;
     Ok(fetched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_names_the_interface_address_and_lease() {
+        let mut r = Network {
+            url: "http://10.0.2.100/a.squashfs".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            tried(&r),
+            None,
+            "no interface: the link's own error says why"
+        );
+        r.interface = Some("eth0".into());
+        r.mac = Some("52:54:00:12:34:56".into());
+        r.address = Some("10.0.2.20/24".into());
+        assert_eq!(
+            tried(&r).as_deref(),
+            Some("eth0 52:54:00:12:34:56 as 10.0.2.20/24, static address")
+        );
+        r.lease = Some(Lease {
+            server: Some("10.0.2.2".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            tried(&r).as_deref(),
+            Some("eth0 52:54:00:12:34:56 as 10.0.2.20/24, DHCP lease from 10.0.2.2")
+        );
+    }
 }
