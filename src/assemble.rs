@@ -95,10 +95,16 @@ pub fn plan_overmounts(
 }
 
 fn reserved() -> Vec<TargetPath> {
-    [BOOTEXT_AT, IMAGE_AT, OVERLAY_AT, crate::apps::APPS_AT]
-        .iter()
-        .filter_map(|p| TargetPath::parse_absolute(p).ok())
-        .collect()
+    [
+        BOOTEXT_AT,
+        IMAGE_AT,
+        OVERLAY_AT,
+        layers::LAYERS_AT,
+        crate::apps::APPS_AT,
+    ]
+    .iter()
+    .filter_map(|p| TargetPath::parse_absolute(p).ok())
+    .collect()
 }
 
 /// Settings for this boot: command line over manifest over defaults. Shared with
@@ -181,7 +187,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
         on_error: config.verity_error,
         trust: &trust,
     };
-    let image_dir = staging.join("image");
+    let image_dir = seen_at(&staging, IMAGE_AT);
     let image = mount_system_image(
         &be,
         &config,
@@ -198,19 +204,19 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
 
     // Step 7 (first half): Overlay/ layers, staged read-only.
     // Safe mode (overboot.dirs=0) boots the image as built: no Overlay/, no Units/.
-    let layer_dirs = if config.dirs {
+    let layer_count = if config.dirs {
         mount_layers(&be, &staging, &mut state, &seals)
     } else {
-        Vec::new()
+        0
     };
     clock.lap(&mut state, "layers");
 
     // Step 6: the writable layer and the overlay root.
-    let overlay_dir = staging.join("overlay");
+    let overlay_dir = seen_at(&staging, OVERLAY_AT);
     let upper = mount_overlay(
         &be,
         &staging,
-        &layer_dirs,
+        layer_count,
         &overlay_dir,
         &config,
         &root_fd,
@@ -242,7 +248,7 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
     clock.lap(&mut state, "overlay");
 
     // Step 8, before DIRS so that no entry can hide or land in these.
-    publish(&root, &image_dir, &overlay_dir, &be, &mut state);
+    publish(&root, &staging, &be, &mut state);
     if upper == Upper::Persist
         && let Some(m) = state
             .mounts
@@ -350,7 +356,10 @@ fn kind_name(kind: MountKind) -> &'static str {
     }
 }
 
-/// The staging area lives next to the state file (on `/run`'s tmpfs at boot).
+/// The staging area lives next to the state file (on `/run`'s tmpfs at boot). The
+/// image, the writable layer and the `Overlay/` layers are staged in it at the
+/// places they take in the new root (`<staging>/mnt/livecd`, ...): the overlay is
+/// made seeing the staging area as `/`, so its options name those places.
 fn staging_dir(state_path: &Path) -> PathBuf {
     let dir = state_path.parent().unwrap_or(Path::new("/run/overboot"));
     dir.join(format!(".staging-{}", std::process::id()))
@@ -403,9 +412,13 @@ fn setup_staging(staging: &Path) -> Result<(), String> {
             errno_text(e)
         )
     })?;
-    for sub in ["image", "overlay", "l", RO_DIR] {
-        std::fs::create_dir(staging.join(sub)).map_err(|e| format!("cannot create {sub}: {e}"))?;
+    for at in [IMAGE_AT, OVERLAY_AT, layers::LAYERS_AT] {
+        let dir = seen_at(staging, at);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
+    std::fs::create_dir(staging.join(RO_DIR))
+        .map_err(|e| format!("cannot create {RO_DIR}: {e}"))?;
     std::fs::write(staging.join(RO_FILE), "")
         .map_err(|e| format!("cannot create {RO_FILE}: {e}"))?;
     Ok(())
@@ -681,28 +694,24 @@ impl Upper {
     }
 }
 
-/// `Overlay/` layers, in name order, each mounted read-only at `<staging>/l/<n>`;
-/// returns their directories (bottom first). Bad layers are skipped.
+/// `Overlay/` layers, in name order, each mounted read-only at `/mnt/layers/<n>`
+/// of the staging area; returns how many (`state.layers`, bottom first). Bad
+/// layers are skipped.
 fn mount_layers(
     be: &Confined,
     staging: &Path,
     state: &mut State,
     seals: &verity::Policy<'_>,
-) -> Vec<String> {
+) -> usize {
     let (found, mut skipped) = layers::scan(be);
-    let mut dirs = Vec::new();
-    if found.is_empty() {
-        state.skipped.extend(skipped);
-        return dirs;
-    }
     let (fit, more) = layers::order_and_fit(found);
     skipped.extend(more);
     for layer in fit {
-        let dir = layers::layer_dir(&staging.display().to_string(), dirs.len());
-        match mount_layer(be, &layer, Path::new(&dir), seals) {
+        let at = layers::layer_at(state.layers.len());
+        let dir = seen_at(staging, &at);
+        match mount_layer(be, &layer, &dir, seals) {
             Ok(()) => {
-                log::info!("layer {} ({:?}) at {dir}", layer.source, layer.kind);
-                dirs.push(dir);
+                log::info!("layer {} ({:?}) at {at}", layer.source, layer.kind);
                 state.layers.push(layer);
             }
             Err(reason) => {
@@ -715,7 +724,7 @@ fn mount_layers(
         }
     }
     state.skipped.extend(skipped);
-    dirs
+    state.layers.len()
 }
 
 fn mount_layer(
@@ -789,16 +798,16 @@ fn persist_fallback(warnings: &mut Vec<String>, why: &str) {
 fn mount_overlay(
     be: &Confined,
     staging: &Path,
-    layer_dirs: &[String],
+    layer_count: usize,
     overlay_dir: &Path,
     config: &BootConfig,
     root_fd: &OwnedFd,
     state: &mut State,
 ) -> Result<Upper, String> {
-    let full = layers::lowerdir(layer_dirs.len());
-    let image = layers::lowerdir(0);
+    let full = layers::lowerdir(layer_count, IMAGE_AT);
+    let image = layers::lowerdir(0, IMAGE_AT);
     let mut lowers = vec![full.as_str()];
-    if !layer_dirs.is_empty() {
+    if layer_count > 0 {
         lowers.push(image.as_str());
     }
     let mut upper = writable_layer(be, overlay_dir, config, config.persist, &mut state.warnings)?;
@@ -842,27 +851,20 @@ fn mount_overlay(
     }
 }
 
+/// The overlay on the new root, its layers named as the booted system sees them
+/// (`lowerdir=/mnt/layers/0:/mnt/livecd,upperdir=/mnt/overlay/upper,...`): the
+/// kernel resolves them with the staging area as `/`, where each is staged at that
+/// place, and `/proc/mounts` shows them as given. No byte of the staging path
+/// (a ',' or ':' in `--state`) reaches overlayfs.
 fn overlay_root(lower: &str, staging: &Path, root_fd: &OwnedFd) -> Result<(), String> {
-    // Every path is given relative to <staging>/l (see layers::lowerdir): 64 layers
-    // fit fsconfig's 255 bytes, and no ',' or ':' of the staging path reaches
-    // overlayfs. The kernel resolves them when the overlay is created, from the
-    // working directory, which is put back right after.
-    let opts = [
-        ("lowerdir", Some(lower)),
-        ("upperdir", Some("../overlay/upper")),
-        ("workdir", Some("../overlay/work")),
-    ];
-    let back = std::env::current_dir().unwrap_or_else(|_| "/".into());
-    std::env::set_current_dir(staging.join("l"))
-        .map_err(|e| format!("cannot enter {}/l: {e}", staging.display()))?;
-    let overlay = mounts::new_mount("overlay", "overlay", &opts, MountAttrFlags::empty());
-    let _ = std::env::set_current_dir(back);
-    mounts::attach(&overlay?, root_fd).map_err(|e| {
-        format!(
-            "cannot mount the overlay on the new root: {}",
-            errno_text(e)
-        )
-    })
+    let options = format!("lowerdir={lower},upperdir={OVERLAY_AT}/upper,workdir={OVERLAY_AT}/work");
+    mounts::mount_seen_from(staging, root_fd, "overlay", &options)
+        .map_err(|e| format!("cannot mount the overlay on the new root: {e}"))
+}
+
+/// Where the mount that goes to `at` in the new root is staged.
+fn seen_at(staging: &Path, at: &str) -> PathBuf {
+    staging.join(at.trim_start_matches('/'))
 }
 
 /// `Apps/` images, read-only at `/mnt/apps/<name>`; bad ones skipped.
@@ -902,9 +904,10 @@ fn mount_apps(be: &Confined, root: &OwnedFd, state: &mut State, seals: &verity::
     }
 }
 
-/// Step 8: BootExt, the image and the overlay at the paths operators use. Problems
-/// here are warnings: the root itself is sound.
-fn publish(root: &OwnedFd, image_dir: &Path, overlay_dir: &Path, be: &Confined, state: &mut State) {
+/// Step 8: BootExt, the image, the writable layer and the `Overlay/` layers at the
+/// paths operators use, the ones the overlay's options name. Problems here are
+/// warnings: the root itself is sound.
+fn publish(root: &OwnedFd, staging: &Path, be: &Confined, state: &mut State) {
     let place =
         |at: &str, how: &dyn Fn(&OwnedFd) -> Result<(), String>| -> Result<String, String> {
             let target = TargetPath::parse_absolute(at)?;
@@ -918,7 +921,7 @@ fn publish(root: &OwnedFd, image_dir: &Path, overlay_dir: &Path, be: &Confined, 
             IMAGE_AT,
             "squashfs",
             place(IMAGE_AT, &|fd| {
-                mounts::move_onto(image_dir, fd).map_err(errno_text)
+                mounts::move_onto(&seen_at(staging, IMAGE_AT), fd).map_err(errno_text)
             }),
         ),
         (
@@ -926,7 +929,7 @@ fn publish(root: &OwnedFd, image_dir: &Path, overlay_dir: &Path, be: &Confined, 
             OVERLAY_AT,
             "tmpfs",
             place(OVERLAY_AT, &|fd| {
-                mounts::move_onto(overlay_dir, fd).map_err(errno_text)
+                mounts::move_onto(&seen_at(staging, OVERLAY_AT), fd).map_err(errno_text)
             }),
         ),
         (
@@ -957,6 +960,16 @@ fn publish(root: &OwnedFd, image_dir: &Path, overlay_dir: &Path, be: &Confined, 
                     .push(record(origin, Some(source), at, &real, kind, false));
             }
             Err(e) => state.warnings.push(format!("{at} not made: {e}")),
+        }
+    }
+    // The layers the overlay holds (none when overlayfs refused them).
+    for n in 0..state.layers.len() {
+        let at = layers::layer_at(n);
+        let staged = seen_at(staging, &at);
+        if let Err(e) = place(&at, &|fd| {
+            mounts::move_onto(&staged, fd).map_err(errno_text)
+        }) {
+            state.warnings.push(format!("{at} not made: {e}"));
         }
     }
 }

@@ -7,11 +7,13 @@
 //! with `10-base` and `20-site` a file in both comes from `20-site`. A bad entry is
 //! skipped with its reason, never fatal.
 //!
-//! overlayfs limits: `fsconfig` takes a string value of at most 255 bytes, so the
-//! layers are staged at `<staging>/l/<n>` and the `lowerdir=` value names them
-//! relative to `<staging>/l` (the overlay is created from there): `63:…:1:0:../image`
-//! holds [`MAX_LAYERS`] layers in 190 bytes, whatever the staging path. Layers
-//! beyond the limit are skipped with the reason.
+//! Layer `n` (from 0, in name order) is at `/mnt/layers/<n>` in the booted system, and
+//! the overlay's `lowerdir=` names the layers by those paths (`/mnt/layers/1:
+//! /mnt/layers/0:/mnt/livecd`), so `/proc/mounts` names places that exist after the
+//! switch. 64 such paths are longer than the 255 bytes `fsconfig` takes for a value:
+//! the overlay is made with `mount(2)`, whose options may fill a page
+//! ([`crate::sys::mounts::mount_seen_from`]). At most [`MAX_LAYERS`] are stacked;
+//! the rest are skipped with the reason.
 //!
 //! With `overboot.overlay=persist` the writable layer is `BootExt/Persist/upper`
 //! (work directory `Persist/work`), created if missing: the one place where a boot
@@ -38,11 +40,8 @@ pub const OVERLAY_DIR: &str = "Overlay";
 pub const PERSIST_DIR: &str = "Persist";
 /// At most this many `Overlay/` layers are stacked.
 pub const MAX_LAYERS: usize = 64;
-/// Budget for the `lowerdir=` value: `fsconfig` copies at most 256 bytes of a
-/// string value, its NUL included.
-pub const LOWERDIR_MAX: usize = 255;
-/// The system image's staging directory, relative to the layers' (`<staging>/l`).
-pub const IMAGE_FROM_LAYERS: &str = "../image";
+/// Where the layers are in the booted system: `/mnt/layers/<n>`.
+pub const LAYERS_AT: &str = "/mnt/layers";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -116,47 +115,32 @@ pub fn overlap_problem(real: &str) -> Option<String> {
     })
 }
 
-/// Path of layer number `index` under the staging directory.
-pub fn layer_dir(staging: &str, index: usize) -> String {
-    format!("{staging}/l/{index}")
+/// Where layer number `index` is in the booted system.
+pub fn layer_at(index: usize) -> String {
+    format!("{LAYERS_AT}/{index}")
 }
 
-/// Sort layers by name (byte order, bottom first) and keep what overlayfs can take:
-/// at most [`MAX_LAYERS`], and a [`lowerdir`] value within [`LOWERDIR_MAX`] bytes.
-/// The rest is skipped with the reason.
+/// Sort layers by name (byte order, bottom first) and keep at most [`MAX_LAYERS`];
+/// the rest is skipped with the reason.
 pub fn order_and_fit(mut layers: Vec<Layer>) -> (Vec<Layer>, Vec<Skipped>) {
     layers.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-    let mut kept = Vec::new();
-    let mut skipped = Vec::new();
-    let mut len = IMAGE_FROM_LAYERS.len();
-    for layer in layers {
-        let add = kept.len().to_string().len() + 1;
-        if kept.len() >= MAX_LAYERS {
-            skipped.push(Skipped {
-                entry: layer.source,
-                reason: format!("more than {MAX_LAYERS} Overlay/ layers; merge some"),
-            });
-        } else if len + add > LOWERDIR_MAX {
-            skipped.push(Skipped {
-                entry: layer.source,
-                reason: format!(
-                    "the overlayfs lowerdir option would exceed {LOWERDIR_MAX} bytes; merge some layers"
-                ),
-            });
-        } else {
-            len += add;
-            kept.push(layer);
-        }
-    }
-    (kept, skipped)
+    let more = layers.split_off(layers.len().min(MAX_LAYERS));
+    let skipped = more
+        .into_iter()
+        .map(|layer| Skipped {
+            entry: layer.source,
+            reason: format!("more than {MAX_LAYERS} Overlay/ layers; merge some"),
+        })
+        .collect();
+    (layers, skipped)
 }
 
-/// The `lowerdir=` value for `count` layers staged at `<staging>/l/0..count`,
-/// relative to `<staging>/l`: overlayfs lists the top layer first, so the last
-/// layer in name order comes first and the system image last.
-pub fn lowerdir(count: usize) -> String {
-    let mut parts: Vec<String> = (0..count).rev().map(|i| i.to_string()).collect();
-    parts.push(IMAGE_FROM_LAYERS.into());
+/// The `lowerdir=` value for `count` layers over the image at `image_at`, as the
+/// booted system sees them: overlayfs lists the top layer first, so the last layer
+/// in name order comes first and the system image last.
+pub fn lowerdir(count: usize, image_at: &str) -> String {
+    let mut parts: Vec<String> = (0..count).rev().map(layer_at).collect();
+    parts.push(image_at.into());
     parts.join(":")
 }
 
@@ -317,8 +301,11 @@ mod tests {
         assert!(skipped.is_empty());
         let names: Vec<&str> = kept.iter().map(|l| l.name.as_str()).collect();
         assert_eq!(names, ["10-base", "20-site", "B", "b"]);
-        assert_eq!(lowerdir(kept.len()), "3:2:1:0:../image");
-        assert_eq!(lowerdir(0), "../image");
+        assert_eq!(
+            lowerdir(kept.len(), "/mnt/livecd"),
+            "/mnt/layers/3:/mnt/layers/2:/mnt/layers/1:/mnt/layers/0:/mnt/livecd"
+        );
+        assert_eq!(lowerdir(0, "/mnt/livecd"), "/mnt/livecd");
     }
 
     #[test]
@@ -328,12 +315,13 @@ mod tests {
             .collect();
         let (kept, skipped) = order_and_fit(many);
         assert_eq!(kept.len(), MAX_LAYERS);
-        // Issue 10 item 5: 64 layers fit fsconfig's 255 bytes (on main, 7 did not).
-        assert!(
-            lowerdir(MAX_LAYERS).len() <= LOWERDIR_MAX,
-            "{}",
-            lowerdir(64)
+        // 64 layers and the writable layer fit mount(2)'s page of options (they
+        // would not fit the 255 bytes fsconfig takes: issue 10 item 5).
+        let options = format!(
+            "lowerdir={},upperdir=/mnt/overlay/upper,workdir=/mnt/overlay/work",
+            lowerdir(MAX_LAYERS, "/mnt/livecd")
         );
+        assert!((255..4095).contains(&options.len()), "{options}");
         assert_eq!(skipped.len(), 3);
         assert!(
             skipped[0].reason.contains("more than"),

@@ -181,6 +181,8 @@ fn active_image_boots_with_standard_layout_and_state() {
         let a = assemble_ok(ns, &b.path, "");
         assert_eq!(marker(&a), "a");
         assert_layout(ns, &a, &b.path);
+        let lower = assert_overlay_names_its_layers(&a);
+        assert_eq!(lower, ["/mnt/livecd"]);
         let st = a.state();
         assert_eq!(st["version"], 1);
         assert_eq!(st["mode"], "assemble");

@@ -48,13 +48,68 @@ fn assert_overmounts(log: &Boot) {
     log.assert_has("OVERBOOT-E2E: root writable");
 }
 
+/// Issue 11: every path in the root overlay's options exists in the booted system
+/// and is the mount it names (no staging path of the initramfs): `lowerdir=` the
+/// layers at `/mnt/layers/<n>` and the image at `/mnt/livecd`, `upperdir=` and
+/// `workdir=` on the writable layer at `/mnt/overlay`.
+fn assert_overlay_paths(log: &Boot, lower: &[(&str, &str)]) {
+    let section = log.section("overlay-paths");
+    let lines: Vec<Vec<&str>> = section
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .filter(|f: &Vec<&str>| !f.is_empty())
+        .collect();
+    let field = |f: &[&str], key: &str| {
+        f.iter()
+            .find_map(|x| x.strip_prefix(key))
+            .map(String::from)
+            .unwrap_or_else(|| panic!("no {key} in {f:?}:\n{section}"))
+    };
+    let named =
+        |kind: &str| -> Vec<Vec<&str>> { lines.iter().filter(|f| f[0] == kind).cloned().collect() };
+    let found: Vec<(String, String)> = named("lowerdir")
+        .iter()
+        .map(|f| (f[1].to_string(), field(f, "mount=")))
+        .collect();
+    let want: Vec<(String, String)> = lower
+        .iter()
+        .map(|(p, t)| (p.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(found, want, "{section}");
+    let writable = field(&named("writable")[0], "dev=");
+    for (kind, path) in [
+        ("upperdir", "/mnt/overlay/upper"),
+        ("workdir", "/mnt/overlay/work"),
+    ] {
+        let f = &named(kind)[0];
+        assert_eq!(f[1], path, "{section}");
+        assert_eq!(
+            field(f, "dev="),
+            writable,
+            "{kind} not on /mnt/overlay:\n{section}"
+        );
+    }
+    assert_mounts(log, &[" /mnt/overlay tmpfs "]);
+}
+
 #[test]
 fn normal_boot_mounts_everything() {
     let f = fixture();
-    let (disk, _) = bootext(f, "normal", &[]);
+    // One Overlay/ layer (a directory), so that lowerdir= names a layer too.
+    let layer = f.dir.join("layer-normal");
+    let _ = std::fs::remove_dir_all(&layer);
+    std::fs::create_dir_all(layer.join("etc")).unwrap();
+    std::fs::write(layer.join("etc/layer-marker"), "from-layer\n").unwrap();
+    let spec = format!("{}=Overlay/10-site", layer.display());
+    let (disk, _) = bootext(f, "normal", &["--file", &spec]);
     let log = boot(f, "overboot.onfail=poweroff", &[&disk], None);
     assert_booted(&log, "appliance");
     assert_overmounts(&log);
+    assert_overlay_paths(
+        &log,
+        &[("/mnt/layers/0", "ext4"), ("/mnt/livecd", "squashfs")],
+    );
+    log.assert_has("OVERBOOT-E2E: file /etc/layer-marker=from-layer");
     let state = log.section("state");
     assert!(state.contains("\"found_by\": \"LABEL=BootExt\""), "{state}");
     assert!(state.contains("\"fallback\": null"), "{state}");

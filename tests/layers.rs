@@ -65,21 +65,24 @@ fn overlay_layers_stack_in_name_order_over_the_image() {
         // Nothing from outside BootExt came in through the escaping link.
         assert!(!a.at("passwd").exists() && !a.at("etc/passwd").exists());
 
-        // The overlay root lists the layers in mountinfo, top first.
-        let root = a.mount("/");
-        assert_eq!(root.fstype, "overlay");
-        let lower = root
-            .super_options
-            .iter()
-            .find_map(|o| o.strip_prefix("lowerdir="))
-            .unwrap_or_else(|| panic!("no lowerdir: {root:?}"))
-            .to_string();
-        // Named relative to <staging>/l, as given (64 layers fit fsconfig's 255 bytes).
-        assert_eq!(lower, "1:0:../image");
+        // The overlay root lists the layers in mountinfo, top first, by the places
+        // where they are in the assembled root (issue 11: not a staging path).
+        let lower = assert_overlay_names_its_layers(&a);
+        assert_eq!(lower, ["/mnt/layers/1", "/mnt/layers/0", "/mnt/livecd"]);
+        assert_eq!(a.mount("/mnt/layers/1").fstype, "squashfs");
+        assert!(
+            a.mount("/mnt/layers/0").root.ends_with("/Overlay/10-base"),
+            "{:?}",
+            a.mount("/mnt/layers/0")
+        );
+        assert_eq!(read(&a.at("mnt/layers/1/etc/both")), "from site\n");
+        assert_eq!(read(&a.at("mnt/layers/0/etc/both")), "from base\n");
 
-        // Writes go to the tmpfs upper layer, never into a layer on BootExt.
+        // Writes go to the tmpfs upper layer that upperdir= names, never into a
+        // layer on BootExt.
         fs::write(a.at("etc/motd"), "changed\n").unwrap();
         assert_eq!(read(&base.join("etc/motd")), "base motd\n");
+        assert_eq!(read(&a.at("mnt/overlay/upper/etc/motd")), "changed\n");
 
         let st = a.state();
         let layers = st["layers"].as_array().unwrap();
@@ -513,6 +516,10 @@ fn persist_on_ext4_bootext() {
         );
         fs::write(a.at("var/lib/counter"), "1\n").unwrap();
         fs::remove_file(a.at("etc/os-release")).unwrap();
+        // upperdir= names Persist/upper as the assembled root sees it.
+        assert_overlay_names_its_layers(&a);
+        assert_eq!(read(&a.at("mnt/overlay/upper/var/lib/counter")), "1\n");
+        assert_eq!(read(&ext4.join("Persist/upper/var/lib/counter")), "1\n");
         a.teardown(ns);
         let again = assemble_ok(ns, &ext4, "overboot.overlay=persist");
         assert_eq!(read(&again.at("var/lib/counter")), "1\n");

@@ -135,3 +135,40 @@ pub fn squashfs_ro(device: &str) -> Result<OwnedFd, String> {
             | MountAttrFlags::MOUNT_ATTR_NOSUID,
     )
 }
+
+/// Mount a filesystem on `target` with the legacy `mount(2)`, whose options may
+/// fill a page (`fsconfig` takes 255 bytes a value), resolving the absolute paths in
+/// `options` as if `view` were `/`. The new root's mounts are staged in `view` at
+/// the places they take in the booted system, so an overlay made with
+/// `lowerdir=/mnt/livecd` names in `/proc/mounts` a path that is that mount after
+/// the switch. `/` and the working directory are put back before returning.
+pub fn mount_seen_from(
+    view: &Path,
+    target: &impl AsFd,
+    fstype: &str,
+    options: &str,
+) -> Result<(), String> {
+    let data = std::ffi::CString::new(options).map_err(|_| "a NUL in the options".to_string())?;
+    let root = open_dir(Path::new("/")).map_err(|e| format!("cannot open /: {}", errno_text(e)))?;
+    let cwd = open_dir(Path::new(".")).or_else(|_| open_dir(Path::new("/")));
+    let cwd = cwd.map_err(|e| format!("cannot open /: {}", errno_text(e)))?;
+    rustix::process::chroot(view)
+        .map_err(|e| format!("cannot enter {}: {}", view.display(), errno_text(e)))?;
+    let mounted = rustix::process::fchdir(target)
+        .and_then(|()| mount::mount(fstype, ".", fstype, MountFlags::empty(), data.as_c_str()));
+    let back = rustix::process::fchdir(&root)
+        .and_then(|()| rustix::process::chroot("."))
+        .and_then(|()| rustix::process::fchdir(&cwd));
+    match (mounted, back) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(e), Ok(())) => Err(format!(
+            "mount({fstype}): {} (the kernel log says why)",
+            errno_text(e)
+        )),
+        (_, Err(e)) => Err(format!(
+            "cannot leave {}: {}",
+            view.display(),
+            errno_text(e)
+        )),
+    }
+}

@@ -581,6 +581,40 @@ impl Assembly {
     }
 }
 
+/// The overlay on ROOT names in its options only places of the assembled root
+/// (issue 11): each `lowerdir=` path is the mount there, `upperdir=`/`workdir=` lie
+/// on the writable layer at `/mnt/overlay`. Returns the `lowerdir=` paths, top first.
+#[track_caller]
+pub fn assert_overlay_names_its_layers(a: &Assembly) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let root = a.mount("/");
+    assert_eq!(root.fstype, "overlay");
+    let option = |key: &str| {
+        root.super_options
+            .iter()
+            .find_map(|o| o.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key} in {root:?}"))
+            .to_string()
+    };
+    let lower: Vec<String> = option("lowerdir=").split(':').map(String::from).collect();
+    assert_eq!(lower.last().map(String::as_str), Some("/mnt/livecd"));
+    for path in &lower {
+        // A mount of its own (the image, a layer), not a directory of another one.
+        let m = a.mount(path);
+        assert_ne!(m.fstype, "overlay", "{path}: {m:?}");
+    }
+    assert_eq!(a.mount("/mnt/livecd").fstype, "squashfs");
+    let writable = fs::metadata(a.at("/mnt/overlay")).unwrap().dev();
+    a.mount("/mnt/overlay");
+    for key in ["upperdir=", "workdir="] {
+        let path = option(key);
+        assert!(path.starts_with("/mnt/overlay/"), "{key}{path}");
+        let meta = fs::metadata(a.at(&path)).unwrap_or_else(|e| panic!("{key}{path}: {e}"));
+        assert!(meta.is_dir() && meta.dev() == writable, "{key}{path}");
+    }
+    lower
+}
+
 /// `overboot assemble --bootext B --root ROOT --cmdline CMDLINE --state S` with a
 /// fresh empty ROOT.
 pub fn assemble(ns: &Ns, bootext: &Path, cmdline: &str) -> Assembly {

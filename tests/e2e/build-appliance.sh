@@ -81,7 +81,23 @@ m "pid=$$ argv=$*"
 m "mounts begin"
 cat /proc/mounts 2>/dev/null || echo "(no /proc/mounts)"
 m "mounts end"
-for f in /etc/hostname /etc/ssh/marker /opt/tools/marker; do
+# Every path the root overlay's options name: a directory here, on which device,
+# and the type of the mount at it (empty when it is no mount point).
+m "overlay-paths begin"
+opts=$(awk '$2 == "/" && $3 == "overlay" { print $4 }' /proc/mounts)
+for opt in $(echo "$opts" | tr ',' ' '); do
+    case "$opt" in lowerdir=*|upperdir=*|workdir=*) ;; *) continue ;; esac
+    for p in $(echo "${opt#*=}" | tr ':' ' '); do
+        if [ -d "$p" ]; then
+            echo "${opt%%=*} $p dev=$(stat -c %d "$p") mount=$(awk -v p="$p" '$2 == p { t = $3 } END { print t }' /proc/mounts)"
+        else
+            echo "${opt%%=*} $p missing"
+        fi
+    done
+done
+echo "writable /mnt/overlay dev=$(stat -c %d /mnt/overlay 2>/dev/null)"
+m "overlay-paths end"
+for f in /etc/hostname /etc/ssh/marker /opt/tools/marker /etc/layer-marker; do
     if [ -f "$f" ]; then m "file $f=$(cat "$f")"; else m "file $f missing"; fi
 done
 if touch /.overboot-e2e-write 2>/dev/null; then m "root writable"; else m "root read-only"; fi
