@@ -617,3 +617,98 @@ fn https_with_a_private_ca_fresh_then_delta() {
         assert_eq!(link(&be.path, "active-system"), "app-1.1.squashfs");
     });
 }
+
+/// The limits and choices of §2, §4 and §5 not covered above: a redirect loop and a
+/// server that never answers end in bounded time with what was wrong; a progress
+/// line on a terminal only; `--image` takes an older image; an image tried and
+/// rolled back is not installed again.
+#[test]
+fn limits_progress_image_choice_and_rolled_back() {
+    Ns::run(|ns| {
+        let k = keys(&ns.dir("keys"));
+        let trust = trust_dir(ns, &k);
+        let (work, builds, public) = (ns.dir("work"), ns.dir("builds"), ns.dir("public"));
+        let v1 = app_image(&work, &builds, "1.0", 20, false);
+        let v2 = app_image(&work, &builds, "1.1", 20, true);
+        publish(&[&v1, &v2], &k, &public).expect_code(0);
+        let nginx = Nginx::start(&ns.dir("nginx"), &public);
+        let be = BootExt::standard(ns);
+        let before = snapshot(&be.path);
+
+        // A redirect loop: given up after 5 redirects.
+        let seen = nginx.log().len();
+        let r = update(&be.path, &trust, &nginx.url("loop/"), &[]);
+        r.expect_code(1);
+        assert!(
+            r.stderr.contains("too many redirects (more than 5"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(nginx.log().len() - seen, 6, "{:?}", nginx.log());
+        // A server that accepts and never answers: --timeout 1 ends the wait.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", silent.local_addr().unwrap());
+        let start = std::time::Instant::now();
+        let r = overboot([
+            "update",
+            &url,
+            "--timeout",
+            "1",
+            "--bootext",
+            be.path.to_str().unwrap(),
+            "--trust-keys",
+            trust.to_str().unwrap(),
+        ]);
+        r.expect_code(1);
+        assert!(
+            r.stderr.contains("timeout") && r.stderr.contains("no answer within --timeout"),
+            "{}",
+            r.stderr
+        );
+        // Bounded (the test's own guard, generous for a loaded machine).
+        assert!(start.elapsed() < std::time::Duration::from_secs(20));
+        assert_eq!(snapshot(&be.path), before);
+
+        // --image: the older of two published images, with a progress line on a
+        // terminal (script(1) gives the command one).
+        let cmd = format!(
+            "{BIN} update {} --image app-1.0.squashfs --bootext {} --trust-keys {}",
+            nginx.url(""),
+            be.path.display(),
+            trust.display()
+        );
+        let tty = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&tty.stdout);
+        assert!(tty.status.success(), "{said}");
+        assert!(
+            said.contains("\roverboot: update: ") && said.contains(" MB/s ETA "),
+            "{said}"
+        );
+        assert_eq!(link(&be.path, "active-system"), "app-1.0.squashfs");
+        // ...and none without one (stderr is a pipe here).
+        overboot(["rollback", "--bootext", be.path.to_str().unwrap()]).expect_code(0);
+        assert_eq!(link(&be.path, "active-system"), "a.squashfs");
+        let r = update(
+            &be.path,
+            &trust,
+            &nginx.url(""),
+            &["--image", "app-1.0.squashfs"],
+        );
+        r.expect_code(0);
+        assert!(r.stdout.contains("rolled-back-before"), "{}", r.stdout);
+        assert!(
+            r.stderr.contains("was tried and rolled back"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(link(&be.path, "active-system"), "a.squashfs");
+        // The newest, not rolled back, installs; no progress line in a pipe.
+        let r = update(&be.path, &trust, &nginx.url(""), &[]);
+        r.expect_code(0);
+        assert!(!r.stderr.contains("ETA"), "{}", r.stderr);
+        assert_eq!(link(&be.path, "active-system"), "app-1.1.squashfs");
+    });
+}

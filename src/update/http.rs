@@ -148,7 +148,15 @@ impl Client {
 /// (rustls' verdict reaches us inside an I/O error: only its text tells.)
 fn describe(e: ureq::Error) -> String {
     let text = e.to_string();
-    format!("{text}{}", super::tls::hint(&text))
+    match e {
+        ureq::Error::TooManyRedirects => {
+            format!("{text} (more than {MAX_REDIRECTS}: a redirect loop on the server?)")
+        }
+        ureq::Error::Timeout(_) => {
+            format!("{text} (no answer within --timeout; the server is down or overloaded)")
+        }
+        _ => format!("{text}{}", super::tls::hint(&text)),
+    }
 }
 
 fn hint(status: u16) -> String {

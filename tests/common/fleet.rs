@@ -49,13 +49,17 @@ pub fn publish(images: &[&Path], keys: &Keys, out: &Path) -> Run {
 /// Debian's nginx serving `root` on 127.0.0.1 at a free port, with a generated
 /// configuration (`daemon off`, everything under its own directory), stopped on
 /// drop. Locations: `/` the published directory, `/slow/` the same at 256 KB/s,
-/// `/moved/` a redirect to `/`, `/broken/` HTTP 500 for everything.
+/// `/moved/` a redirect to `/`, `/broken/` HTTP 500 for everything, `/loop/` a
+/// redirect to itself.
 pub struct Nginx {
     child: std::process::Child,
     dir: PathBuf,
     port: u16,
     scheme: &'static str,
 }
+
+/// The path of [`Nginx::log`]'s own requests.
+const BARRIER: &str = ".log-barrier-";
 
 impl Nginx {
     pub fn start(dir: &Path, root: &Path) -> Nginx {
@@ -97,6 +101,7 @@ impl Nginx {
                  location /slow/ {{ alias {root}/; limit_rate 256k; }}\n\
                  location /moved/ {{ rewrite ^/moved/(.*)$ /$1 redirect; }}\n\
                  location /broken/ {{ return 500; }}\n\
+                 location /loop/ {{ return 302 /loop/; }}\n\
                }}\n\
              }}\n",
             root = root.display()
@@ -143,10 +148,40 @@ impl Nginx {
             .sum()
     }
 
+    /// The access log with every request answered so far in it. nginx writes a
+    /// request's line just after the response, so a client can be done (and a test
+    /// read the log) first: a request of our own, which the one nginx process
+    /// answers and logs after those, marks the end. Its lines are left out.
     pub fn log(&self) -> Vec<String> {
-        fs::read_to_string(self.dir.join("access.log"))
-            .unwrap_or_default()
-            .lines()
+        static BARRIERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = BARRIERS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let marker = format!("/{BARRIER}{n} ");
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .disable_verification(true)
+                    .build(),
+            )
+            .build()
+            .into();
+        agent
+            .get(self.url(&format!("{BARRIER}{n}")))
+            .call()
+            .expect("the log barrier request");
+        let read = || fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut text = read();
+        while !text.contains(&marker) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{marker} not logged: {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            text = read();
+        }
+        text.lines()
+            .filter(|l| !l.contains(BARRIER))
             .map(String::from)
             .collect()
     }
