@@ -14,7 +14,7 @@ use crate::names::{Node as Nodeish, Tree};
 use crate::sys::errno_text;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::BufReader;
 
 /// More entries than any real system image holds: a bound on the walk, not a limit
@@ -33,6 +33,12 @@ enum Node {
 #[derive(Debug)]
 pub struct ImageTree {
     nodes: HashMap<Vec<String>, Node>,
+    /// The opaque directories (an `Overlay/` layer's: [`crate::layers::OPAQUE_XATTR`]),
+    /// as the kernel reads them.
+    opaque: HashSet<Vec<String>>,
+    /// backhand read an image holding extended attributes, which it does not
+    /// decode: opaque directories in it are not known.
+    pub xattrs_unread: bool,
     /// `kernel` or `backhand`: which reader produced it (shown by `plan --json`).
     pub read_by: &'static str,
 }
@@ -62,6 +68,7 @@ impl ImageTree {
     /// Read with backhand, in user space.
     pub fn with_backhand(mut file: std::fs::File) -> Result<ImageTree, String> {
         use std::io::Seek;
+        let xattrs_unread = holds_xattrs(&file);
         file.rewind().map_err(|e| e.to_string())?;
         let reader = backhand::FilesystemReader::from_reader(BufReader::new(file))
             .map_err(|e| e.to_string())?;
@@ -93,6 +100,8 @@ impl ImageTree {
         }
         Ok(ImageTree {
             nodes,
+            opaque: HashSet::new(),
+            xattrs_unread,
             read_by: "backhand",
         })
     }
@@ -101,18 +110,38 @@ impl ImageTree {
     pub fn through_kernel(file: &OwnedFd, name: &str) -> Result<ImageTree, String> {
         let (mnt, _dev) = crate::assemble::mount_loop(file, name)?;
         let mut nodes = HashMap::new();
-        walk(&mnt, &mut nodes)?;
+        let mut opaque = HashSet::new();
+        walk(&mnt, &mut nodes, &mut opaque)?;
         // Dropping `mnt` unmounts it; the autoclear loop device goes with it.
         Ok(ImageTree {
             nodes,
+            opaque,
+            xattrs_unread: false,
             read_by: "kernel",
         })
     }
 }
 
-/// Every entry under the mount `root`, without following symlinks; bounded by
-/// [`MAX_ENTRIES`] (an explicit stack, no recursion).
-fn walk(root: &OwnedFd, nodes: &mut HashMap<Vec<String>, Node>) -> Result<(), String> {
+/// Whether a squashfs image holds extended attributes: the superblock's
+/// `xattr_id_table_start` (byte 48; all ones when there is no table) points at a
+/// table header whose `xattr_ids` (byte 8 of it) counts them; mksquashfs writes an
+/// empty table for a tree without any.
+fn holds_xattrs(file: &std::fs::File) -> bool {
+    let mut start = [0u8; 8];
+    let mut ids = [0u8; 4];
+    rustix::io::pread(file, &mut start, 48).is_ok_and(|n| n == 8)
+        && start != [0xff; 8]
+        && rustix::io::pread(file, &mut ids, u64::from_le_bytes(start).saturating_add(8))
+            .is_ok_and(|n| n == 4 && ids != [0; 4])
+}
+
+/// Every entry under the mount `root`, without following symlinks, and its opaque
+/// directories; bounded by [`MAX_ENTRIES`] (an explicit stack, no recursion).
+fn walk(
+    root: &OwnedFd,
+    nodes: &mut HashMap<Vec<String>, Node>,
+    opaque: &mut HashSet<Vec<String>>,
+) -> Result<(), String> {
     let mut stack: Vec<Vec<String>> = vec![Vec::new()];
     while let Some(dir_path) = stack.pop() {
         let rel = if dir_path.is_empty() {
@@ -128,6 +157,9 @@ fn walk(root: &OwnedFd, nodes: &mut HashMap<Vec<String>, Node>) -> Result<(), St
             Mode::empty(),
         )
         .map_err(|e| format!("cannot open {} in the image: {}", show(), errno_text(e)))?;
+        if !dir_path.is_empty() && crate::layers::is_opaque(&dir) {
+            opaque.insert(dir_path.clone());
+        }
         let entries = rustix::fs::Dir::read_from(&dir)
             .map_err(|e| format!("cannot list {}: {}", show(), errno_text(e)))?;
         for entry in entries {
@@ -181,6 +213,11 @@ impl ImageTree {
 
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// Whether the directory at `path` is opaque (read by the kernel only).
+    pub fn is_opaque(&self, path: &[String]) -> bool {
+        self.opaque.contains(path)
     }
 }
 

@@ -42,6 +42,17 @@ pub const PERSIST_DIR: &str = "Persist";
 pub const MAX_LAYERS: usize = 64;
 /// Where the layers are in the booted system: `/mnt/layers/<n>`.
 pub const LAYERS_AT: &str = "/mnt/layers";
+/// The extended attribute that makes a directory of a layer opaque: overlayfs
+/// shows nothing of the layers below it there. The boot mounts without `userxattr`,
+/// so the `trusted.` one is what counts (`user.overlay.opaque` does not).
+pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// Whether the open directory `dir` is opaque, as overlayfs decides it: the
+/// attribute's value is exactly `y`.
+pub fn is_opaque(dir: &impl rustix::fd::AsFd) -> bool {
+    let mut value = [0u8; 2];
+    matches!(rustix::fs::fgetxattr(dir, OPAQUE_XATTR, &mut value), Ok(1) if value[0] == b'y')
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

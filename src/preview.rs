@@ -178,7 +178,7 @@ pub fn compute(be: &Confined, opts: &Options) -> Preview {
     let (layers, more) = crate::layers::order_and_fit(found);
     layer_skips.extend(more);
     // The boot decodes names in the new root: the layers over the image.
-    let root = Stacked::new(be, &layers, tree);
+    let root = Stacked::new(be, &layers, tree, &mut warnings);
     let (mounts, mut skipped) =
         assemble::plan_overmounts(be, &manifest, &config, &root, &mut warnings);
     let (mounts, nested_skips) = below_other_mounts(be, mounts);
@@ -206,19 +206,43 @@ pub fn compute(be: &Confined, opts: &Options) -> Preview {
     }
 }
 
+/// One layer of the new root: its tree and which of its directories are opaque.
+trait Layer: Tree {
+    fn opaque(&self, path: &[String]) -> bool;
+}
+
+impl Layer for ImageTree {
+    fn opaque(&self, path: &[String]) -> bool {
+        self.is_opaque(path)
+    }
+}
+
 /// A directory on BootExt (an `Overlay/` directory layer) as a [`Tree`].
 struct BootExtDir<'a> {
     be: &'a Confined,
     base: String,
 }
 
-impl Tree for BootExtDir<'_> {
-    fn lstat(&self, path: &[String]) -> Option<Node> {
-        let rel = if path.is_empty() {
+impl BootExtDir<'_> {
+    fn rel(&self, path: &[String]) -> String {
+        if path.is_empty() {
             self.base.clone()
         } else {
             format!("{}/{}", self.base, path.join("/"))
-        };
+        }
+    }
+}
+
+impl Layer for BootExtDir<'_> {
+    fn opaque(&self, path: &[String]) -> bool {
+        let dir = self.be.open_dir(&self.rel(path));
+        dir.is_ok_and(|d| crate::layers::is_opaque(&d))
+    }
+}
+
+impl Tree for BootExtDir<'_> {
+    fn lstat(&self, path: &[String]) -> Option<Node> {
+        let rel = self.rel(path);
         Some(match self.be.lstat_type(&rel).ok()? {
             rustix::fs::FileType::Directory => Node::Dir,
             rustix::fs::FileType::RegularFile => Node::File,
@@ -230,18 +254,25 @@ impl Tree for BootExtDir<'_> {
 
 /// The new root before the overmounts, as overlayfs merges it: the `Overlay/`
 /// layers (the last on top) over the image. An upper layer's entry hides the lower
-/// ones; below a non-directory nothing lower shows; a special file in an upper layer
-/// is taken for a whiteout (opaque directories are not modelled). A layer that
-/// cannot be read here is left out: the boot would skip it only if it cannot mount
-/// it either.
+/// ones; below a non-directory, or an opaque directory
+/// ([`crate::layers::OPAQUE_XATTR`]), nothing lower shows; a special file in an
+/// upper layer is taken for a whiteout. A layer that cannot be read here is left
+/// out: the boot would skip it only if it cannot mount it either.
 struct Stacked<'a> {
     /// Top first; the image last.
-    trees: Vec<Box<dyn Tree + 'a>>,
+    trees: Vec<Box<dyn Layer + 'a>>,
 }
 
 impl<'a> Stacked<'a> {
-    fn new(be: &'a Confined, layers: &[crate::layers::Layer], image: ImageTree) -> Stacked<'a> {
-        let mut trees: Vec<Box<dyn Tree + 'a>> = Vec::new();
+    /// The stack, and a warning for each image layer whose opaque directories
+    /// cannot be known here.
+    fn new(
+        be: &'a Confined,
+        layers: &[crate::layers::Layer],
+        image: ImageTree,
+        warnings: &mut Vec<String>,
+    ) -> Stacked<'a> {
+        let mut trees: Vec<Box<dyn Layer + 'a>> = Vec::new();
         for l in layers.iter().rev() {
             match l.kind {
                 crate::layers::LayerKind::Dir => trees.push(Box::new(BootExtDir {
@@ -254,6 +285,12 @@ impl<'a> Stacked<'a> {
                         .ok()
                         .and_then(|f| ImageTree::read(&f, &l.source).ok())
                     {
+                        if t.xattrs_unread {
+                            warnings.push(format!(
+                                "{}: its extended attributes are not read without root, so an opaque directory in it is not seen here; run as root to read it as the boot does",
+                                l.source
+                            ));
+                        }
                         trees.push(Box::new(t));
                     }
                 }
@@ -271,9 +308,14 @@ impl Tree for Stacked<'_> {
             match t.lstat(path) {
                 Some(Node::Other) if i != last => return None,
                 Some(n) => return Some(n),
+                // Absent here: the layers below show through unless a parent
+                // here is not a directory, or is an opaque one.
                 None => {
-                    let blocked = (1..path.len())
-                        .any(|d| matches!(t.lstat(&path[..d]), Some(n) if n != Node::Dir));
+                    let blocked = (1..path.len()).any(|d| match t.lstat(&path[..d]) {
+                        Some(Node::Dir) => i != last && t.opaque(&path[..d]),
+                        Some(_) => true,
+                        None => false,
+                    });
                     if blocked {
                         return None;
                     }

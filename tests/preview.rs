@@ -520,23 +520,53 @@ fn check_uses_the_keys_of_the_initramfs() {
 
 /// The boot decodes names in the new root, `Overlay/` layers included: a directory
 /// a layer adds (`/opt/site_app`, `/srv/web_root` from an image layer) decides an
-/// ambiguous name, and a layer's file under a name hides the image's directory.
+/// ambiguous name, a layer's file under a name hides the image's directory, and an
+/// opaque directory of a layer (`trusted.overlay.opaque=y`, in a directory layer and
+/// in an image layer) hides the image's `/data/app_cache` and `/home/user_files`;
+/// `user.overlay.opaque` does not count (the boot mounts without `userxattr`).
 /// `plan --json` and `assemble` agree.
 #[test]
 fn plan_decodes_names_through_overlay_layers() {
     Ns::run(|ns| {
         let b = BootExt::standard_with(ns, |t| {
-            mkdirs(t, "var/lib/app_data");
+            for d in [
+                "var/lib/app_data",
+                "data/app_cache",
+                "home/user_files",
+                "srv/media_files",
+            ] {
+                mkdirs(t, d);
+            }
         });
         mkdirs(&b.path, "Overlay/10-site/opt/site_app");
         write(&b.path, "Overlay/10-site/var/lib/app_data", "now a file");
-        b.image_at(
-            "Overlay/20-web.squashfs",
-            &[("srv/web_root/index.html", "hi")],
+        mkdirs(&b.path, "Overlay/10-site/data/other");
+        opaque(&b.path.join("Overlay/10-site/data"), "trusted");
+        opaque(&mkdirs(&b.path, "Overlay/10-site/srv"), "user");
+        squashfs_from(
+            b.work(),
+            &b.path.join("Overlay/20-web.squashfs"),
+            Comp::Gzip,
+            |t| {
+                write(t, "srv/web_root/index.html", "hi");
+                mkdirs(t, "home/other");
+                opaque(&t.join("home"), "trusted");
+            },
         );
+        // backhand (plan without root) does not decode extended attributes: it
+        // knows when an image holds some, and plan then warns.
+        let backhand = |rel: &str| {
+            let file = fs::File::open(b.path.join(rel)).unwrap();
+            ImageTree::with_backhand(file).unwrap().xattrs_unread
+        };
+        assert!(backhand("Overlay/20-web.squashfs"));
+        assert!(!backhand("System/a.squashfs"));
         b.dir_entry("DIR_opt_site_app", &[("f", "f")]);
         b.dir_entry("DIR_srv_web_root", &[("f", "f")]);
         b.dir_entry("DIR_var_lib_app_data", &[("f", "f")]);
+        b.dir_entry("DIR_data_app_cache", &[("f", "f")]);
+        b.dir_entry("DIR_home_user_files", &[("f", "f")]);
+        b.dir_entry("DIR_srv_media_files", &[("f", "f")]);
         let p = plan_json(&b.path, "");
         assert_eq!(
             p["layers"].as_array().map(Vec::len),
@@ -552,6 +582,15 @@ fn plan_decodes_names_through_overlay_layers() {
         assert_eq!(planned, booted);
         assert_eq!(target_of(&p, "DIRS/DIR_opt_site_app"), "/opt/site_app");
         assert_eq!(target_of(&p, "DIRS/DIR_srv_web_root"), "/srv/web_root");
+        assert_eq!(target_of(&p, "DIRS/DIR_data_app_cache"), "/data/app/cache");
+        assert_eq!(
+            target_of(&p, "DIRS/DIR_home_user_files"),
+            "/home/user/files"
+        );
+        assert_eq!(
+            target_of(&p, "DIRS/DIR_srv_media_files"),
+            "/srv/media_files"
+        );
         assert!(
             booted
                 .skipped
@@ -560,4 +599,12 @@ fn plan_decodes_names_through_overlay_layers() {
             "{booted:#?}"
         );
     });
+}
+
+/// Make the directory `dir` opaque to overlayfs with the `NAMESPACE.overlay.opaque`
+/// attribute.
+fn opaque(dir: &Path, namespace: &str) {
+    let name = format!("{namespace}.overlay.opaque");
+    rustix::fs::setxattr(dir, name.as_str(), b"y", rustix::fs::XattrFlags::empty())
+        .unwrap_or_else(|e| panic!("setxattr {name} on {}: {e}", dir.display()));
 }
