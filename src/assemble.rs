@@ -20,7 +20,8 @@ use crate::sys::{errno_text, loopdev, mounts};
 use crate::units;
 use crate::verity::boot::{self as verity, VerityRecord};
 use rustix::fd::OwnedFd;
-use rustix::mount::MountAttrFlags;
+use rustix::fs::StatVfsMountFlags;
+use rustix::mount::{MountAttrFlags, MountFlags};
 use std::path::{Path, PathBuf};
 
 /// Where overboot makes BootExt, the image and the overlay visible in the new root.
@@ -386,10 +387,10 @@ fn refuse_staging_in_root(staging: &Path, root: &Path) -> Result<(), Fatal> {
     Ok(())
 }
 
-/// Where a read-only bind is made read-only before it becomes visible (a directory
-/// and a file in staging, for `DIR_` and `FILE_` binds).
-const RO_DIR: &str = "ro";
-const RO_FILE: &str = "ro-file";
+/// Where a bind of BootExt gets its own flags before it becomes visible (a directory
+/// and a file in staging, for `DIR_` and `FILE_` binds and `/mnt/cdrom`).
+const BIND_DIR: &str = "bind";
+const BIND_FILE: &str = "bind-file";
 
 /// A private tmpfs of our own: mounts under it can be moved (no shared parent) and
 /// nothing in it propagates to the host.
@@ -417,10 +418,10 @@ fn setup_staging(staging: &Path) -> Result<(), String> {
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    std::fs::create_dir(staging.join(RO_DIR))
-        .map_err(|e| format!("cannot create {RO_DIR}: {e}"))?;
-    std::fs::write(staging.join(RO_FILE), "")
-        .map_err(|e| format!("cannot create {RO_FILE}: {e}"))?;
+    std::fs::create_dir(staging.join(BIND_DIR))
+        .map_err(|e| format!("cannot create {BIND_DIR}: {e}"))?;
+    std::fs::write(staging.join(BIND_FILE), "")
+        .map_err(|e| format!("cannot create {BIND_FILE}: {e}"))?;
     Ok(())
 }
 
@@ -906,7 +907,9 @@ fn mount_apps(be: &Confined, root: &OwnedFd, state: &mut State, seals: &verity::
 
 /// Step 8: BootExt, the image, the writable layer and the `Overlay/` layers at the
 /// paths operators use, the ones the overlay's options name. Problems here are
-/// warnings: the root itself is sound.
+/// warnings: the root itself is sound. `/mnt/cdrom` is `nodev,nosuid,noexec` however
+/// BootExt was mounted (by PID 1 the same; by a dracut hook or by hand, perhaps
+/// not): nothing on the stick runs or opens a device through it.
 fn publish(root: &OwnedFd, staging: &Path, be: &Confined, state: &mut State) {
     let place =
         |at: &str, how: &dyn Fn(&OwnedFd) -> Result<(), String>| -> Result<String, String> {
@@ -938,7 +941,8 @@ fn publish(root: &OwnedFd, staging: &Path, be: &Confined, state: &mut State) {
             "bind",
             place(BOOTEXT_AT, &|fd| {
                 let tree = mounts::clone_tree(&be.fd()).map_err(errno_text)?;
-                mounts::attach(&tree, fd).map_err(errno_text)
+                let flags = MountFlags::NOEXEC | read_only_flag(&tree);
+                attach_staged(&tree, &staging.join(BIND_DIR), fd, flags)
             }),
         ),
     ];
@@ -974,10 +978,24 @@ fn publish(root: &OwnedFd, staging: &Path, be: &Confined, state: &mut State) {
     }
 }
 
-/// A bind made read-only before anyone can see it: attached on `place` (in the
+/// `RDONLY` when the mount `mnt` is read-only: a bind of it stays so.
+fn read_only_flag(mnt: &OwnedFd) -> MountFlags {
+    match rustix::fs::fstatvfs(mnt) {
+        Ok(v) if v.f_flag.contains(StatVfsMountFlags::RDONLY) => MountFlags::RDONLY,
+        _ => MountFlags::empty(),
+    }
+}
+
+/// A bind given its flags before anyone can see it: attached on `place` (in the
 /// private staging tmpfs: a short path, whatever the target's length), remounted
-/// read-only there, then moved onto `target`. On failure nothing stays mounted.
-fn attach_read_only(mnt: &OwnedFd, place: &Path, target: &OwnedFd) -> Result<(), String> {
+/// there `nodev,nosuid` plus `extra` (BootExt's `noexec` is not inherited unless
+/// asked), then moved onto `target`. On failure nothing stays mounted.
+fn attach_staged(
+    mnt: &OwnedFd,
+    place: &Path,
+    target: &OwnedFd,
+    extra: MountFlags,
+) -> Result<(), String> {
     let at = rustix::fs::open(
         place,
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
@@ -985,8 +1003,7 @@ fn attach_read_only(mnt: &OwnedFd, place: &Path, target: &OwnedFd) -> Result<(),
     )
     .map_err(errno_text)?;
     mounts::attach(mnt, &at).map_err(errno_text)?;
-    let moved =
-        mounts::remount_bind_readonly(place).and_then(|()| mounts::move_onto(place, target));
+    let moved = mounts::remount_bind(place, extra).and_then(|()| mounts::move_onto(place, target));
     if let Err(e) = moved {
         // The staging place is a short path: this detach cannot fail for its length.
         if let Err(d) = mounts::detach(place) {
@@ -1047,10 +1064,21 @@ fn overmount(
     };
     let target = resolve::resolve_target(root, &m.target, want)?;
     landing.check(&m.target, &target.real)?;
-    if m.read_only && matches!(m.kind, MountKind::Bind | MountKind::File) {
-        let place = staging.join(if want == Want::File { RO_FILE } else { RO_DIR });
-        attach_read_only(&mnt, &place, &target.fd)
-            .map_err(|e| format!("cannot mount {} read-only: {e}", target.real))?;
+    // Binds of BootExt: nodev,nosuid, but not BootExt's noexec (operators put
+    // programs in DIR_ entries); read-only when asked or when BootExt is.
+    if matches!(m.kind, MountKind::Bind | MountKind::File) {
+        let place = staging.join(if want == Want::File {
+            BIND_FILE
+        } else {
+            BIND_DIR
+        });
+        let ro = if m.read_only {
+            MountFlags::RDONLY
+        } else {
+            read_only_flag(&mnt)
+        };
+        attach_staged(&mnt, &place, &target.fd, ro)
+            .map_err(|e| format!("cannot mount on {}: {e}", target.real))?;
         return Ok((target.real, sealed));
     }
     mounts::attach(&mnt, &target.fd)

@@ -474,11 +474,12 @@ fn mount_bootext(dev: &BlockDevice, spec: &DeviceSpec) -> Result<BootExtInfo, Fa
             "/run must be writable",
         )
     })?;
-    // nodev: a device node on the stick opens nothing (a FIFO or a node where a file
-    // is expected is refused by sys::confined anyway). No nosuid/noexec here: the DIR_
-    // binds inherit these attributes, and an operator's DIR_opt_app must behave like
-    // the directory it replaces.
-    let attrs = MountAttrFlags::MOUNT_ATTR_NODEV;
+    // Anyone can rewrite the stick: nothing on it opens a device, runs, or gains
+    // privileges from this mount. DIR_/FILE_ binds get their own flags (no noexec)
+    // before they are visible (assemble::attach_staged).
+    let attrs = MountAttrFlags::MOUNT_ATTR_NODEV
+        | MountAttrFlags::MOUNT_ATTR_NOSUID
+        | MountAttrFlags::MOUNT_ATTR_NOEXEC;
     // Read-write, because DIR_ entries are mounted read-write; a medium that cannot be
     // written (iso9660, a write-protected card) is mounted read-only instead.
     let mnt = mounts::new_mount(&fs, &source, &[], attrs).or_else(|first| {

@@ -1,10 +1,11 @@
 //! A hostile BootExt under QEMU (TCG) with Debian's kernel (issue 10), in one boot:
-//! the real PID 1, BootExt mounted `nodev` from a real disk. A named pipe as the
-//! manifest and as a unit, a device node as a `FILE_` entry, names that walk a
-//! 118-deep directory on BootExt through `/mnt/cdrom`, and a `DIRS/` bind whose
-//! symlinks lead into `/mnt/cdrom` and onto an entry's place: the appliance boots,
-//! each is skipped with its reason, nothing hangs. Needs the musl build
-//! (`OVERBOOT_MUSL_BIN`). About one boot (~1 min under TCG).
+//! the real PID 1, BootExt mounted `nodev,nosuid,noexec` from a real disk. A named
+//! pipe as the manifest and as a unit, a device node as a `FILE_` entry, names that
+//! walk a 118-deep directory on BootExt through `/mnt/cdrom`, and a `DIRS/` bind
+//! whose symlinks lead into `/mnt/cdrom` and onto an entry's place: the appliance
+//! boots, each is skipped with its reason, nothing hangs; BootExt and `/mnt/cdrom`
+//! are `nodev,nosuid,noexec`, the `DIR_opt` bind `nodev,nosuid` only. Needs the musl
+//! build (`OVERBOOT_MUSL_BIN`). About one boot (~1 min under TCG).
 
 mod e2e_common;
 
@@ -89,4 +90,12 @@ fn hostile_bootext_boots_the_appliance() {
         6,
         "five walkers and /opt/x:\n{state}"
     );
+    // BootExt as published opens no device and runs nothing; DIR_ and FILE_ binds
+    // of it are nodev,nosuid but executable.
+    for at in ["/mnt/cdrom", "/opt", "/etc/hostname"] {
+        let opts = log.mount_options(at);
+        let has = |o: &str| opts.iter().any(|x| x == o);
+        assert!(has("nodev") && has("nosuid"), "{at}: {opts:?}");
+        assert_eq!(has("noexec"), at == "/mnt/cdrom", "{at}: {opts:?}");
+    }
 }

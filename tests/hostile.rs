@@ -144,6 +144,85 @@ fn fifos_and_device_nodes_never_block_the_boot() {
     });
 }
 
+/// `prog` run as nobody: its stdout, or the error that stopped it.
+fn run_as_nobody(prog: &Path, args: &[&str]) -> Result<String, std::io::Error> {
+    use std::os::unix::process::CommandExt;
+    let out = std::process::Command::new(prog)
+        .args(args)
+        .uid(65534)
+        .gid(65534)
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A copy of `id`, setuid root, at `dir/name`.
+fn setuid_id(dir: &Path, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    fs::copy("/usr/bin/id", &p).unwrap();
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o4755)).unwrap();
+    p
+}
+
+/// Item 1: BootExt is `nodev,nosuid,noexec` where it is published (`/mnt/cdrom`):
+/// a device node opens nothing and a program does not run through it. `DIR_` and
+/// `FILE_` binds are `nodev,nosuid` but not `noexec`: a program in them runs, without
+/// its setuid bit; a bind of a read-only BootExt stays read-only. On main,
+/// `/mnt/cdrom` had the flags of whatever BootExt was and `DIR_` binds honoured
+/// setuid.
+#[test]
+fn bootext_runs_nothing_and_dir_entries_run_without_setuid() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let dev_null = b.path.join("null");
+        sh(
+            "mknod",
+            &[
+                dev_null.as_os_str(),
+                "c".as_ref(),
+                "1".as_ref(),
+                "3".as_ref(),
+            ],
+        );
+        setuid_id(&b.path, "tool");
+        let app = b.dir_entry("DIR_opt_app", &[]);
+        setuid_id(&app, "id");
+        setuid_id(&b.path.join("DIRS"), "FILE_opt_tool");
+        // The control: setuid is honoured where nothing forbids it (the scratch
+        // tmpfs), so "nobody" below is nosuid's doing.
+        let control = setuid_id(&ns.dir("control"), "id");
+        assert_eq!(run_as_nobody(&control, &["-u"]).unwrap(), "0");
+
+        let a = assemble_ok(ns, &b.path, "quiet");
+        let cdrom = a.mount("/mnt/cdrom");
+        for opt in ["nodev", "nosuid", "noexec"] {
+            assert!(cdrom.has(opt), "/mnt/cdrom lacks {opt}: {cdrom:?}");
+        }
+        let err = fs::File::open(a.at("/mnt/cdrom/null")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+        let err = run_as_nobody(&a.at("/mnt/cdrom/tool"), &["-u"]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::PermissionDenied, "{err}");
+        for (target, prog) in [("/opt/app", "/opt/app/id"), ("/opt/tool", "/opt/tool")] {
+            let m = a.mount(target);
+            assert!(m.has("nodev") && m.has("nosuid") && m.has("rw"), "{m:?}");
+            assert!(!m.has("noexec"), "{target} is noexec: {m:?}");
+            assert_eq!(run_as_nobody(&a.at(prog), &["-u"]).unwrap(), "65534");
+        }
+        a.teardown(ns);
+
+        bind_read_only(&b.path);
+        let a = assemble_ok(ns, &b.path, "quiet");
+        assert!(a.mount("/opt/app").has("ro"), "{:?}", a.mount("/opt/app"));
+        assert!(
+            a.mount("/mnt/cdrom").has("ro"),
+            "{:?}",
+            a.mount("/mnt/cdrom")
+        );
+        a.teardown(ns);
+        sh("umount", &[b.path.as_os_str()]);
+    });
+}
+
 /// Item 4: a file over the limit is an error naming its size and the limit, never a
 /// prefix read as if it were whole (on main, a `read_only` mount past 1 MiB was
 /// mounted read-write, and a `SHA256SUMS` line past 1 MiB left the image unverified).

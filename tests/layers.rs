@@ -361,19 +361,7 @@ fn persist_from_manifest_falls_back_to_tmpfs_on_read_only_bootext() {
     Ns::run(|ns| {
         let b = BootExt::standard(ns);
         b.manifest("[defaults]\noverlay = \"persist\"\n");
-        // BootExt read-only: a bind of it onto itself, remounted read-only.
-        sh(
-            "mount",
-            &["--bind".as_ref(), b.path.as_os_str(), b.path.as_os_str()],
-        );
-        sh(
-            "mount",
-            &[
-                "-o".as_ref(),
-                "remount,bind,ro".as_ref(),
-                b.path.as_os_str(),
-            ],
-        );
+        bind_read_only(&b.path);
         let a = assemble_ok(ns, &b.path, "");
         let st = a.state();
         let w = warnings(&st);

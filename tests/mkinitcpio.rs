@@ -106,6 +106,15 @@ fn run_hook(cmdline: &str, newroot: &Path) -> (i32, String) {
     (out.status.code().unwrap_or(-1), text)
 }
 
+/// BootExt as the hooks mount it, and `/mnt/cdrom`: nothing on the stick opens a
+/// device, runs, or gains privileges there (issue 10 item 1).
+#[track_caller]
+fn assert_runs_nothing(m: &MountEntry) {
+    for opt in ["nodev", "nosuid", "noexec"] {
+        assert!(m.has(opt), "{} lacks {opt}: {m:?}", m.mount_point.display());
+    }
+}
+
 fn read(p: &Path) -> String {
     fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
@@ -190,6 +199,8 @@ fn hook_finds_bootext_by_label_and_assembles_the_new_root() {
                 bootext.mount_options.iter().any(|o| o == "rw"),
                 "{bootext:?}"
             );
+            assert_runs_nothing(&bootext);
+            assert_runs_nothing(&cdrom);
             let state = read(Path::new("/run/overboot/state.json"));
             assert!(state.contains("\"mode\": \"assemble\""), "{state}");
             assert!(
@@ -856,6 +867,7 @@ fn sd_assemble_script_mounts_bootext_and_assembles_the_root() {
             assert_eq!(mount_at(&newroot).unwrap().fstype, "overlay");
             let bootext = mount_at(Path::new("/run/overboot/bootext")).expect("BootExt mounted");
             assert_eq!(bootext.source, dev);
+            assert_runs_nothing(&bootext);
             let state = read(Path::new("/run/overboot/state.json"));
             assert!(
                 state.contains(&format!("\"root\": \"{}\"", newroot.display())),

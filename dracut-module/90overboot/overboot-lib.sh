@@ -179,9 +179,10 @@ overboot_assemble_root() {
     if ! overboot_mounted "$OVERBOOT_MNT"; then
         mkdir -p "$OVERBOOT_MNT"
         # Read-write (DIR_ entries are bound read-write); a medium that cannot be
-        # written (iso9660, a write-protected card) read-only, as overboot's init does.
-        if ! _ob_err=$(mount -o rw "$_ob_dev" "$OVERBOOT_MNT" 2>&1) &&
-            ! _ob_err2=$(mount -o ro "$_ob_dev" "$OVERBOOT_MNT" 2>&1); then
+        # written (iso9660, a write-protected card) read-only, as overboot's init does;
+        # nodev,nosuid,noexec as there (overboot gives its DIR_ binds their own flags).
+        if ! _ob_err=$(mount -o rw,nodev,nosuid,noexec "$_ob_dev" "$OVERBOOT_MNT" 2>&1) &&
+            ! _ob_err2=$(mount -o ro,nodev,nosuid,noexec "$_ob_dev" "$OVERBOOT_MNT" 2>&1); then
             _ob_err="$_ob_err; read-only: $_ob_err2"
             overboot_fail "to mount BootExt ($_ob_dev) read-write on $OVERBOOT_MNT" \
                 "mount said: $_ob_err" \

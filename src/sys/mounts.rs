@@ -105,11 +105,13 @@ pub fn make_private(path: &Path) -> Result<(), Errno> {
     mount::mount_change(path, MountPropagationFlags::PRIVATE)
 }
 
-/// Make the bind mount at `path` read-only (the filesystem under it is untouched).
-pub fn remount_bind_readonly(path: &Path) -> Result<(), Errno> {
+/// Set the flags of the bind mount at `path` to `nodev,nosuid` plus `extra`
+/// (`RDONLY`, `NOEXEC`); what is not asked is cleared, `noexec` included. The
+/// filesystem under it is untouched.
+pub fn remount_bind(path: &Path, extra: MountFlags) -> Result<(), Errno> {
     mount::mount_remount(
         path,
-        MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV,
+        MountFlags::BIND | MountFlags::NOSUID | MountFlags::NODEV | extra,
         "",
     )
 }

@@ -185,6 +185,19 @@ where
     }
 }
 
+/// Make `path` read-only in this namespace: a bind of it onto itself, remounted
+/// read-only (a BootExt on a read-only medium).
+pub fn bind_read_only(path: &Path) {
+    sh(
+        "mount",
+        &["--bind".as_ref(), path.as_os_str(), path.as_os_str()],
+    );
+    sh(
+        "mount",
+        &["-o".as_ref(), "remount,bind,ro".as_ref(), path.as_os_str()],
+    );
+}
+
 /// Run an external tool, panicking with its output when it fails.
 #[track_caller]
 pub fn sh(prog: &str, args: &[&OsStr]) {

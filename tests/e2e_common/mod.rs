@@ -124,6 +124,18 @@ impl Boot {
             _ => panic!("no {name} section in the console log:\n{}", self.tail()),
         }
     }
+    /// The options of the topmost mount on `at` in the appliance's /proc/mounts.
+    #[track_caller]
+    pub fn mount_options(&self, at: &str) -> Vec<String> {
+        let mounts = self.section("mounts");
+        let line = mounts
+            .lines()
+            .rev()
+            .find(|l| l.split(' ').nth(1) == Some(at))
+            .unwrap_or_else(|| panic!("nothing mounted on {at}:\n{mounts}"));
+        let opts = line.split(' ').nth(3).unwrap_or_default();
+        opts.split(',').map(str::to_string).collect()
+    }
     /// QEMU exited by itself (guest power-off), not by the harness timeout.
     pub fn powered_off(&self) -> bool {
         self.code == Some(0)
