@@ -7,7 +7,7 @@
 set -eu
 cd "$(dirname "$0")"
 C=corpus
-mkdir -p $C/cmdline $C/manifest $C/names $C/probe $C/kmod
+mkdir -p $C/cmdline $C/manifest $C/names $C/probe $C/kmod $C/trial
 t=$(mktemp -d); trap 'rm -rf "$t"' EXIT
 
 # --- cmdline
@@ -73,6 +73,24 @@ m=$(ls -d ../work/kernel/current/root/lib/modules/*/ | head -1)
   printf '\377'
   tr '\0' '\n' < "$m/modules.builtin.modinfo" | grep -E '\.alias=' | head -30 | tr '\n' '\0'
 } > $C/kmod/seed-1
+
+# --- trial: byte 0 = the disk around the record (see shared/entry.rs), then System/trial
+t1='# overboot trial: written by overboot set-active
+image=v2.squashfs
+tries=3
+boots-left=2
+outcome=pending
+'
+printf '\015%s' "$t1" > $C/trial/seed-pending-armed
+printf '\035%s' "$t1" > $C/trial/seed-pending-writes-fail
+printf '\014%s' "$t1" > $C/trial/seed-pending-stale
+printf '\015image=v2.squashfs\ntries=5\nboots-left=0\noutcome=pending\n' > $C/trial/seed-spent
+printf '\015image=v2.squashfs\ntries=1\nboots-left=0\noutcome=rolled-back\nreason=the trial of v2.squashfs ran out\n' > $C/trial/seed-rollback-unfinished
+printf '\014image=v2.squashfs\ntries=2\nboots-left=1\noutcome=rolled-back\nreason=overboot rollback to v1.squashfs\n' > $C/trial/seed-rolled-back
+printf '\005image=v2.squashfs\ntries=1000\nboots-left=1000\noutcome=pending\n' > $C/trial/seed-no-good-previous
+printf '\015image = a b.squashfs \r\n tries=+4\nboots-left=04\noutcome=pending\nreason=x\ry\n# end' > $C/trial/seed-spelling
+printf '\015image=v2.squashfs\ntries=3\nboots-left=4\noutcome=pending\n' > $C/trial/seed-left-over-tries
+printf '\017image=active-system\ntries=1\nboots-left=1\noutcome=maybe\nkey=value\n' > $C/trial/seed-bad
 
 # --- probe: real images, sparse-encoded
 enc() { python3 - "$1" "$2" <<'P'

@@ -76,6 +76,11 @@ fn kmod_corpus() {
     assert!(replay("kmod", entry::kmod) > 0);
 }
 
+#[test]
+fn trial_corpus() {
+    assert!(replay("trial", entry::trial) > 0);
+}
+
 /// Every target has a corpus directory, and every corpus directory a target.
 #[test]
 fn every_target_has_a_corpus() {

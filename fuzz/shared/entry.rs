@@ -14,6 +14,7 @@ use overboot::names::{self, EmptyTree, Node, Reading, TargetPath, Tree};
 use overboot::probe::fs::{ReadAt, probe_fs};
 use overboot::probe::parts::{crc32, parse_table};
 use overboot::superblock;
+use overboot::trial::{self as tr, Disk, First, Slot, Status, Trial};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
@@ -27,6 +28,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("names", names),
     ("probe", probe),
     ("kmod", kmod),
+    ("trial", trial),
 ];
 
 fn text(data: &[u8]) -> String {
@@ -532,5 +534,159 @@ pub fn kmod(data: &[u8]) {
     let mut seen = BTreeSet::new();
     for m in &r.load {
         assert!(seen.insert(m.name.clone()), "{} loaded twice", m.name);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Trial record (`System/trial`) and the trial state machine
+
+/// Byte 0 sets the disk around the record: bit 0 `active-system` names the record's
+/// image (else another), bit 1 no `active-system` at all, bit 2 `previous-system`
+/// exists, bit 3 it passes the checks, bit 4 the boot's writes fail. The rest is the
+/// text of `System/trial`.
+pub fn trial(data: &[u8]) {
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let text = text(rest);
+    let parsed = tr::parse(&text);
+    assert_eq!(parsed, tr::parse(&text), "parse is deterministic");
+    let image = match &parsed {
+        Ok(t) => {
+            check_trial_record(t);
+            t.image.clone()
+        }
+        Err(e) => {
+            assert!(!e.is_empty(), "an error says what is wrong");
+            "v2.squashfs".to_string()
+        }
+    };
+    let disk = Disk {
+        active: (flags & 2 == 0).then(|| {
+            if flags & 1 != 0 {
+                image.clone()
+            } else {
+                "other.squashfs".to_string()
+            }
+        }),
+        previous: (flags & 4 != 0).then(|| "v1.squashfs".to_string()),
+        previous_ok: flags & 8 != 0,
+        trial: match parsed {
+            Ok(t) => Slot::Present(t),
+            Err(e) => Slot::Unreadable(e),
+        },
+    };
+    let st = tr::status(&disk);
+    assert_eq!(tr::describe(&st).is_none(), st == Status::None);
+    check_boots(&disk, flags & 16 != 0);
+    check_commands(&disk, &image);
+}
+
+/// A parsed record keeps its promises and reads back as written.
+fn check_trial_record(t: &Trial) {
+    assert!(
+        !t.image.is_empty() && !t.image.contains('/') && !tr::reserved_name(&t.image),
+        "image {:?}",
+        t.image
+    );
+    assert!(t.boots_left <= t.tries && t.tries <= tr::MAX_TRIES, "{t:?}");
+    let written = tr::render(t);
+    let back = tr::parse(&written).unwrap_or_else(|e| panic!("render/parse: {e}\n{written}"));
+    let want = Trial {
+        reason: t.reason.as_ref().map(|r| r.replace(['\n', '\r'], " ")),
+        ..t.clone()
+    };
+    assert_eq!(back, want, "render/parse round trip of\n{written}");
+    assert_eq!(tr::render(&back), written.replace('\r', " "));
+}
+
+/// Boots in a row, each making its writes (or failing them): an image chosen on
+/// purpose comes with its reason, the trial image never boots uncounted, and the
+/// countdown ends: within `boots-left` + 2 boots nothing is written any more.
+fn check_boots(start: &Disk, writes_fail: bool) {
+    let limit = match &start.trial {
+        Slot::Present(t) => t.boots_left + 2,
+        _ => 2,
+    };
+    let mut d = start.clone();
+    for _ in 0..=limit {
+        let before = tr::status(&d);
+        let plan = tr::boot(&d);
+        if matches!(before, Status::RollbackUnfinished(_))
+            || matches!(&before, Status::Pending(t) if t.boots_left == 0)
+        {
+            assert_eq!(
+                plan.first,
+                First::Previous,
+                "a spent trial boots {before:?}"
+            );
+        }
+        let plan = if writes_fail && !plan.steps.is_empty() {
+            let p = tr::boot_write_failed(plan, "EROFS");
+            assert!(p.steps.is_empty());
+            if matches!(before, Status::Pending(_)) {
+                assert_eq!(p.first, First::Previous, "uncounted trial boot");
+            }
+            p
+        } else {
+            plan
+        };
+        if plan.first == First::Previous {
+            assert!(plan.reason.is_some(), "the previous image without a reason");
+        }
+        if plan.steps.is_empty() {
+            return;
+        }
+        let next = plan.steps.iter().fold(d.clone(), |d, s| tr::apply(&d, s));
+        if let (Status::Pending(a), Status::Pending(b)) = (&before, &tr::status(&next)) {
+            assert!(
+                b.boots_left < a.boots_left,
+                "the countdown went {a:?} -> {b:?}"
+            );
+        }
+        d = next;
+    }
+    panic!("still writing after {limit} boots from {start:?}: {d:?}");
+}
+
+/// `bless`, `rollback` and `set-active` answer with steps or a message; what their
+/// steps leave is what they say, and no prefix of a trial's steps lets the new
+/// image boot uncounted.
+fn check_commands(d: &Disk, image: &str) {
+    let apply_all = |steps: &[tr::Step]| steps.iter().fold(d.clone(), |d, s| tr::apply(&d, s));
+    for booted in [Some(image), None] {
+        if let Ok((steps, _)) = tr::bless(d, booted)
+            && !steps.is_empty()
+        {
+            assert_eq!(tr::status(&apply_all(&steps)), Status::None, "blessed");
+        }
+    }
+    if let Ok((steps, _)) = tr::rollback(d) {
+        let after = apply_all(&steps);
+        assert_eq!(
+            after.active, d.previous,
+            "rollback makes previous-system active"
+        );
+        assert!(
+            !matches!(tr::status(&after), Status::Pending(_)),
+            "{after:?}"
+        );
+    }
+    let new = "v3.squashfs";
+    for tries in [Some(3), None] {
+        let Ok((steps, _)) = tr::set_active(d, new, tries, true) else {
+            continue;
+        };
+        let mut p = d.clone();
+        for s in &steps {
+            p = tr::apply(&p, s);
+            if tries.is_some() && p.active.as_deref() == Some(new) {
+                assert!(
+                    matches!(tr::status(&p), Status::Pending(_)),
+                    "uncounted: {p:?}"
+                );
+            }
+        }
+        assert_eq!(p.active.as_deref(), Some(new), "set-active {new}: {p:?}");
     }
 }
