@@ -115,6 +115,8 @@ fn verify(
     let sealed = crate::verity::boot::open(be, &img.image, size, &seals)?;
     let mut verified =
         crate::sys::toram::prepare(be, &img.image, &img.file, &opts, sealed.is_some())?.verified;
+    // `OVERBOOT_DEBUG=1 overboot check` shows that each image is read whole once.
+    log::debug!("{}: verification pass ({})", img.image, verified.summary());
     let is_sealed = sealed.is_some();
     if let Some(s) = sealed {
         verified.key_id = s.signed_by;
@@ -128,10 +130,20 @@ fn verify(
 
 /// Everything `plan` and `check` compute: image choice and the plan, no mounts.
 pub fn compute(be: &Confined, opts: &Options) -> Preview {
+    compute_reusing(be, opts, &mut Vec::new())
+}
+
+/// [`compute`], taking from `known` an image `check` already verified and read
+/// (with the same settings) instead of reading it whole again.
+fn compute_reusing(be: &Confined, opts: &Options, known: &mut Vec<Examined>) -> Preview {
     let mut warnings = Vec::new();
     let (config, manifest) = assemble::configure(be, &opts.cmdline, &mut warnings);
     let candidates = crate::trial_boot::next_boot_order(be, &config.system);
     let selection = select::first_usable(be, candidates, |img| {
+        if let Some(i) = known.iter().position(|e| e.img.image == img.image) {
+            let e = known.remove(i);
+            return Ok((e.verified, e.sealed, e.tree));
+        }
         let (verified, sealed) = verify(be, img, &config, &opts.trust)?;
         Ok((verified, sealed, read_image(img)?))
     });
@@ -178,7 +190,7 @@ pub fn compute(be: &Confined, opts: &Options) -> Preview {
     let (layers, more) = crate::layers::order_and_fit(found);
     layer_skips.extend(more);
     // The boot decodes names in the new root: the layers over the image.
-    let root = Stacked::new(be, &layers, tree, &mut warnings);
+    let root = Stacked::new(be, &layers, Box::new(tree), &mut warnings);
     let (mounts, mut skipped) =
         assemble::plan_overmounts(be, &manifest, &config, &root, &mut warnings);
     let (mounts, nested_skips) = below_other_mounts(be, mounts);
@@ -214,6 +226,21 @@ trait Layer: Tree {
 impl Layer for ImageTree {
     fn opaque(&self, path: &[String]) -> bool {
         self.is_opaque(path)
+    }
+}
+
+/// An image tree kept elsewhere, as the lowest layer of a stack.
+struct Borrowed<'t>(&'t ImageTree);
+
+impl Tree for Borrowed<'_> {
+    fn lstat(&self, path: &[String]) -> Option<Node> {
+        self.0.lstat(path)
+    }
+}
+
+impl Layer for Borrowed<'_> {
+    fn opaque(&self, path: &[String]) -> bool {
+        self.0.is_opaque(path)
     }
 }
 
@@ -269,7 +296,7 @@ impl<'a> Stacked<'a> {
     fn new(
         be: &'a Confined,
         layers: &[crate::layers::Layer],
-        image: ImageTree,
+        image: Box<dyn Layer + 'a>,
         warnings: &mut Vec<String>,
     ) -> Stacked<'a> {
         let mut trees: Vec<Box<dyn Layer + 'a>> = Vec::new();
@@ -296,7 +323,7 @@ impl<'a> Stacked<'a> {
                 }
             }
         }
-        trees.push(Box::new(image));
+        trees.push(image);
         Stacked { trees }
     }
 }
@@ -537,6 +564,8 @@ pub struct Report {
     pub lines: Vec<String>,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
+    /// The plan of a boot with an empty command line (`check --json` shows it).
+    pub plan: Option<Preview>,
 }
 
 impl Report {
@@ -567,6 +596,7 @@ struct Examined {
     link: String,
     img: select::CheckedImage,
     verified: crate::verify::Verification,
+    sealed: bool,
     tree: ImageTree,
 }
 
@@ -581,12 +611,13 @@ fn examine(
         path: path.into(),
     };
     let img = select::check(be, &cand)?;
-    let (verified, _) = verify(be, &img, config, trust)?;
+    let (verified, sealed) = verify(be, &img, config, trust)?;
     let tree = read_image(&img)?;
     Ok(Examined {
         link: path.into(),
         img,
         verified,
+        sealed,
         tree,
     })
 }
@@ -666,7 +697,9 @@ pub fn check(be: &Confined, trust: crate::verify::TrustStore) -> Report {
             r.errors.push(format!("{rel}: {e}"));
         }
     }
-    let out = compute(be, &opts);
+    // Each image is read whole once: the plan takes the one it boots from `images`
+    // (no other image's names are compared with it).
+    let out = compute_reusing(be, &opts, &mut images);
     for l in &out.layers {
         r.lines.push(describe_layer(l));
     }
@@ -698,6 +731,7 @@ pub fn check(be: &Confined, trust: crate::verify::TrustStore) -> Report {
         ));
     }
     r.errors.extend(crate::private_keys::find(be));
+    r.plan = Some(out);
     r
 }
 
@@ -714,8 +748,14 @@ fn decoded_differently(
 ) -> Vec<String> {
     let mut found = Vec::new();
     for other in images.iter().filter(|e| e.img.image != system.image) {
-        let (mounts, _) =
-            assemble::plan_overmounts(be, manifest, config, &other.tree, &mut Vec::new());
+        // That boot's new root: the same layers over the other image.
+        let root = Stacked::new(
+            be,
+            &out.layers,
+            Box::new(Borrowed(&other.tree)),
+            &mut Vec::new(),
+        );
+        let (mounts, _) = assemble::plan_overmounts(be, manifest, config, &root, &mut Vec::new());
         for m in &out.mounts {
             let there = mounts.iter().find(|o| o.origin == m.origin);
             let elsewhere = match there {

@@ -26,7 +26,14 @@ fn plan_json(bootext: &Path, cmdline: &str) -> Value {
 }
 
 fn check(bootext: &Path) -> Run {
-    overboot([OsStr::new("check"), bootext.as_os_str()])
+    check_with(bootext, &[])
+}
+
+/// `overboot check BOOTEXT EXTRA...`.
+fn check_with(bootext: &Path, extra: &[&OsStr]) -> Run {
+    let mut args = vec![OsStr::new("check"), bootext.as_os_str()];
+    args.extend_from_slice(extra);
+    overboot(args)
 }
 
 fn target_of(plan: &Value, origin: &str) -> String {
@@ -275,20 +282,29 @@ fn sha256_hex(path: &Path) -> String {
 }
 
 /// `check` fails on everything the boot would refuse, drop or skip, all at once:
-/// an image whose checksum is wrong, entries nested where the boot creates nothing,
-/// manifest mounts it drops; and it warns about names that decode differently
-/// against the recovery image.
+/// an image whose checksum is wrong or that the keys given require signed, entries
+/// nested where the boot creates nothing, manifest mounts it drops, every manifest
+/// problem with "did you mean"; and it warns about names that decode differently
+/// against the previous and the recovery image, each seen through the `Overlay/`
+/// layers as its boot would see it. Each image is read whole once.
 #[test]
 fn check_predicts_every_refusal() {
     Ns::run(|ns| {
         let b = BootExt::standard_with(ns, ambiguous_tree);
+        b.system("p.squashfs", "p");
+        b.link("previous-system", "p.squashfs");
         b.dir_entry("DIR_opt_my_app", &[("f", "f")]);
         b.dir_entry("DIR_etc_ssh", &[("sshd_config", "x")]);
         b.dir_entry("DIR_etc_ssh_keys", &[("k", "k")]);
+        // A layer's directory decides this name whichever image boots.
+        mkdirs(&b.path, "Overlay/10-site/srv/web_root");
+        b.dir_entry("DIR_srv_web_root", &[("f", "f")]);
         write(&b.path, "Data/app/f", "f");
         b.manifest(concat!(
+            "[defaults]\nveriy = true\n",
             "[[mount]]\nsource = \"Data/app\"\ntarget = \"/srv/data\"\nkind = \"bindd\"\n",
             "[[mount]]\nsource = \"../etc\"\ntarget = \"/srv/etc\"\n",
+            "[[mount]]\nsource = \"Data/app\"\ntarget = \"/srv/app\"\nread_onyl = true\n",
         ));
         let run = check(&b.path);
         run.expect_code(1);
@@ -297,6 +313,9 @@ fn check_predicts_every_refusal() {
             "error: DIRS/DIR_etc_ssh_keys: /etc/ssh/keys does not exist and its parent is another mount",
             "error: overboot.toml: [[mount]] #1: kind 'bindd' is not bind, image or tmpfs",
             "error: overboot.toml: [[mount]] #2: source '../etc' must be a plain path inside BootExt",
+            "error: overboot.toml: [[mount]] #3: unknown key 'read_onyl' (did you mean 'read_only'?)",
+            "error: overboot.toml: [defaults] veriy: unknown parameter overboot.veriy (did you mean 'verify'?)",
+            "warning: DIRS/DIR_opt_my_app: mounted on /opt/my_app with System/a.squashfs but on /opt/my/app with System/p.squashfs (System/previous-system)",
             "warning: DIRS/DIR_opt_my_app: mounted on /opt/my_app with System/a.squashfs but on /opt/my/app with System/r.squashfs (System/recovery-system)",
         ] {
             assert!(
@@ -304,6 +323,7 @@ fn check_predicts_every_refusal() {
                 "no line {want:?}:\n{out}"
             );
         }
+        assert!(!out.contains("DIR_srv_web_root: mounted on"), "{out}");
 
         // A wrong checksum: the boot refuses the active image, so check does too.
         fs::write(
@@ -318,6 +338,51 @@ fn check_predicts_every_refusal() {
                 && l.contains("sha256")),
             "{out}"
         );
+
+        // A good checksum, read whole once (check and check --json), and keys that
+        // require a signature the active image lacks.
+        fs::write(
+            b.path.join("System/a.squashfs.sha256"),
+            format!(
+                "{}  a.squashfs\n",
+                sha256_hex(&b.path.join("System/a.squashfs"))
+            ),
+        )
+        .unwrap();
+        for json in [&[][..], &["--json"][..]] {
+            let out = std::process::Command::new(BIN)
+                .arg("check")
+                .arg(&b.path)
+                .args(json)
+                .env("OVERBOOT_DEBUG", "1")
+                .output()
+                .unwrap();
+            let log = String::from_utf8_lossy(&out.stderr);
+            let passes = log
+                .lines()
+                .filter(|l| l.contains("System/a.squashfs: verification pass"))
+                .count();
+            assert_eq!(passes, 1, "{json:?}:\n{log}");
+        }
+        let keys = ns.dir("keys");
+        let (_, secret) = keypair(&keys, "site");
+        let with_keys = |b: &BootExt| {
+            check_with(&b.path, &[OsStr::new("--trust-keys"), keys.as_os_str()]).all()
+        };
+        let out = with_keys(&b);
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("error: ") && l.contains("a.squashfs.minisig missing")),
+            "{out}"
+        );
+        sign(&secret, &b.path.join("System/a.squashfs"));
+        let out = with_keys(&b);
+        assert!(!out.contains("a.squashfs.minisig missing"), "{out}");
+        assert!(
+            out.contains("System/active-system -> System/a.squashfs ("),
+            "{out}"
+        );
+        assert!(out.contains("signature ok"), "{out}");
     });
 }
 
@@ -433,14 +498,8 @@ fn check_uses_the_keys_of_the_initramfs() {
         let (public, secret) = keypair(&keys, "site");
         sign(&secret, &b.path.join("System/r.squashfs"));
         let modules = modules_dir();
-        let check_with = |initrd: &Path| {
-            overboot([
-                OsStr::new("check"),
-                b.path.as_os_str(),
-                OsStr::new("--initramfs"),
-                initrd.as_os_str(),
-            ])
-        };
+        let check_with =
+            |initrd: &Path| check_with(&b.path, &[OsStr::new("--initramfs"), initrd.as_os_str()]);
         let dir = ns.dir("initrd");
         let with_key = [OsStr::new("--trust-key"), public.as_os_str()];
         let none = dir.join("initrd-none.img");

@@ -12,7 +12,7 @@ pub(super) fn run(dir: &Path, trust: TrustStore, json: bool) -> i32 {
         Ok(be) => be,
         Err(code) => return code,
     };
-    let report = preview::check(&be, trust.clone());
+    let mut report = preview::check(&be, trust);
     let code = if report.errors.is_empty() { 0 } else { 1 };
     if !json {
         print!("{}", report.render());
@@ -20,13 +20,7 @@ pub(super) fn run(dir: &Path, trust: TrustStore, json: bool) -> i32 {
     }
     let out = CheckReport {
         ok: report.errors.is_empty(),
-        plan: preview::compute(
-            &be,
-            &preview::Options {
-                cmdline: String::new(),
-                trust,
-            },
-        ),
+        plan: report.plan.take(),
         errors: report.errors,
         warnings: report.warnings,
         fine: report.lines,
@@ -44,5 +38,5 @@ struct CheckReport {
     /// What was checked and found fine, one line each.
     fine: Vec<String>,
     /// The plan of a boot with an empty command line (as `plan --json`).
-    plan: Preview,
+    plan: Option<Preview>,
 }
