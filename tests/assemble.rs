@@ -1452,12 +1452,18 @@ fn entries_resolving_to_one_target_conflict() {
 }
 
 /// `overboot status` reads the state file of an assembly and tells it in words and
-/// as JSON; without a state file it fails clearly.
+/// as JSON (what state.json knows: verification, toram, the overlay's kind, persist,
+/// manifest problems); without a state file it fails clearly.
 #[test]
 fn status_reports_the_assembly() {
     Ns::run(|ns| {
         let b = BootExt::standard(ns);
-        let a = assemble_ok(ns, &b.path, "overboot.frobnicate=1");
+        b.manifest("[[mount]]\nsource = \"Data\"\ntarget = \"/srv/data\"\nkind = \"bindd\"\n");
+        let a = assemble_ok(
+            ns,
+            &b.path,
+            "overboot.frobnicate=1 overboot.toram=1 overboot.overlay=persist",
+        );
         let state = a.state_path.to_str().unwrap();
         let text = overboot(["status", "--state", state]);
         assert_eq!(text.code, 0, "{}", text.stderr);
@@ -1470,6 +1476,10 @@ fn status_reports_the_assembly() {
             "Timings:",
             "total",
             "overboot.frobnicate",
+            "Verified:  not verified: no System/a.squashfs.sha256",
+            "Toram:     in RAM (",
+            "Overlay:   BootExt Persist/upper",
+            "[[mount]] #1: kind 'bindd' is not bind, image or tmpfs",
         ] {
             assert!(
                 text.stdout.contains(needle),

@@ -131,6 +131,67 @@ fn json_reports_are_versioned_and_structured() {
     });
 }
 
+/// Every command that reads BootExt takes `--bootext DIR`, defaulting to where the
+/// booted system has it.
+#[test]
+fn every_command_reading_bootext_takes_bootext() {
+    for cmd in [
+        "plan",
+        "check",
+        "status",
+        "images",
+        "set-active",
+        "bless",
+        "rollback",
+        "update",
+    ] {
+        let help = overboot([cmd, "--help"]);
+        help.expect_code(0);
+        assert!(
+            help.stdout.contains("--bootext <DIR>") && help.stdout.contains("/mnt/cdrom"),
+            "{cmd} --help:\n{}",
+            help.stdout
+        );
+    }
+}
+
+/// A failure (exit 1) says why in one line style whatever the command: stderr
+/// starts with `overboot: `, stdout stays empty, nothing panics.
+#[test]
+fn failures_say_why_in_one_style() {
+    Ns::run(|ns| {
+        let b = BootExt::empty(ns);
+        let bx = b.path.to_str().unwrap();
+        let missing = ns.dir("gone").join("missing");
+        let m = missing.to_str().unwrap();
+        let root = ns.dir("root");
+        let r = root.to_str().unwrap();
+        for args in [
+            vec!["check", m],
+            vec!["plan", "--bootext", m],
+            vec!["images", "--bootext", m],
+            vec!["status", "--state", m],
+            vec!["set-active", "x.squashfs", "--bootext", bx],
+            vec!["rollback", "--bootext", bx],
+            vec!["inspect", m],
+            vec!["seal", m],
+            vec!["publish", m, "--sign", m, "-o", r],
+            vec!["mkuki", "-o", r, "--kernel", m, "--initrd", m],
+            vec!["assemble", "--bootext", m, "--root", r, "--cmdline", ""],
+            vec!["update", "http://127.0.0.1:9/", "--bootext", bx],
+        ] {
+            let run = overboot(&args);
+            assert_eq!(run.code, 1, "{args:?}:\n{}", run.all());
+            assert!(
+                run.stderr.starts_with("overboot: ") && !run.stderr.contains("panicked"),
+                "{args:?}:\n{}",
+                run.stderr
+            );
+            assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+        }
+    });
+}
+
 fn top() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

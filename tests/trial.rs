@@ -139,6 +139,15 @@ fn trial_never_blessed_boots_twice_then_previous_with_reason() {
             "{reason}"
         );
         assert_eq!(st["trial"]["outcome"], "rolled-back");
+        // A warning line in the boot's log, not only a field.
+        assert!(
+            a.run
+                .stderr
+                .lines()
+                .any(|l| l.starts_with("overboot: warning: trial: b.squashfs rolled back")),
+            "{}",
+            a.run.stderr
+        );
         assert_eq!(link(&b, "active-system").as_deref(), Some("a.squashfs"));
         assert!(trial_file(&b).unwrap().contains("outcome=rolled-back"));
         // status shows it.
