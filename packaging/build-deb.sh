@@ -15,7 +15,8 @@
 # (the initramfs builds, found next to --binary; mkinitramfs puts one in as /init, the
 # -net one when the initramfs has network drivers); /usr/lib/dracut/modules.d/90overboot/ (every file of
 # dracut-module/90overboot/); /usr/lib/initcpio/{install,hooks}/ (from
-# mkinitcpio-hook/); /lib/systemd/system/overboot-bless.service (enabled by postinst);
+# mkinitcpio-hook/); /lib/systemd/system/overboot-bless.service and
+# overboot-verity.service (enabled by postinst);
 # /usr/share/man/man8/overboot.8.gz (doc/man/overboot.8, generated); the bash, zsh and
 # fish completions (overboot generate completions); /usr/share/overboot/{skeleton/,grub.cfg,mkbootext}
 # and /usr/bin/mkbootext; /usr/share/doc/overboot/copyright. Prints the .deb's path.
@@ -56,7 +57,8 @@ if command -v readelf >/dev/null 2>&1 &&
     die "$binary is dynamically linked: use the x86_64-unknown-linux-musl build"
 fi
 for f in boot-layout/skeleton boot-layout/grub.cfg boot-layout/mkbootext \
-    systemd/overboot-bless.service systemd/overboot-update.service \
+    systemd/overboot-bless.service systemd/overboot-verity.service \
+    systemd/overboot-update.service \
     systemd/overboot-update.timer doc/man/overboot.8 packaging/copyright; do
     [ -e "$top/$f" ] || die "$top/$f is missing"
 done
@@ -90,8 +92,9 @@ install_tree "$top/dracut-module/90overboot" "$root/usr/lib/dracut/modules.d/90o
 install_tree "$top/mkinitcpio-hook/install" "$root/usr/lib/initcpio/install"
 install_tree "$top/mkinitcpio-hook/hooks" "$root/usr/lib/initcpio/hooks"
 install_tree "$top/mkinitcpio-hook/sd-overboot" "$root/usr/lib/initcpio/sd-overboot"
-install -D -m 0644 "$top/systemd/overboot-bless.service" \
-    "$root/lib/systemd/system/overboot-bless.service"
+for unit in overboot-bless.service overboot-verity.service; do
+    install -D -m 0644 "$top/systemd/$unit" "$root/lib/systemd/system/$unit"
+done
 # Fleet updates: shipped disabled (the operator enables the timer).
 for unit in overboot-update.service overboot-update.timer; do
     install -D -m 0644 "$top/systemd/$unit" "$root/lib/systemd/system/$unit"

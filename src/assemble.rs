@@ -183,10 +183,12 @@ pub fn assemble(req: &Request) -> Result<Assembled, Fatal> {
         state.warnings.push(w);
     }
     trust.min_version = manifest.min_version.clone();
+    let corrupted = crate::verity::corrupted::at_boot(&be, &mut state.warnings);
     let seals = verity::Policy {
         mode: config.verity,
         on_error: config.verity_error,
         trust: &trust,
+        corrupted: corrupted.as_deref(),
     };
     let image_dir = seen_at(&staging, IMAGE_AT);
     let image = mount_system_image(
@@ -711,9 +713,9 @@ fn mount_layers(
         let at = layers::layer_at(state.layers.len());
         let dir = seen_at(staging, &at);
         match mount_layer(be, &layer, &dir, seals) {
-            Ok(()) => {
+            Ok(verity) => {
                 log::info!("layer {} ({:?}) at {at}", layer.source, layer.kind);
-                state.layers.push(layer);
+                state.layers.push(layers::Layer { verity, ..layer });
             }
             Err(reason) => {
                 let _ = std::fs::remove_dir(&dir);
@@ -733,22 +735,26 @@ fn mount_layer(
     layer: &layers::Layer,
     at: &Path,
     seals: &verity::Policy<'_>,
-) -> Result<(), String> {
+) -> Result<Option<VerityRecord>, String> {
     let src = &layer.source;
-    let mnt = match layer.kind {
+    let (mnt, sealed) = match layer.kind {
         layers::LayerKind::Dir => {
             let fd = be.open_path(src).map_err(|e| Confined::describe(src, e))?;
-            mounts::clone_tree(&fd).map_err(|e| format!("cannot bind {src}: {}", errno_text(e)))?
+            let mnt = mounts::clone_tree(&fd)
+                .map_err(|e| format!("cannot bind {src}: {}", errno_text(e)))?;
+            (mnt, None)
         }
         layers::LayerKind::Image => {
             let file = be.open_file(src).map_err(|e| format!("{src} {e}"))?;
-            mount_image(be, &file, src, seals)?.mnt
+            let m = mount_image(be, &file, src, seals)?;
+            (m.mnt, m.verity)
         }
     };
     std::fs::create_dir(at).map_err(|e| format!("cannot create {}: {e}", at.display()))?;
     let target = mounts::open_dir(at).map_err(errno_text)?;
     mounts::attach(&mnt, &target)
-        .map_err(|e| format!("cannot mount on {}: {}", at.display(), errno_text(e)))
+        .map_err(|e| format!("cannot mount on {}: {}", at.display(), errno_text(e)))?;
+    Ok(sealed)
 }
 
 /// The writable layer at `overlay_dir` (with `upper/` and `work/` in it): BootExt

@@ -674,11 +674,11 @@ mod tests {
             ("overboot.verify=1", |c| c.verify == Some(true)),
             ("overboot.verity=1", |c| c.verity == Some(true)),
             ("overboot.verity=0", |c| c.verity == Some(false)),
-            ("overboot.verity-error=restart", |c| {
-                c.verity_error == crate::verity::format::OnError::Restart
+            ("overboot.verity-error=eio", |c| {
+                c.verity_error == crate::verity::format::OnError::Eio
             }),
             ("overboot.debug", |c| {
-                c.verity_error == crate::verity::format::OnError::Eio
+                c.verity_error == crate::verity::format::OnError::Restart
             }),
             ("overboot.onfail=poweroff", |c| {
                 c.onfail == Some(OnFail::Poweroff)

@@ -69,6 +69,9 @@ pub struct Layer {
     /// Path relative to BootExt (`Overlay/<name>`).
     pub source: String,
     pub kind: LayerKind,
+    /// A sealed image layer's dm-verity device (set when mounted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verity: Option<crate::verity::boot::VerityRecord>,
 }
 
 /// Turn one `Overlay/` entry into a layer, or say why it cannot be one.
@@ -99,6 +102,7 @@ pub fn classify(name: &str, node: &SourceNode) -> Result<Layer, String> {
         name: name.to_string(),
         source,
         kind,
+        verity: None,
     })
 }
 

@@ -104,10 +104,13 @@ fn verify(
         meminfo: std::path::Path::new("/proc/meminfo"),
         boot: false,
     };
+    // A record that cannot be read is ignored, as at boot (with a warning there).
+    let corrupted = crate::verity::corrupted::at_boot(be, &mut Vec::new());
     let seals = crate::verity::boot::Policy {
         mode: config.verity,
         on_error: config.verity_error,
         trust,
+        corrupted: corrupted.as_deref(),
     };
     let size = rustix::fs::fstat(&img.file)
         .map_err(|e| format!("{}: {}", img.image, crate::sys::errno_text(e)))?
@@ -454,7 +457,12 @@ pub fn describe_layer(l: &crate::layers::Layer) -> String {
         crate::layers::LayerKind::Dir => "directory",
         crate::layers::LayerKind::Image => "image",
     };
-    format!("layer {} ({kind}, read-only)", l.source)
+    let sealed = l
+        .verity
+        .as_ref()
+        .map(|v| format!("; {}", crate::verity::boot::describe(v)))
+        .unwrap_or_default();
+    format!("layer {} ({kind}, read-only{sealed})", l.source)
 }
 
 pub fn describe_app(a: &crate::apps::App) -> String {

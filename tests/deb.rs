@@ -88,6 +88,7 @@ fn expected_files(src: &Path) -> BTreeSet<String> {
         "/usr/lib/overboot/overboot-init-net",
         "/usr/bin/mkbootext",
         "/lib/systemd/system/overboot-bless.service",
+        "/lib/systemd/system/overboot-verity.service",
         "/lib/systemd/system/overboot-update.service",
         "/lib/systemd/system/overboot-update.timer",
         "/usr/share/man/man8/overboot.8.gz",
@@ -145,6 +146,7 @@ fn assert_holds(deb: &Path, src: &Path) {
             }
             "/usr/share/overboot/skeleton/boot" => assert_eq!(link.as_deref(), Some(".")),
             "/lib/systemd/system/overboot-bless.service"
+            | "/lib/systemd/system/overboot-verity.service"
             | "/lib/systemd/system/overboot-update.service"
             | "/lib/systemd/system/overboot-update.timer"
             | "/usr/share/man/man8/overboot.8.gz"
@@ -318,6 +320,19 @@ fn package_holds_every_file_in_its_place_and_runs() {
     let service =
         fs::read_to_string(root.join("lib/systemd/system/overboot-update.service")).unwrap();
     assert!(service.contains("ExecStart=/usr/bin/overboot update"));
+    // The dm-verity watcher: early, only in an overboot boot.
+    let verity =
+        fs::read_to_string(root.join("lib/systemd/system/overboot-verity.service")).unwrap();
+    for needle in [
+        "ExecStart=/usr/bin/overboot verity-watch",
+        "ConditionPathExists=/run/overboot/state.json",
+        "WantedBy=sysinit.target",
+    ] {
+        assert!(
+            verity.contains(needle),
+            "overboot-verity.service lacks '{needle}'"
+        );
+    }
     // A root with the package and the host's systemd units (boot-complete.target...).
     let vroot = dir.join("verify-root");
     run(Command::new("cp").arg("-a").arg(&root).arg(&vroot));
@@ -331,6 +346,7 @@ fn package_holds_every_file_in_its_place_and_runs() {
             .arg(format!("--root={}", vroot.display()))
             .arg("--man=no")
             .arg(vroot.join("lib/systemd/system/overboot-bless.service"))
+            .arg(vroot.join("lib/systemd/system/overboot-verity.service"))
             .arg(vroot.join("lib/systemd/system/overboot-update.service"))
             .arg(vroot.join("lib/systemd/system/overboot-update.timer")),
     );

@@ -1,9 +1,8 @@
-//! dm-verity under QEMU (TCG) with Debian's kernel, two boots:
-//! 1. toram + verity: the system image sealed by `veritysetup format` boots from a
-//!    dm-verity device reading the RAM copy; a sealed `DIR_` image with a flipped
-//!    byte in one file's data mounts, that file reads as EIO (never wrong bytes) and
-//!    another file of the same image reads fine.
-//! 2. a sealed system image whose flipped byte is read by the mount: the boot falls
+//! dm-verity under QEMU (TCG) with Debian's kernel, three boots:
+//! 1. and 2. (one test) every kind of sealed image in one toram boot, a corrupted
+//!    block read at run time recorded by `overboot verity-watch`, which restarts; the
+//!    same disk booted again falls back to recovery (see the test's comment).
+//! 3. a sealed system image whose flipped byte is read by the mount: the boot falls
 //!    back to recovery (sealed by `overboot seal`, mounted through dm-verity without
 //!    toram); `overboot.verity=1` skips the unsealed `DIR_` image.
 //!
@@ -55,16 +54,9 @@ fn sealed_files(img: &Path, dest: &str) -> Vec<String> {
         .collect()
 }
 
-/// Boot a BootExt holding the fixture's images, with `sealed` images (and their
-/// seals) put at the given BootExt paths.
+/// Boot a BootExt holding the fixture's images and `sealed` (see [`sealed_disk`]).
 fn boot_sealed(f: &Fixture, name: &str, sealed: &[(&Path, &str)], append: &str) -> Boot {
-    let args: Vec<String> = sealed
-        .iter()
-        .flat_map(|(img, dest)| sealed_files(img, dest))
-        .collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (disk, _) = bootext(f, name, &args);
-    boot(f, append, &[&disk], None)
+    boot(f, append, &[&sealed_disk(f, name, sealed)], None)
 }
 
 fn booted(log: &Boot, system: &str) -> String {
@@ -100,18 +92,85 @@ fn system_verity(state: &str) -> serde_json::Value {
     v
 }
 
+/// `len` bytes no compressor shrinks (xorshift64), so squashfs stores them as they are.
+fn noise(len: usize, mut x: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A squashfs image of `files` (name, content), sealed by `overboot seal`.
+fn sealed_image(f: &Fixture, dir: &Path, name: &str, files: &[(&str, &[u8])]) -> PathBuf {
+    let tree = dir.join(format!("tree-{name}"));
+    for (file, content) in files {
+        let p = tree.join(file);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, content).unwrap();
+    }
+    let img = dir.join(name);
+    run(Command::new("mksquashfs").arg(&tree).arg(&img).args([
+        "-noappend",
+        "-noD",
+        "-all-root",
+        "-quiet",
+        "-no-progress",
+    ]));
+    overboot_seal(f, &img);
+    img
+}
+
+/// The BootExt disk of the fixture's images, with `sealed` images (and their seals)
+/// put at the given BootExt paths.
+fn sealed_disk(f: &Fixture, name: &str, sealed: &[(&Path, &str)]) -> PathBuf {
+    let args: Vec<String> = sealed
+        .iter()
+        .flat_map(|(img, dest)| sealed_files(img, dest))
+        .collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    bootext(f, name, &args).0
+}
+
+/// One boot (~1 min) carries every kind of sealed image, with toram, and a
+/// corruption found while the system runs; a second boot of the same disk shows
+/// what the record does:
+/// - the system image (with overboot in it, for `overboot status` and
+///   `verity-watch`), sealed by veritysetup itself, boots from a dm-verity device
+///   reading the RAM copy;
+/// - a sealed `DIR_` image with a flipped byte in one file's data mounts, that file
+///   reads as EIO (never wrong bytes), another file of the same image reads fine;
+/// - a sealed `Overlay/` layer and a sealed `Apps/` image are mounted from dm devices
+///   (sysfs names, state.json);
+/// - `overboot verity-watch` is started (as overboot-verity.service does), a file of
+///   the system image with a flipped byte is read: EIO, the kernel's uevent is
+///   recorded in `System/verity-corrupted` and the watcher restarts the machine
+///   (the default `overboot.verity-error=restart`; QEMU's -no-reboot ends the run);
+/// - booted again, the recorded system image is refused: recovery, with the reason.
 #[test]
-fn toram_sealed_system_and_a_corrupted_file_in_a_sealed_dir_image() {
+fn sealed_images_of_every_kind_and_a_run_time_corruption_recorded_for_the_next_boot() {
     let f = fixture();
     let dir = work_dir(f, "toram");
-    // The system image (with overboot in it, for `overboot status`), sealed by
-    // veritysetup itself.
     let built = run(Command::new(f.top.join("tests/e2e/build-appliance.sh"))
         .arg(dir.join("appliance"))
         .arg("--with-overboot")
         .arg(e2e_common::musl_binary(&f.top)));
     let sys = dir.join("active.squashfs");
     fs::copy(built.trim(), &sys).unwrap();
+    // /verity-probe.bin appended (mksquashfs without -noappend adds to the root),
+    // then sealed by veritysetup, then one byte of the probe's data flipped.
+    let probe = noise(128 * 1024, 0x9e37_79b9_7f4a_7c15);
+    let probe_dir = dir.join("probe");
+    fs::create_dir_all(&probe_dir).unwrap();
+    fs::write(probe_dir.join("verity-probe.bin"), &probe).unwrap();
+    run(Command::new("mksquashfs").arg(&probe_dir).arg(&sys).args([
+        "-all-root",
+        "-quiet",
+        "-no-progress",
+    ]));
     let out = run(Command::new("veritysetup")
         .arg("format")
         .arg(&sys)
@@ -123,37 +182,62 @@ fn toram_sealed_system_and_a_corrupted_file_in_a_sealed_dir_image() {
         .trim()
         .to_string();
     fs::write(beside(&sys, ".roothash"), format!("{root}\n")).unwrap();
+    let bytes = fs::read(&sys).unwrap();
+    let window = &probe[65_536..65_536 + 64];
+    let at = bytes
+        .windows(64)
+        .position(|w| w == window)
+        .expect("the probe's data is stored uncompressed") as u64
+        + 100;
+    flip_byte(&sys, at);
+    let corrupted_block = at / 4096;
+
     // A DIR_ image: 128 KiB of noise first (data blocks 0..32 of the image), a small
     // marker after it (in the fragment block); one byte of the noise flipped.
-    let tree = dir.join("tree");
-    fs::create_dir_all(&tree).unwrap();
-    let noise: Vec<u8> = (0..128 * 1024u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-        .collect();
-    fs::write(tree.join("big.bin"), noise).unwrap();
-    fs::write(tree.join("marker"), "sealed-marker\n").unwrap();
-    let dimg = dir.join("DIR_opt_sealed.squashfs");
-    run(Command::new("mksquashfs").arg(&tree).arg(&dimg).args([
-        "-noappend",
-        "-noD",
-        "-quiet",
-        "-no-progress",
-    ]));
-    overboot_seal(f, &dimg);
+    let dimg = sealed_image(
+        f,
+        &dir,
+        "DIR_opt_sealed.squashfs",
+        &[
+            ("big.bin", &noise(128 * 1024, 7)),
+            ("marker", b"sealed-marker\n"),
+        ],
+    );
     flip_byte(&dimg, 65_536 + 100);
+    let layer = sealed_image(
+        f,
+        &dir,
+        "10-sealed.squashfs",
+        &[("etc/layer-marker", b"from-sealed-layer\n")],
+    );
+    let app = sealed_image(
+        f,
+        &dir,
+        "sealedapp.squashfs",
+        &[("app-marker", b"from-sealed-app\n")],
+    );
 
-    let log = boot_sealed(
+    let disk = sealed_disk(
         f,
         "verity-toram",
         &[
             (&sys, "System/active.squashfs"),
             (&dimg, "DIRS/DIR_opt_sealed.squashfs"),
+            (&layer, "Overlay/10-sealed.squashfs"),
+            (&app, "Apps/sealedapp.squashfs"),
         ],
-        "overboot.toram overboot.onfail=poweroff e2e.read=/opt/sealed/marker e2e.read=/opt/sealed/big.bin",
+    );
+    let append = "overboot.toram overboot.onfail=poweroff e2e.read=/opt/sealed/marker e2e.read=/opt/sealed/big.bin e2e.read=/etc/layer-marker e2e.read=/mnt/apps/sealedapp/app-marker";
+    let log = boot(
+        f,
+        &format!("{append} e2e.verity-watch=/verity-probe.bin"),
+        &[&disk],
+        None,
     );
     let state = booted(&log, "appliance");
     let system = system_verity(&state);
     assert_eq!(system["root_hash"], root.as_str(), "{state}");
+    assert_eq!(system["on_error"], "restart", "the default: {state}");
     assert!(state.contains("whole-image hash skipped"), "{state}");
     assert!(state.contains("\"done\": true"), "toram: {state}");
     let sealed = mount_entry(&state, "/opt/sealed");
@@ -161,8 +245,41 @@ fn toram_sealed_system_and_a_corrupted_file_in_a_sealed_dir_image() {
         sealed["verity"]["hash_file"], "DIRS/DIR_opt_sealed.squashfs.verity",
         "{state}"
     );
-    assert_eq!(sealed["verity"]["on_error"], "eio", "{state}");
-    // The mounts come from dm devices.
+    // Every kind of image from a dm device: state.json and the kernel's names.
+    let v: serde_json::Value = serde_json::from_str(state.trim()).unwrap();
+    let layer = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["source"] == "Overlay/10-sealed.squashfs")
+        .unwrap_or_else(|| panic!("no sealed layer: {state}"));
+    let app = mount_entry(&state, "/mnt/apps/sealedapp");
+    for (what, record) in [
+        ("DIR_", &sealed["verity"]),
+        ("layer", &layer["verity"]),
+        ("app", &app["verity"]),
+    ] {
+        assert!(
+            record["device"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("/dev/dm-")),
+            "{what}: {state}"
+        );
+    }
+    for name in [
+        "overboot-System-active.squashfs",
+        "overboot-DIRS-DIR_opt_sealed.squashfs",
+        "overboot-Overlay-10-sealed.squashfs",
+        "overboot-Apps-sealedapp.squashfs",
+    ] {
+        assert!(
+            log.log
+                .lines()
+                .any(|l| l.starts_with("OVERBOOT-E2E: dm dm-") && l.ends_with(name)),
+            "no dm device named {name} in /sys/block:\n{}",
+            log.tail()
+        );
+    }
     let mounts = log.section("mounts");
     assert!(
         mounts
@@ -178,6 +295,41 @@ fn toram_sealed_system_and_a_corrupted_file_in_a_sealed_dir_image() {
     log.assert_has("OVERBOOT-E2E: read /opt/sealed/marker ok");
     log.assert_has("OVERBOOT-E2E: read /opt/sealed/big.bin failed:");
     log.assert_has("Input/output error");
+    log.assert_has("OVERBOOT-E2E: read /etc/layer-marker ok");
+    log.assert_has("OVERBOOT-E2E: read /mnt/apps/sealedapp/app-marker ok");
+
+    // The run-time corruption: recorded, then the machine restarts.
+    log.assert_has("overboot: verity-watch: watching System/active.squashfs (dm-");
+    log.assert_has("OVERBOOT-E2E: watched read /verity-probe.bin failed:");
+    log.assert_has(&format!(
+        "System/active.squashfs: data block {corrupted_block} failed dm-verity while the system ran"
+    ));
+    log.assert_has("recorded in /mnt/cdrom/System/verity-corrupted");
+    log.assert_has("overboot.verity-error=restart: restarting");
+    log.assert_has("reboot: Restarting system");
+    log.assert_lacks("verity-watch did not restart");
+    assert!(log.powered_off(), "QEMU ends on the restart (-no-reboot)");
+    let record = run(Command::new("debugfs")
+        .args(["-R", "cat /System/verity-corrupted"])
+        .arg(&disk));
+    assert!(
+        record.contains(&format!(
+            "{root} data {corrupted_block} System/active.squashfs\n"
+        )),
+        "{record}"
+    );
+
+    // The next boot of the same disk refuses the recorded image: recovery.
+    let log = boot(f, append, &[&disk], None);
+    let state = booted(&log, "recovery");
+    let v: serde_json::Value = serde_json::from_str(state.trim()).unwrap();
+    let reason = v["fallback"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&format!(
+            "data block {corrupted_block} of System/active.squashfs failed dm-verity while the system ran (recorded in System/verity-corrupted)"
+        )),
+        "{state}"
+    );
 }
 
 #[test]

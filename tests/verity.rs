@@ -312,3 +312,95 @@ fn broken_or_unsigned_seals_are_refused_before_mounting() {
         assert!(r.contains("roothash is not signed"), "{r}");
     });
 }
+
+/// The run-time corruption record (`System/verity-corrupted`, written by
+/// `overboot verity-watch`): the boot refuses the image it names with its root hash
+/// (recovery boots, the reason in state.json; `check` and `status` say it), not the
+/// same image sealed again; `set-active` refuses it too until `--force`, which
+/// forgets the line.
+#[test]
+fn a_recorded_corruption_refuses_the_image_until_set_active_forces_it() {
+    Ns::run(|ns| {
+        let b = BootExt::standard(ns);
+        let img = b.path.join("System/a.squashfs");
+        seal(&img, None);
+        let record = b.path.join("System/verity-corrupted");
+        let line = |root: &str| format!("# by verity-watch\n{root} data 17 System/a.squashfs\n");
+        fs::write(&record, line(&roothash(&img))).unwrap();
+
+        let a = assemble_args(ns, &b.path, "quiet", &[]);
+        a.run.expect_code(0);
+        let st = a.state();
+        assert_eq!(st["booted"]["choice"], "recovery", "{st:#}");
+        let reason = st["fallback"]["reason"].as_str().unwrap();
+        assert!(
+            reason.contains(
+                "data block 17 of System/a.squashfs failed dm-verity while the system ran (recorded in System/verity-corrupted)"
+            ),
+            "{reason}"
+        );
+        let status = overboot([
+            OsStr::new("status"),
+            OsStr::new("--state"),
+            a.state_path.as_os_str(),
+            OsStr::new("--bootext"),
+            b.path.as_os_str(),
+        ]);
+        status.expect_code(0);
+        assert!(
+            status.stdout.contains("data block 17 of System/a.squashfs")
+                && status.stdout.contains(
+                    "Corrupted: System/a.squashfs: data block 17 failed dm-verity while the system ran"
+                ),
+            "{}",
+            status.stdout
+        );
+        a.teardown(ns);
+        let c = overboot([OsStr::new("check"), b.path.as_os_str()]);
+        c.expect_code(1);
+        assert!(
+            c.all().contains("data block 17 of System/a.squashfs"),
+            "{}",
+            c.all()
+        );
+
+        // Another root hash (the image sealed again): not concerned, the seal is
+        // checked and only the host's missing device-mapper stops it.
+        fs::write(&record, line(&"0".repeat(64))).unwrap();
+        let r = refused(ns, &b, "quiet", &[]);
+        assert!(r.contains("/dev/mapper/control"), "{r}");
+
+        // set-active asks the boot's checks: refused until --force, which forgets it.
+        fs::write(&record, line(&roothash(&img))).unwrap();
+        let set = |force: bool| {
+            let mut args = vec![
+                OsStr::new("set-active"),
+                OsStr::new("--bootext"),
+                b.path.as_os_str(),
+                OsStr::new("a.squashfs"),
+            ];
+            if force {
+                args.push(OsStr::new("--force"));
+            }
+            overboot(args)
+        };
+        let refused_set = set(false);
+        refused_set.expect_code(1);
+        assert!(
+            refused_set
+                .stderr
+                .contains("data block 17 of System/a.squashfs"),
+            "{}",
+            refused_set.stderr
+        );
+        assert!(record.exists());
+        let forced = set(true);
+        forced.expect_code(0);
+        assert!(
+            forced.stderr.contains("forgot the corruption"),
+            "{}",
+            forced.stderr
+        );
+        assert!(!record.exists(), "the record's only line was forgotten");
+    });
+}

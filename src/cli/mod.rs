@@ -14,6 +14,7 @@ mod inspect;
 mod plan;
 mod status;
 mod trial;
+mod verity_watch;
 
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -54,6 +55,7 @@ enum Command {
     Mkinitramfs(MkinitramfsArgs),
     Inspect(InspectArgs),
     Seal(SealArgs),
+    VerityWatch(VerityWatchArgs),
     Publish(PublishArgs),
     Update(UpdateArgs),
     Mkuki(MkukiArgs),
@@ -337,6 +339,23 @@ struct SealArgs {
     sign: Option<PathBuf>,
 }
 
+/// Record a dm-verity corruption for the next boot, then act (run by a unit)
+///
+/// In the booted system (overboot-verity.service): listens for the kernel's report
+/// of a corrupted block on a sealed image of this boot, writes
+/// System/verity-corrupted on BootExt (the next boot refuses that image: a system
+/// image falls back to recovery), then restarts, panics or goes on as
+/// overboot.verity-error says (restart by default). Exits 0 at once when no sealed
+/// image is mounted.
+#[derive(Args)]
+struct VerityWatchArgs {
+    /// The record of the boot (which images are sealed, their dm devices)
+    #[arg(long, value_name = "FILE", default_value = overboot::state::STATE_PATH)]
+    state: PathBuf,
+    #[command(flatten)]
+    bootext: BootExtArg,
+}
+
 /// Write a directory that any HTTP server serves to `overboot update`
 ///
 /// Each IMAGE with its minisign signature (NAME.minisig), its chunk index
@@ -493,6 +512,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
         }),
         Command::Inspect(a) => inspect::run(&a.file, a.json.json),
         Command::Seal(a) => overboot::verity::seal::execute(&a.image, a.sign.as_deref()),
+        Command::VerityWatch(a) => verity_watch::run(&a.state, &a.bootext.bootext),
         Command::Publish(a) => overboot::publish::execute(&a.images, &a.sign, &a.out),
         Command::Update(a) => update(a),
         Command::Mkuki(a) => mkuki(a),

@@ -34,6 +34,9 @@ pub(super) fn run(path: &Path, bootext: &Path, json: bool) -> i32 {
     if let Some(line) = overboot::update::record::status_line(bootext) {
         println!("{line}");
     }
+    for line in overboot::verity::corrupted::status_lines(bootext) {
+        println!("{line}");
+    }
     0
 }
 

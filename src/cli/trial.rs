@@ -106,12 +106,17 @@ pub(super) fn set_active(o: &SetActive) -> i32 {
     if let Err(e) = would_boot(&be, &name, o) {
         return fail(format!("set-active: {e}; nothing changed"));
     }
-    run(
+    let code = run(
         &be,
         decide_set_active(&be, &name, tries),
         "set-active",
         json,
-    )
+    );
+    let image = format!("{}/{name}", trial::SYSTEM_DIR);
+    if code == 0 && !overboot::verity::corrupted::forget_for_set_active(&be, &image) {
+        return 1;
+    }
+    code
 }
 
 /// Carry out what the trial logic decided, and report it.

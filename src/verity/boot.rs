@@ -8,7 +8,9 @@
 //!
 //! `overboot.verity=`: unset uses verity where `NAME.verity` exists; `1` refuses an
 //! image without one; `0` ignores `.verity` files. `overboot.verity-error=` is what a
-//! corrupted block does once the system runs (format::OnError).
+//! corrupted block does once the system runs (format::OnError): the table always
+//! fails the read with EIO, and `overboot verity-watch` records it and acts
+//! (super::corrupted). An image recorded there with its root hash is refused.
 
 use super::format::{self, BLOCK, Layout, OnError, Superblock};
 use crate::sys::confined::{Confined, Lookup};
@@ -24,10 +26,12 @@ pub struct Policy<'a> {
     pub mode: Option<bool>,
     pub on_error: OnError,
     pub trust: &'a TrustStore,
+    /// The text of `System/verity-corrupted` (super::corrupted), if any.
+    pub corrupted: Option<&'a str>,
 }
 
 /// The verity state of a mounted image, for `state.json` and `overboot status`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerityRecord {
     /// `/dev/dm-N`.
     pub device: String,
@@ -46,7 +50,7 @@ pub struct VerityRecord {
 /// One line for `overboot status`.
 pub fn describe(r: &VerityRecord) -> String {
     format!(
-        "verity {} ({}), root hash {}, {}, corrupted block: {}",
+        "verity {} ({}), root hash {}, {}, on a corrupted block: {}",
         r.device,
         r.name,
         r.root_hash,
@@ -119,6 +123,12 @@ pub fn open(
             "{roothash_file} is not a SHA-256 root hash (64 hex digits); seal again with: overboot seal {image}"
         )
     })?;
+    let recorded = policy
+        .corrupted
+        .and_then(|r| super::corrupted::refusal(r, image, &format::hex(&root.0)));
+    if let Some(why) = recorded {
+        return Err(why);
+    }
     let signed_by = check_signature(be, &roothash_file, &text, policy.trust)?;
     Ok(Some(Sealed {
         superblock,
@@ -187,7 +197,6 @@ pub fn mount(
         &data_loop.path,
         &hash_loop.path,
         &sealed.root,
-        on_error,
     );
     let name = dm_name(image);
     load_dm_verity();
@@ -246,7 +255,7 @@ mod tests {
         };
         assert_eq!(
             describe(&r),
-            "verity /dev/dm-0 (overboot-System-a.squashfs), root hash ab, signed by key 1234, corrupted block: eio"
+            "verity /dev/dm-0 (overboot-System-a.squashfs), root hash ab, signed by key 1234, on a corrupted block: eio"
         );
     }
 

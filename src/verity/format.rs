@@ -287,16 +287,19 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// What to do when a block does not match the tree, while the system runs
-/// (`overboot.verity-error=`).
+/// (`overboot.verity-error=`). The kernel's table always fails the read with EIO
+/// (its own restart leaves no record, and the same block would restart every boot);
+/// `overboot verity-watch` records the block on BootExt (super::corrupted), then
+/// acts on this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnError {
-    /// The read fails with EIO (the default: a restart would find the same block
-    /// at the next boot and could loop; the kernel logs the block either way).
-    #[default]
+    /// Record only: the reading program got EIO, the system runs on.
     Eio,
-    /// The kernel restarts the machine (`restart_on_corruption`).
+    /// Record, then restart: the next boot refuses the image (the default, as
+    /// dm-verity's `restart_on_corruption` would, but without a loop).
+    #[default]
     Restart,
-    /// The kernel panics (`panic_on_corruption`).
+    /// Record, then panic the kernel (`/proc/sysrq-trigger`).
     Panic,
 }
 
@@ -321,29 +324,19 @@ impl OnError {
 
 /// The device-mapper table line of the verity target (the kernel's
 /// Documentation/admin-guide/device-mapper/verity.rst), for `data` and `hash` given
-/// as `MAJOR:MINOR` or a device path. Returns (sectors, parameters).
-pub fn table(
-    sb: &Superblock,
-    data: &str,
-    hash: &str,
-    root: &[u8; DIGEST],
-    on_error: OnError,
-) -> (u64, String) {
+/// as `MAJOR:MINOR` or a device path. Returns (sectors, parameters). No optional
+/// arguments: a corrupted block fails its read with EIO (see [`OnError`]).
+pub fn table(sb: &Superblock, data: &str, hash: &str, root: &[u8; DIGEST]) -> (u64, String) {
     let salt = if sb.salt.is_empty() {
         "-".to_string()
     } else {
         hex(&sb.salt)
     };
-    let mut params = format!(
+    let params = format!(
         "1 {data} {hash} {BLOCK} {BLOCK} {} {HASH_START} sha256 {} {salt}",
         sb.data_blocks,
         hex(root)
     );
-    match on_error {
-        OnError::Eio => {}
-        OnError::Restart => params.push_str(" 1 restart_on_corruption"),
-        OnError::Panic => params.push_str(" 1 panic_on_corruption"),
-    }
     (sb.data_blocks * (BLOCK64 / 512), params)
 }
 
@@ -421,15 +414,12 @@ mod tests {
             data_blocks: 256,
             salt: vec![0xab],
         };
-        let (sectors, p) = table(&sb, "7:0", "7:1", &[0x11; 32], OnError::Restart);
-        assert_eq!(OnError::default(), OnError::Eio);
+        let (sectors, p) = table(&sb, "7:0", "7:1", &[0x11; 32]);
+        assert_eq!(OnError::default(), OnError::Restart);
         assert_eq!(sectors, 2048);
         assert_eq!(
             p,
-            format!(
-                "1 7:0 7:1 4096 4096 256 1 sha256 {} ab 1 restart_on_corruption",
-                "11".repeat(32)
-            )
+            format!("1 7:0 7:1 4096 4096 256 1 sha256 {} ab", "11".repeat(32))
         );
         assert_eq!(OnError::parse("eio"), Some(OnError::Eio));
         assert_eq!(OnError::parse("x"), None);

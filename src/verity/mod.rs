@@ -5,5 +5,7 @@
 //! dm-verity (`sys::dm`).
 
 pub mod boot;
+pub mod corrupted;
 pub mod format;
 pub mod seal;
+pub mod watch;

@@ -8,7 +8,9 @@
 # Writes OUTDIR/NAME.squashfs (NAME: appliance, or recovery with --recovery) and prints
 # its path. The image is reproducible: fixed times, root-owned. --with-overboot puts
 # BIN (a static build) in as /usr/bin/overboot: init then prints `overboot status`,
-# and runs `overboot bless` when the kernel command line has e2e.bless.
+# runs `overboot bless` when the kernel command line has e2e.bless, and with
+# e2e.verity-watch=PATH starts `overboot verity-watch` (as overboot-verity.service
+# does) after its report, then reads PATH.
 set -eu
 
 usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
@@ -97,6 +99,10 @@ for opt in $(echo "$opts" | tr ',' ' '); do
 done
 echo "writable /mnt/overlay dev=$(stat -c %d /mnt/overlay 2>/dev/null)"
 m "overlay-paths end"
+# device-mapper devices and their names (dm-verity mounts).
+for d in /sys/block/dm-*/dm/name; do
+    [ -f "$d" ] && m "dm ${d#/sys/block/} $(cat "$d")"
+done
 for f in /etc/hostname /etc/ssh/marker /opt/tools/marker /etc/layer-marker; do
     if [ -f "$f" ]; then m "file $f=$(cat "$f")"; else m "file $f missing"; fi
 done
@@ -132,6 +138,24 @@ if [ -x /usr/bin/overboot ]; then
     esac
 fi
 m "done"
+# e2e.verity-watch=PATH: the watcher listens, then PATH is read; a corrupted block
+# there is recorded on BootExt and, by default, the watcher restarts the machine.
+for arg in $(cat /proc/cmdline); do
+    case "$arg" in
+        e2e.verity-watch=*)
+            f=${arg#e2e.verity-watch=}
+            /usr/bin/overboot verity-watch 2>&1 | tee /run/verity-watch.log &
+            i=0
+            until grep -q "watching" /run/verity-watch.log 2>/dev/null || [ "$i" -ge 30 ]; do
+                sleep 1
+                i=$((i + 1))
+            done
+            if err=$(cat "$f" 2>&1 >/dev/null); then m "watched read $f ok"; else m "watched read $f failed: $err"; fi
+            sleep 30
+            m "verity-watch did not restart"
+            ;;
+    esac
+done
 sync
 poweroff -f
 sleep 30

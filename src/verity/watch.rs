@@ -1,0 +1,280 @@
+//! `overboot verity-watch`: in the booted system (`overboot-verity.service`), turn
+//! the kernel's report of a corrupted block into a record the next boot reads
+//! (super::corrupted), then do what `overboot.verity-error` says.
+//!
+//! dm-verity reports every corrupted block it finds (the first 100 per device,
+//! drivers/md/dm-verity-target.c `verity_handle_err`) with a `change` uevent on the
+//! dm device carrying `DM_VERITY_ERR_BLOCK_NR=<type>,<block>` (type 0: a data block,
+//! 1: a block of the hash tree), before it fails the read with EIO. The watcher
+//! listens on `NETLINK_KOBJECT_UEVENT` (only messages from the kernel itself count),
+//! matches the device (`DEVNAME=dm-N`) against the sealed images of this boot (from
+//! `state.json`), writes `System/verity-corrupted` atomically, then: `eio` goes on,
+//! `restart` syncs and restarts, `panic` syncs and panics the kernel. When the record
+//! cannot be written it does not restart (the next boot would read the same block and
+//! restart again): it says so and goes on as `eio`.
+//!
+//! Not on the boot path (the `overboot` CLI binary, not `overboot-init`).
+
+use super::boot::VerityRecord;
+use super::corrupted::{self, Entry};
+use super::format::OnError;
+use crate::sys::confined::Confined;
+use rustix::fd::OwnedFd;
+use rustix::io::Errno;
+use rustix::net::netlink::{self, SocketAddrNetlink};
+use rustix::net::{AddressFamily, RecvFlags, SocketFlags, SocketType};
+use std::path::Path;
+
+/// The uevent variable dm-verity sets (`DM_VERITY_ENV_VAR_NAME`).
+const ENV_VAR: &str = "DM_VERITY_ERR_BLOCK_NR";
+
+/// A sealed image of this boot: its dm device and what to record about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watched {
+    /// `dm-N`, as uevents name the device.
+    pub devname: String,
+    /// Relative to BootExt.
+    pub image: String,
+    pub root_hash: String,
+    pub on_error: OnError,
+}
+
+impl Watched {
+    /// From a mount's verity record in `state.json`.
+    pub fn from_record(r: &VerityRecord) -> Option<Watched> {
+        Some(Watched {
+            devname: r.device.strip_prefix("/dev/")?.to_string(),
+            image: r
+                .hash_file
+                .strip_suffix(super::seal::VERITY_SUFFIX)?
+                .to_string(),
+            root_hash: r.root_hash.clone(),
+            on_error: OnError::parse(&r.on_error).unwrap_or_default(),
+        })
+    }
+}
+
+/// What one corruption uevent says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corruption {
+    pub devname: String,
+    /// `data` or `metadata`, as the kernel logs it.
+    pub kind: &'static str,
+    pub block: u64,
+}
+
+/// A corruption uevent (`change@…\0ACTION=change\0…\0DEVNAME=dm-0\0
+/// DM_VERITY_ERR_BLOCK_NR=0,12\0`), or `None` for any other message.
+pub fn parse_corruption(msg: &[u8]) -> Option<Corruption> {
+    let (mut devname, mut err) = (None, None);
+    for field in msg.split(|&b| b == 0) {
+        let field = std::str::from_utf8(field).ok()?;
+        if let Some(v) = field.strip_prefix("DEVNAME=") {
+            devname = Some(v);
+        } else if let Some(v) = field
+            .strip_prefix(ENV_VAR)
+            .and_then(|v| v.strip_prefix('='))
+        {
+            err = Some(v);
+        }
+    }
+    let (kind, block) = err?.split_once(',')?;
+    Some(Corruption {
+        devname: devname?.to_string(),
+        kind: match kind {
+            "0" => "data",
+            "1" => "metadata",
+            _ => return None,
+        },
+        block: block.parse().ok()?,
+    })
+}
+
+/// Watch `watched` until killed; records go to the BootExt mounted at `bootext`.
+/// Returns an exit code only when it cannot watch (1) or there is nothing to watch
+/// (0).
+pub fn run(watched: &[Watched], bootext: &Path) -> i32 {
+    if watched.is_empty() {
+        println!("overboot: verity-watch: no sealed image is mounted, nothing to watch");
+        return 0;
+    }
+    let sock = match open_socket() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "overboot: verity-watch: cannot listen to kernel uevents (NETLINK_KOBJECT_UEVENT): {}",
+                crate::sys::errno_text(e)
+            );
+            return 1;
+        }
+    };
+    let names: Vec<String> = watched
+        .iter()
+        .map(|w| format!("{} ({})", w.image, w.devname))
+        .collect();
+    eprintln!("overboot: verity-watch: watching {}", names.join(", "));
+    let mut reported: Vec<String> = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let Some(c) = receive(&sock, &mut buf) else {
+            continue;
+        };
+        let Some(w) = watched.iter().find(|w| w.devname == c.devname) else {
+            continue;
+        };
+        // The kernel reports up to 100 blocks per device: one record, one action.
+        if reported.contains(&w.devname) {
+            continue;
+        }
+        reported.push(w.devname.clone());
+        if record(w, &c, bootext) {
+            act(w.on_error);
+        }
+    }
+}
+
+fn open_socket() -> Result<OwnedFd, Errno> {
+    let fd = rustix::net::socket_with(
+        AddressFamily::NETLINK,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        Some(netlink::KOBJECT_UEVENT),
+    )?;
+    // Group 1: the kernel's broadcasts (udev relays on group 2).
+    rustix::net::bind(&fd, &SocketAddrNetlink::new(0, 1))?;
+    Ok(fd)
+}
+
+/// The next corruption report, if the next message is one from the kernel.
+fn receive(sock: &OwnedFd, buf: &mut [u8]) -> Option<Corruption> {
+    match rustix::net::recvfrom(sock, &mut *buf, RecvFlags::empty()) {
+        Ok((n, _, Some(from))) => {
+            let kernel = SocketAddrNetlink::try_from(from).is_ok_and(|a| a.pid() == 0);
+            buf.get(..n).filter(|_| kernel).and_then(parse_corruption)
+        }
+        Ok(_) | Err(Errno::INTR) => None,
+        // The queue overflowed (a burst of uevents): a corruption among them is
+        // lost here, but the kernel reports the next read of the block again.
+        Err(Errno::NOBUFS) => {
+            eprintln!("overboot: verity-watch: uevents were lost (receive queue full)");
+            None
+        }
+        Err(e) => {
+            eprintln!(
+                "overboot: verity-watch: receiving uevents: {}",
+                crate::sys::errno_text(e)
+            );
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            None
+        }
+    }
+}
+
+/// Write the record; whether it is on BootExt now (then the policy may act).
+fn record(w: &Watched, c: &Corruption, bootext: &Path) -> bool {
+    let entry = Entry {
+        root_hash: w.root_hash.clone(),
+        kind: c.kind.into(),
+        block: c.block,
+        image: w.image.clone(),
+    };
+    let said = entry.describe();
+    match Confined::open(bootext).and_then(|be| corrupted::add(&be, entry)) {
+        Ok(_) => {
+            eprintln!(
+                "overboot: verity-watch: {said}; recorded in {}/{}: the next boot refuses it",
+                bootext.display(),
+                corrupted::PATH
+            );
+            true
+        }
+        Err(e) => {
+            eprintln!(
+                "overboot: verity-watch: {said}; cannot record it in {}/{}: {e}; not restarting (the next boot would read the same block), the system runs on as with overboot.verity-error=eio",
+                bootext.display(),
+                corrupted::PATH
+            );
+            false
+        }
+    }
+}
+
+/// `overboot.verity-error`, once the corruption is recorded.
+fn act(on: OnError) {
+    let failed = |what: &str, e: String| {
+        eprintln!("overboot: verity-watch: cannot {what}: {e}; the system runs on");
+    };
+    match on {
+        OnError::Eio => {
+            eprintln!("overboot: verity-watch: overboot.verity-error=eio: the system runs on");
+        }
+        OnError::Restart => {
+            eprintln!("overboot: verity-watch: overboot.verity-error=restart: restarting");
+            rustix::fs::sync();
+            if let Err(e) = rustix::system::reboot(rustix::system::RebootCommand::Restart) {
+                failed("restart", crate::sys::errno_text(e));
+            }
+        }
+        OnError::Panic => {
+            eprintln!("overboot: verity-watch: overboot.verity-error=panic: panicking the kernel");
+            rustix::fs::sync();
+            if let Err(e) = std::fs::write("/proc/sysrq-trigger", "c") {
+                failed("panic the kernel (/proc/sysrq-trigger)", e.to_string());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corruption_uevents_and_others() {
+        let msg = b"change@/devices/virtual/block/dm-1\0ACTION=change\0DEVPATH=/devices/virtual/block/dm-1\0SUBSYSTEM=block\0DM_VERITY_ERR_BLOCK_NR=0,4242\0MAJOR=254\0MINOR=1\0DEVNAME=dm-1\0DEVTYPE=disk\0SEQNUM=1200\0";
+        assert_eq!(
+            parse_corruption(msg),
+            Some(Corruption {
+                devname: "dm-1".into(),
+                kind: "data",
+                block: 4242
+            })
+        );
+        let meta = b"change@/x\0DEVNAME=dm-0\0DM_VERITY_ERR_BLOCK_NR=1,7\0";
+        assert_eq!(parse_corruption(meta).unwrap().kind, "metadata");
+        // Other uevents, and malformed values.
+        assert_eq!(
+            parse_corruption(b"change@/x\0DEVNAME=dm-0\0DM_NAME=a\0"),
+            None
+        );
+        assert_eq!(
+            parse_corruption(b"change@/x\0DEVNAME=dm-0\0DM_VERITY_ERR_BLOCK_NR=2,7\0"),
+            None
+        );
+        assert_eq!(
+            parse_corruption(b"change@/x\0DM_VERITY_ERR_BLOCK_NR=0,7\0"),
+            None
+        );
+    }
+
+    #[test]
+    fn watched_from_state_records() {
+        let r = VerityRecord {
+            device: "/dev/dm-3".into(),
+            name: "overboot-Apps-x.squashfs".into(),
+            root_hash: "ab".into(),
+            hash_file: "Apps/x.squashfs.verity".into(),
+            signed_by: None,
+            on_error: "panic".into(),
+        };
+        assert_eq!(
+            Watched::from_record(&r),
+            Some(Watched {
+                devname: "dm-3".into(),
+                image: "Apps/x.squashfs".into(),
+                root_hash: "ab".into(),
+                on_error: OnError::Panic,
+            })
+        );
+    }
+}
