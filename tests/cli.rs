@@ -308,3 +308,95 @@ fn images_lists_every_image_with_its_role_and_the_boots_verdict() {
         );
     });
 }
+
+/// The library modules each module names (`crate::NAME` in code, comments left
+/// out), read from `src/`; the command line (`src/cli/`, in the `overboot` binary
+/// only) is no library module.
+fn module_graph() -> std::collections::HashMap<String, std::collections::HashSet<String>> {
+    let mut graph: std::collections::HashMap<_, std::collections::HashSet<String>> =
+        Default::default();
+    let src = top().join("src");
+    let mut todo = vec![src.clone()];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(&src)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if path.is_dir() {
+                if rel != "bin" && rel != "cli" {
+                    todo.push(path);
+                }
+                continue;
+            }
+            if !rel.ends_with(".rs") || rel == "main.rs" || rel == "lib.rs" {
+                continue;
+            }
+            let module = rel
+                .split('/')
+                .next()
+                .unwrap()
+                .trim_end_matches(".rs")
+                .to_string();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let names = graph.entry(module.clone()).or_default();
+            for line in text.lines().map(|l| l.split("//").next().unwrap_or("")) {
+                for part in line.split("crate::").skip(1) {
+                    let name: String = part
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect();
+                    if name != module {
+                        names.insert(name);
+                    }
+                }
+            }
+        }
+    }
+    graph
+}
+
+/// Every module `from` reaches through the graph.
+fn reaches(
+    graph: &std::collections::HashMap<String, std::collections::HashSet<String>>,
+    from: &str,
+) -> std::collections::HashSet<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut todo = vec![from.to_string()];
+    while let Some(m) = todo.pop() {
+        for next in graph.get(&m).into_iter().flatten() {
+            if seen.insert(next.clone()) {
+                todo.push(next.clone());
+            }
+        }
+    }
+    seen
+}
+
+/// Issue 11 §4: the trial's boot side (`trial_boot`, over the pure `trial`) depends
+/// neither on the assembly that calls it (no cycle) nor on a command's module, and
+/// the boot reaches no command-only module (`preview`, `imagetree`); `cli` lives in
+/// the `overboot` binary, which the library cannot name.
+#[test]
+fn the_boot_depends_on_no_command() {
+    let graph = module_graph();
+    assert!(graph.contains_key("trial_boot") && graph.contains_key("assemble"));
+    let trial_boot = reaches(&graph, "trial_boot");
+    assert!(trial_boot.contains("trial"), "{trial_boot:?}");
+    assert!(!trial_boot.contains("assemble"), "{trial_boot:?}");
+    assert!(reaches(&graph, "trial").is_empty());
+    assert!(reaches(&graph, "assemble").contains("trial_boot"));
+    for boot in ["boot", "assemble", "pid1"] {
+        let reached = reaches(&graph, boot);
+        for command in ["preview", "imagetree", "cli"] {
+            assert!(!reached.contains(command), "{boot} reaches {command}");
+        }
+    }
+    let lib = std::fs::read_to_string(top().join("src/lib.rs")).unwrap();
+    assert!(
+        !lib.contains("mod cli"),
+        "the command line is in the library"
+    );
+}
