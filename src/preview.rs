@@ -303,12 +303,25 @@ impl<'a> Stacked<'a> {
         warnings: &mut Vec<String>,
     ) -> Stacked<'a> {
         let mut trees: Vec<Box<dyn Layer + 'a>> = Vec::new();
+        let root = rustix::process::geteuid().is_root();
+        let unseen = |source: &str| {
+            format!(
+                "{source}: its opaque directories ({}) cannot be read without root, so this preview does not see them; run as root to see the new root as the boot does",
+                crate::layers::OPAQUE_XATTR
+            )
+        };
         for l in layers.iter().rev() {
             match l.kind {
-                crate::layers::LayerKind::Dir => trees.push(Box::new(BootExtDir {
-                    be,
-                    base: l.source.clone(),
-                })),
+                crate::layers::LayerKind::Dir => {
+                    // trusted.* attributes are hidden from other users.
+                    if !root {
+                        warnings.push(unseen(&l.source));
+                    }
+                    trees.push(Box::new(BootExtDir {
+                        be,
+                        base: l.source.clone(),
+                    }));
+                }
                 crate::layers::LayerKind::Image => {
                     if let Some(t) = be
                         .open_file(&l.source)
@@ -316,10 +329,7 @@ impl<'a> Stacked<'a> {
                         .and_then(|f| ImageTree::read(&f, &l.source).ok())
                     {
                         if t.xattrs_unread {
-                            warnings.push(format!(
-                                "{}: its extended attributes are not read without root, so an opaque directory in it is not seen here; run as root to read it as the boot does",
-                                l.source
-                            ));
+                            warnings.push(unseen(&l.source));
                         }
                         trees.push(Box::new(t));
                     }

@@ -650,6 +650,31 @@ fn plan_decodes_names_through_overlay_layers() {
             target_of(&p, "DIRS/DIR_srv_media_files"),
             "/srv/media_files"
         );
+        assert!(p["warnings"].as_array().unwrap().is_empty(), "{p:#}");
+
+        // Without root neither layer's opaque directories can be read (trusted.*
+        // attributes are hidden; backhand does not decode them): plan says so.
+        let nobody = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                BIN,
+                "plan",
+            ])
+            .args(["--json", "--cmdline", "", "--bootext"])
+            .arg(&b.path)
+            .output()
+            .unwrap();
+        let p: Value =
+            serde_json::from_slice(&nobody.stdout).unwrap_or_else(|e| panic!("{e}: {nobody:?}"));
+        let warnings = p["warnings"].to_string();
+        for layer in ["Overlay/10-site", "Overlay/20-web.squashfs"] {
+            assert!(
+                warnings.contains(&format!("{layer}: its opaque directories")),
+                "{layer}: {warnings}"
+            );
+        }
         assert!(
             booted
                 .skipped
