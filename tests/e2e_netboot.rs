@@ -5,7 +5,8 @@
 //! DHCP server answers the client. Five boots (about 1 min each under TCG):
 //! DHCP + a dropped transfer resumed + DIRS from a local BootExt over the network
 //! image; the PXE chain (QEMU's iPXE loads kernel and initramfs from the same
-//! server) with a static address and no BootExt; a bad signature falling back to
+//! server) with a static address, no BootExt and the image over https:// (a
+//! private CA in the initramfs); a bad signature falling back to
 //! BootExt's image; no server, falling back to BootExt's image with what was tried;
 //! an image larger than the RAM without BootExt, refused before its body, then the
 //! failure policy. The fetch's own cases (unsigned, a server without ranges,
@@ -15,6 +16,7 @@ mod e2e_common;
 mod net_common;
 
 use e2e_common::{Boot, Fixture, bootext, fixture, initramfs_with};
+use net_common::tls::Tls;
 use net_common::{CuttingRelay, Nginx, free_port, minisign, minisign_keys};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -27,6 +29,9 @@ struct Net {
     www: PathBuf,
     initrd: PathBuf,
     active_sig: PathBuf,
+    /// A private CA and the server certificate it signed for 10.0.2.100; the
+    /// initramfs trusts that CA only (`--net-ca`).
+    tls: Tls,
 }
 
 /// nginx serving the directory, for one test (stopped when dropped).
@@ -68,16 +73,23 @@ fn net() -> &'static Net {
         let small = dir.join("big.squashfs");
         std::fs::write(&small, b"not the image").unwrap();
         minisign(&secret, &small, Some(&www.join("big.squashfs.minisig")));
+        let tls = Tls::generate(&dir.join("tls"), &["10.0.2.100"]);
         let initrd = initramfs_with(
             f,
             "netboot",
-            &["--trust-key", &public.display().to_string()],
+            &[
+                "--trust-key",
+                &public.display().to_string(),
+                "--net-ca",
+                &tls.ca.display().to_string(),
+            ],
         );
         Net {
             dir,
             www,
             initrd,
             active_sig,
+            tls,
         }
     })
 }
@@ -140,12 +152,16 @@ fn dhcp_fetch_resumed_and_dirs_from_bootext() {
 
 /// The PXE chain of the README: QEMU's iPXE ROM gets `boot.ipxe` as the DHCP boot
 /// file, loads the kernel and this initramfs over HTTP from the same server; the
-/// kernel line gives a static address and there is no BootExt at all.
+/// kernel line gives a static address and there is no BootExt at all; the image
+/// comes over https:// (10.0.2.100:443 carried to nginx with TLS), checked against
+/// the private CA that the initramfs carries.
 #[test]
-fn ipxe_chain_static_address_without_bootext() {
+fn ipxe_chain_static_address_https_without_bootext() {
     let f = fixture();
     let n = net();
     let nginx = serve(n, "ipxe");
+    let nginx_tls = Nginx::start_tls(&n.www, &n.dir.join("nginx-ipxe-tls"), &n.tls);
+    let https_url = "https://10.0.2.100/net.squashfs";
     let kernel = f.top.join("work/kernel/current/vmlinuz");
     std::fs::copy(&kernel, n.www.join("vmlinuz")).unwrap();
     std::fs::copy(&n.initrd, n.www.join("initrd.img")).unwrap();
@@ -154,7 +170,7 @@ fn ipxe_chain_static_address_without_bootext() {
     std::fs::write(
         n.www.join("boot.ipxe"),
         format!(
-            "#!ipxe\ndhcp\nkernel http://10.0.2.100/vmlinuz console=ttyS0 panic=-1 no_timer_check overboot.fetch={URL} overboot.ip=10.0.2.20/24,10.0.2.2 overboot.timeout=3 overboot.onfail=poweroff\ninitrd http://10.0.2.100/initrd.img\nboot\n"
+            "#!ipxe\ndhcp\nkernel http://10.0.2.100/vmlinuz console=ttyS0 panic=-1 no_timer_check overboot.fetch={https_url} overboot.ip=10.0.2.20/24,10.0.2.2 overboot.timeout=3 overboot.onfail=poweroff\ninitrd http://10.0.2.100/initrd.img\nboot\n"
         ),
     )
     .unwrap();
@@ -166,26 +182,36 @@ fn ipxe_chain_static_address_without_bootext() {
         &[
             "--http-port".into(),
             nginx.port.to_string(),
+            "--https-port".into(),
+            nginx_tls.port.to_string(),
             "--pxe".into(),
             "http://10.0.2.100/boot.ipxe".into(),
         ],
     );
-    log.assert_has("http://10.0.2.100/initrd.img... ok");
+    // iPXE's line (its progress may come between the dots and "ok" on a slow host).
+    log.assert_has("http://10.0.2.100/initrd.img...");
     log.assert_booted("recovery");
     log.assert_has("no BootExt");
     log.assert_has("network: eth0 is 10.0.2.20/24, router 10.0.2.2");
     log.assert_lacks("DHCP:");
+    log.assert_has(&format!("fetched {https_url}"));
     // No DIRS: the image's own files.
     log.assert_has("OVERBOOT-E2E: file /etc/hostname=image-recovery");
     let state = log.section("state");
     for needle in [
         "\"choice\": \"network\"",
+        &format!("\"image\": \"{https_url}\""),
         "\"address\": \"10.0.2.20/24\"",
         "\"found_by\": \"none: no LABEL=BootExt within 3 s (network boot)\"",
     ] {
         assert!(state.contains(needle), "no {needle} in {state}");
     }
     assert!(!state.contains("\"lease\""), "{state}");
+    // The image and its signature went over TLS; iPXE's loads over plain HTTP.
+    let tls_log = nginx_tls.access_log();
+    assert!(tls_log.contains("GET /net.squashfs.minisig "), "{tls_log}");
+    assert!(tls_log.contains("GET /net.squashfs "), "{tls_log}");
+    assert!(!nginx.access_log().contains("GET /net.squashfs"));
 }
 
 #[test]

@@ -7,6 +7,7 @@
 mod common;
 mod net_common;
 
+use net_common::tls::Tls;
 use net_common::{CuttingRelay, Nginx, free_port, minisign, minisign_keys};
 use overboot::net::fetch::{Fetched, Inputs, fetch};
 use overboot::net::http::Url;
@@ -69,6 +70,7 @@ fn inputs<'a>(trust: &'a TrustStore, verify: Option<bool>, meminfo: &'a Path) ->
         trust,
         verify,
         meminfo,
+        net_ca: Path::new("/nonexistent/net-ca.pem"),
         boot: false,
     }
 }
@@ -175,7 +177,7 @@ impl Drop for Python {
 }
 
 #[test]
-fn bad_unsigned_unreachable_too_large_and_https_are_refused() {
+fn bad_unsigned_unreachable_and_too_large_are_refused() {
     let s = setup("refused");
     let nginx = Nginx::start(&s.www, &s.dir.join("nginx"));
     let meminfo = Path::new("/proc/meminfo");
@@ -234,11 +236,6 @@ fn bad_unsigned_unreachable_too_large_and_https_are_refused() {
             &inputs(&s.trust, None, meminfo),
         ),
         "cannot connect to 127.0.0.1",
-    );
-    let https = Url::parse(&format!("https://127.0.0.1:{}/a.squashfs", nginx.port)).unwrap();
-    refused(
-        fetch(&https, &inputs(&s.trust, None, meminfo)),
-        "https:// is not supported",
     );
     // A directory that `overboot publish` did not make.
     refused(
@@ -312,4 +309,47 @@ fn a_directory_url_takes_the_newest_published_image() {
         ),
         "a signed file renamed is refused",
     );
+}
+
+/// `https://` with a private CA, as `mkinitramfs --net-ca` bakes it in: the image
+/// arrives through TLS and verifies. A CA that did not sign the server's
+/// certificate, a certificate for another name, and no CA file at all are refused,
+/// each saying what to change.
+#[test]
+fn https_trusts_the_initramfs_ca_only() {
+    let s = setup("https");
+    let tls = Tls::generate(&s.dir.join("tls"), &["127.0.0.1"]);
+    let nginx = Nginx::start_tls(&s.www, &s.dir.join("nginx"), &tls);
+    let meminfo = Path::new("/proc/meminfo");
+    let with_ca = |ca| Inputs {
+        net_ca: ca,
+        ..inputs(&s.trust, None, meminfo)
+    };
+    let a = Url::parse(&nginx.url("a.squashfs")).unwrap();
+    let f = fetch(&a, &with_ca(&tls.ca)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(f.verified.key_id.is_some(), "{:?}", f.verified);
+    assert!(contents(f) == s.image, "the copy in RAM differs");
+    let log = nginx.access_log();
+    assert!(
+        log.contains("GET /a.squashfs.minisig HTTP/1.1\" 200"),
+        "{log}"
+    );
+    assert!(log.contains("GET /a.squashfs HTTP/1.1\" 200"), "{log}");
+
+    let other = Tls::generate(&s.dir.join("other"), &["127.0.0.1"]);
+    let e = refused(
+        fetch(&a, &with_ca(&other.ca)),
+        "not signed by a CA this initramfs trusts",
+    );
+    assert!(e.contains("--net-ca"), "{e}");
+    let by_name = Url::parse(&format!("https://localhost:{}/a.squashfs", nginx.port)).unwrap();
+    refused(fetch(&by_name, &with_ca(&tls.ca)), "is not for localhost");
+    let e = refused(
+        fetch(&a, &inputs(&s.trust, None, meminfo)),
+        "https:// needs the CA certificates the initramfs trusts",
+    );
+    assert!(e.contains("--net-ca"), "{e}");
+    // Only the successful fetch reached the server with requests.
+    let log = nginx.access_log();
+    assert_eq!(log.lines().count(), 2, "{log}");
 }

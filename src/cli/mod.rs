@@ -308,6 +308,11 @@ struct MkinitramfsArgs {
     /// with a good System/<image>.minisig boot
     #[arg(long, value_name = "FILE")]
     trust_key: Vec<PathBuf>,
+    /// CA certificates (PEM; repeatable) that https:// netboot trusts, instead of
+    /// this machine's bundle (/etc/ssl/certs/ca-certificates.crt), which the
+    /// network group otherwise carries
+    #[arg(long, value_name = "FILE")]
+    net_ca: Vec<PathBuf>,
 }
 
 /// List what an initramfs holds: entries, kernel modules, trusted keys, /init
@@ -508,6 +513,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
                 given => given,
             },
             trust_keys: a.trust_key,
+            net_ca: a.net_ca,
             allow_missing: a.allow_missing,
         }),
         Command::Inspect(a) => inspect::run(&a.file, a.json.json),

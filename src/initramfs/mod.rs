@@ -68,6 +68,9 @@ pub struct Options {
     pub modules: Vec<String>,
     /// Minisign public keys to bake in (`--trust-key`).
     pub trust_keys: Vec<PathBuf>,
+    /// CA certificates for `https://` netboot (`--net-ca`); empty: the build
+    /// machine's bundle, when the network group is in.
+    pub net_ca: Vec<PathBuf>,
     /// Build even when a module named in `modules` is not in the kernel.
     pub allow_missing: bool,
 }
@@ -123,6 +126,7 @@ fn run(opts: &Options) -> Result<String, String> {
     }
     let mut built = built;
     add_trust_keys(&mut built.archive, &opts.trust_keys)?;
+    let ca_note = add_net_ca(&mut built.archive, net, &opts.net_ca)?;
     let compression = opts.compress.unwrap_or_else(default_compression);
     let entries = built.archive.len();
     let (raw_len, data) = archive_bytes(built.archive, compression)?;
@@ -138,6 +142,7 @@ fn run(opts: &Options) -> Result<String, String> {
         data.len().div_ceil(1024),
         compression.name(),
     );
+    s += &ca_note;
     if !built.resolution.builtin.is_empty() {
         s += &format!(
             "built into this kernel: {}\n",
@@ -243,6 +248,61 @@ fn add_trust_keys(a: &mut Archive, keys: &[PathBuf]) -> Result<(), String> {
         a.file(&format!("{dir}/{n}.pub"), 0o644, text.into_bytes());
     }
     Ok(())
+}
+
+/// The CA bundle that `https://` netboot trusts when no `--net-ca` is given: the
+/// build machine's, as curl on it would trust (Debian, Ubuntu, Arch, Alpine path).
+pub const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The CA certificates of `https://` netboot, at `net::tls::NET_CA`, when the image
+/// has the network group: the `--net-ca` files (each checked to hold certificates),
+/// else [`HOST_CA_BUNDLE`]. The bundle is the default so that `https://` works as it
+/// does with curl on the build machine; a fleet with its own CA gives `--net-ca` and
+/// then trusts that CA only (and saves the bundle's ~120 KB, xz). Returns the line
+/// for the summary.
+fn add_net_ca(a: &mut Archive, net: bool, files: &[PathBuf]) -> Result<String, String> {
+    if !net {
+        return match files.first() {
+            Some(f) => Err(format!(
+                "--net-ca {}: only the network build of /init fetches over https://; add the net group (--modules net,...)",
+                f.display()
+            )),
+            None => Ok(String::new()),
+        };
+    }
+    let (files, source) = if files.is_empty() {
+        let host = PathBuf::from(HOST_CA_BUNDLE);
+        if !host.exists() {
+            return Ok(format!(
+                "note: no {HOST_CA_BUNDLE} on this machine and no --net-ca: https:// netboot will be refused (http:// works)\n"
+            ));
+        }
+        (vec![host], "this machine's bundle")
+    } else {
+        (files.to_vec(), "--net-ca")
+    };
+    let mut pem = Vec::new();
+    for f in &files {
+        let data = std::fs::read(f).map_err(|e| format!("--net-ca {}: {e}", f.display()))?;
+        crate::net::tls::config(&data, &f.display().to_string())
+            .map_err(|e| format!("--net-ca {e}"))?;
+        pem.extend_from_slice(&data);
+        if !pem.ends_with(b"\n") {
+            pem.push(b'\n');
+        }
+    }
+    // The archive adds the parent directories.
+    let path = crate::net::tls::NET_CA.trim_start_matches('/');
+    let len = pem.len();
+    a.file(path, 0o644, pem);
+    Ok(format!(
+        "https:// trusts the CA certificates of {source} ({}), {len} bytes at /{path}\n",
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 fn kver_and_dir(opts: &Options) -> Result<(String, PathBuf), String> {
@@ -647,6 +707,7 @@ mod tests {
             binary: None,
             modules: vec!["all".into()],
             trust_keys: vec![],
+            net_ca: vec![],
             allow_missing: false,
         };
         assert_eq!(

@@ -6,17 +6,21 @@
 //! fetched (`net::index`). A network image must be signed by a key baked into the
 //! initramfs, by a signature naming it (`file:NAME`, `verify::check_signed_claims`); only an
 //! explicit `overboot.verify=0` (in an initramfs without keys) boots an unsigned one,
-//! with a loud warning. `https://` is refused by name: TLS does not fit in `/init`,
-//! and the signature already makes plain HTTP safe against a changed image.
+//! with a loud warning. `https://` goes through `net::tls` (the CA certificates of
+//! the initramfs); it adds privacy and server authentication, the signature already
+//! makes plain HTTP safe against a changed image.
 
 use super::http::{self, Head, Plan, Url};
 use super::index;
+use super::tls;
 use crate::sys::errno_text;
 use crate::sys::toram::{self, Progress, RamFile};
 use crate::verify::{self, Digester, Expected, Mode, TrustStore, Verification};
+use std::cell::OnceCell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +59,8 @@ pub struct Inputs<'a> {
     pub trust: &'a TrustStore,
     pub verify: Option<bool>,
     pub meminfo: &'a Path,
+    /// The CA certificates (PEM) `https://` trusts (`tls::NET_CA` at boot).
+    pub net_ca: &'a Path,
     /// PID-1 mode: progress on `/dev/console`.
     pub boot: bool,
 }
@@ -84,11 +90,10 @@ pub fn network_mode(
 
 /// Fetch, verify and keep in RAM the image at `url`.
 pub fn fetch(url: &Url, inp: &Inputs<'_>) -> Result<Fetched, String> {
-    if url.https {
-        return Err(format!(
-            "{url}: https:// is not supported by overboot's /init (TLS does not fit in the initramfs); serve the image over http:// (its signature protects it)"
-        ));
-    }
+    let client = Client {
+        net_ca: inp.net_ca,
+        tls: OnceCell::new(),
+    };
     let (mode, warning) = network_mode(inp.trust.enforcing(), inp.verify, &url.to_string())?;
     if let Some(w) = &warning {
         log::warn!("{w}");
@@ -97,14 +102,14 @@ pub fn fetch(url: &Url, inp: &Inputs<'_>) -> Result<Fetched, String> {
     let (url, sums) = match url.file_name() {
         Some(_) => (url.clone(), None),
         None => {
-            let (image, sums) = newest_in_directory(url, inp.trust)?;
+            let (image, sums) = newest_in_directory(&client, url, inp.trust)?;
             (image, Some(sums))
         }
     };
     let name = url.file_name().unwrap_or_default().to_string();
     let sig_name = format!("{name}.minisig");
     let signature = if inp.trust.enforcing() {
-        get_small(&url.sibling(&sig_name), MAX_SIGNATURE)?
+        get_small(&client, &url.sibling(&sig_name), MAX_SIGNATURE)?
     } else {
         None
     };
@@ -118,7 +123,7 @@ pub fn fetch(url: &Url, inp: &Inputs<'_>) -> Result<Fetched, String> {
     .map_err(|e| format!("{url}: {e}"))?;
 
     let start = Instant::now();
-    let (mut url, head, conn) = get(&url, 0)?;
+    let (mut url, head, conn) = get(&client, &url, 0)?;
     let total = match http::plan(&head, 0).map_err(|e| format!("{url}: {e}"))? {
         Plan::Body { total, .. } => total,
         Plan::Redirect(_) => return Err(format!("{url}: too many redirects")),
@@ -134,6 +139,7 @@ pub fn fetch(url: &Url, inp: &Inputs<'_>) -> Result<Fetched, String> {
     let ram = RamFile::create(total)?;
     let mut progress = Progress::new(inp.boot, "fetch", &name, total);
     let mut transfer = Transfer {
+        client: &client,
         ram: &ram,
         expected: &expected,
         digest: expected.digester()?,
@@ -169,7 +175,11 @@ pub fn fetch(url: &Url, inp: &Inputs<'_>) -> Result<Fetched, String> {
 }
 
 /// The newest image of the directory at `dir` (`index`), and its signed list.
-fn newest_in_directory(dir: &Url, trust: &TrustStore) -> Result<(Url, String), String> {
+fn newest_in_directory(
+    client: &Client<'_>,
+    dir: &Url,
+    trust: &TrustStore,
+) -> Result<(Url, String), String> {
     if !trust.enforcing() {
         return Err(format!(
             "{dir} is a directory: choosing its newest image needs its signed {} and a trusted key (mkinitramfs --trust-key); or give the image's own URL",
@@ -179,9 +189,9 @@ fn newest_in_directory(dir: &Url, trust: &TrustStore) -> Result<(Url, String), S
     let list_url = dir.sibling(verify::SUMS_FILE);
     let missing =
         |u: &Url| format!("{u}: not found (404); is {dir} a directory made by overboot publish?");
-    let sums = get_small(&list_url, MAX_LIST)?.ok_or_else(|| missing(&list_url))?;
+    let sums = get_small(client, &list_url, MAX_LIST)?.ok_or_else(|| missing(&list_url))?;
     let sig_url = dir.sibling(&format!("{}.minisig", verify::SUMS_FILE));
-    let sig = get_small(&sig_url, MAX_SIGNATURE)?.ok_or_else(|| missing(&sig_url))?;
+    let sig = get_small(client, &sig_url, MAX_SIGNATURE)?.ok_or_else(|| missing(&sig_url))?;
     index::verify_list(&sums, &sig, trust).map_err(|e| format!("{list_url}: {e}"))?;
     let entries = verify::parse_checksums(&sums).map_err(|e| format!("{list_url}: {e}"))?;
     let name =
@@ -200,6 +210,7 @@ enum Stop {
 
 /// One image on its way into RAM: where it stands and the hash of what came so far.
 struct Transfer<'a> {
+    client: &'a Client<'a>,
     ram: &'a RamFile,
     expected: &'a Expected,
     digest: Digester<'a>,
@@ -251,7 +262,7 @@ impl Transfer<'_> {
     /// A new connection from `pos`, with the server's answer checked against the
     /// transfer so far.
     fn reconnect(&mut self, url: &mut Url) -> Result<Conn, Stop> {
-        let (to, head, conn) = get(url, self.pos).map_err(Stop::Dropped)?;
+        let (to, head, conn) = get(self.client, url, self.pos).map_err(Stop::Dropped)?;
         *url = to;
         match http::plan(&head, self.pos) {
             Ok(Plan::Body { total, .. }) if total != self.total => Err(Stop::Fatal(format!(
@@ -311,27 +322,88 @@ impl Transfer<'_> {
     }
 }
 
+/// Opens the connections of one fetch: plain TCP, or TLS with the CA certificates
+/// of the initramfs, read once, on the first `https://` URL.
+struct Client<'a> {
+    net_ca: &'a Path,
+    tls: OnceCell<Result<Arc<rustls::ClientConfig>, String>>,
+}
+
+impl Client<'_> {
+    /// A connection to `url`'s server, with timeouts, TLS done for `https://`.
+    fn connect(&self, url: &Url) -> Result<Stream, String> {
+        let addr = resolve(url)?;
+        let tcp = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+            .map_err(|e| format!("{url}: cannot connect to {addr}: {e}"))?;
+        tcp.set_read_timeout(Some(READ_TIMEOUT))
+            .and_then(|()| tcp.set_write_timeout(Some(READ_TIMEOUT)))
+            .map_err(|e| format!("{url}: {e}"))?;
+        if !url.https {
+            return Ok(Stream::Plain(tcp));
+        }
+        let config = self
+            .tls
+            .get_or_init(|| {
+                let pem = std::fs::read(self.net_ca).map_err(|e| {
+                    format!(
+                        "https:// needs the CA certificates the initramfs trusts, in {}: {e}; build it with mkinitramfs --net-ca CA.pem",
+                        self.net_ca.display()
+                    )
+                })?;
+                tls::config(&pem, &self.net_ca.display().to_string())
+            })
+            .as_ref()
+            .map_err(|e| format!("{url}: {e}"))?;
+        Ok(Stream::Tls(Box::new(tls::connect(config, url, tcp)?)))
+    }
+}
+
+/// A connection, with or without TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tls::TlsStream>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// An open response: the stream after the head, and the body bytes read with it.
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     leftover: Vec<u8>,
 }
 
 /// GET `url` from byte `from`, following redirects; returns the final URL, the
 /// head and the connection.
-fn get(url: &Url, from: u64) -> Result<(Url, Head, Conn), String> {
+fn get(client: &Client<'_>, url: &Url, from: u64) -> Result<(Url, Head, Conn), String> {
     let mut url = url.clone();
     for _ in 0..=MAX_REDIRECTS {
-        let (head, conn) = request(&url, from)?;
+        let (head, conn) = request(client, &url, from)?;
         match (head.status, &head.location) {
             (301 | 302 | 303 | 307 | 308, Some(to)) => {
                 url =
                     http::redirect_target(&url, to).map_err(|e| format!("{url}: redirect: {e}"))?;
-                if url.https {
-                    return Err(format!(
-                        "{url}: redirected to https://, which is not supported"
-                    ));
-                }
             }
             _ => return Ok((url, head, conn)),
         }
@@ -340,14 +412,8 @@ fn get(url: &Url, from: u64) -> Result<(Url, Head, Conn), String> {
 }
 
 /// One request and its response head.
-fn request(url: &Url, from: u64) -> Result<(Head, Conn), String> {
-    let addr = resolve(url)?;
-    let mut stream = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
-        .map_err(|e| format!("{url}: cannot connect to {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(READ_TIMEOUT))
-        .and_then(|()| stream.set_write_timeout(Some(READ_TIMEOUT)))
-        .map_err(|e| format!("{url}: {e}"))?;
+fn request(client: &Client<'_>, url: &Url, from: u64) -> Result<(Head, Conn), String> {
+    let mut stream = client.connect(url)?;
     stream
         .write_all(http::request(url, from).as_bytes())
         .map_err(|e| format!("{url}: sending the request: {e}"))?;
@@ -394,8 +460,8 @@ fn resolve(url: &Url) -> Result<SocketAddr, String> {
 }
 
 /// A small file (a signature): `Ok(None)` when the server has none (404).
-fn get_small(url: &Url, max: u64) -> Result<Option<String>, String> {
-    let (url, head, conn) = get(url, 0)?;
+fn get_small(client: &Client<'_>, url: &Url, max: u64) -> Result<Option<String>, String> {
+    let (url, head, conn) = get(client, url, 0)?;
     if head.status == 404 {
         return Ok(None);
     }

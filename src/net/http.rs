@@ -8,7 +8,7 @@
 /// The largest response head read before the body.
 pub const MAX_HEAD: usize = 16 * 1024;
 
-/// `http://host[:port]/path`. `https` is parsed so that it can be refused by name.
+/// `http://host[:port]/path` or `https://…` (TLS: `net::tls`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     pub https: bool,

@@ -1,7 +1,7 @@
 //! Netboot (`overboot.fetch=URL`): the system image over HTTP into RAM, verified in
 //! the same pass, before BootExt's image. Pure parts: `dhcp` (DHCPv4 messages),
 //! `http` (URL, request, response head); `link` brings the interface up and gets an
-//! address, `fetch` streams the image.
+//! address, `fetch` streams the image, over `tls` for `https://`.
 //!
 //! Only the network build of `/init` (`overboot-init-net`, through
 //! `boot::main_net`) reaches this code, so the plain `overboot-init` stays small.
@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod http;
 pub mod index;
 pub mod link;
+pub mod tls;
 
 use crate::cmdline::{BootConfig, IpConfig, NetIf};
 use crate::state::{Lease, Network};
@@ -80,11 +81,6 @@ fn configure_and_fetch(
     record: &mut Network,
 ) -> Result<Fetched, String> {
     let url = http::Url::parse(&record.url)?;
-    if url.https {
-        return Err(format!(
-            "{url}: https:// is not supported by overboot's /init (TLS does not fit in the initramfs); serve the image over http:// (its signature protects it)"
-        ));
-    }
     let ip = match config.ip.as_deref() {
         Some(text) => IpConfig::parse(text).map_err(|e| format!("overboot.ip={e}"))?,
         None => IpConfig::Dhcp,
@@ -114,6 +110,7 @@ fn configure_and_fetch(
             trust: &trust,
             verify: config.verify,
             meminfo: &paths.meminfo,
+            net_ca: std::path::Path::new(tls::NET_CA),
             boot: true,
         },
     )?;

@@ -7,7 +7,7 @@
 #               [--late-delay S] [--late-after TEXT] [--timeout S] [--log FILE]
 #               [--kernel FILE] [--mem MB] [--type-after TEXT --type LINE]
 #               [--disk-bus virtio|virtio-scsi|sata|nvme|usb|mmc] [--cdrom ISO]
-#               [--icount SHIFT] [--http-port PORT [--pxe URL]]
+#               [--icount SHIFT] [--http-port PORT [--https-port PORT] [--pxe URL]]
 #
 # --disk-bus puts every --disk on that controller (default virtio: virtio-blk-pci;
 # virtio-scsi: scsi-hd on virtio-scsi-pci; sata: ide-hd on an AHCI controller; nvme:
@@ -23,7 +23,8 @@
 # --http-port gives the guest a virtio-net card on QEMU's user network with
 # restrict=on (it reaches nothing outside), where 10.0.2.100:80 is carried to
 # 127.0.0.1:PORT on the host and QEMU's DHCP server answers (guest 10.0.2.15,
-# router 10.0.2.2); otherwise the guest has no network. --pxe boots from that card
+# router 10.0.2.2); otherwise the guest has no network. --https-port carries
+# 10.0.2.100:443 to 127.0.0.1:PORT the same way. --pxe boots from that card
 # instead of --kernel/--initrd (QEMU's iPXE ROM, with URL as the DHCP boot file).
 # Exit status: QEMU's (0 after a guest power-off or reboot, as -no-reboot makes a
 # reboot end QEMU), 124 when the timeout killed it, 2 for bad usage.
@@ -31,11 +32,11 @@ set -euo pipefail
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 initrd="" append="" late="" late_after="" late_delay=5 timeout=120 log="" kernel="" mem=512
-type_after="" type_line="" typist="" disk_bus=virtio cdrom="" icount="" http_port="" pxe=""
+type_after="" type_line="" typist="" disk_bus=virtio cdrom="" icount="" http_port="" https_port="" pxe=""
 disks=()
 
 usage() {
-    sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 need() { [ "$#" -ge 2 ] || { echo "run-qemu: $1 needs a value" >&2; exit 2; }; }
@@ -58,6 +59,7 @@ while [ "$#" -gt 0 ]; do
         --cdrom) need "$@"; cdrom=$2; shift 2 ;;
         --icount) need "$@"; icount=$2; shift 2 ;;
         --http-port) need "$@"; http_port=$2; shift 2 ;;
+        --https-port) need "$@"; https_port=$2; shift 2 ;;
         --pxe) need "$@"; pxe=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "run-qemu: unknown argument '$1'" >&2; usage ;;
@@ -78,6 +80,10 @@ case "$disk_bus" in
 esac
 case "$timeout" in ''|*[!0-9]*) echo "run-qemu: --timeout must be whole seconds" >&2; exit 2 ;; esac
 case "$http_port" in *[!0-9]*) echo "run-qemu: --http-port must be a port number" >&2; exit 2 ;; esac
+case "$https_port" in *[!0-9]*) echo "run-qemu: --https-port must be a port number" >&2; exit 2 ;; esac
+if [ -n "$https_port" ] && [ -z "$http_port" ]; then
+    echo "run-qemu: --https-port needs --http-port" >&2; exit 2
+fi
 
 if [ -z "$kernel" ]; then
     kdir="$top/work/kernel/current"
@@ -140,7 +146,7 @@ run() {
         args+=(-kernel "$k" -initrd "$initrd" -append "console=ttyS0 panic=-1 no_timer_check $append")
     fi
     if [ -n "$http_port" ]; then
-        args+=(-netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:$http_port${pxe:+,bootfile=$pxe}"
+        args+=(-netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:$http_port${https_port:+,guestfwd=tcp:10.0.2.100:443-cmd:socat - TCP:127.0.0.1:$https_port}${pxe:+,bootfile=$pxe}"
             -device "virtio-net-pci,netdev=n0")
     else
         args+=(-nic none)

@@ -1,0 +1,172 @@
+//! `https://` for the network `/init`: rustls over the fetch's own TCP connection,
+//! with ring, the crypto provider that `overboot update` already links through ureq
+//! (one TLS stack in the project). Only `overboot-init-net` reaches this code; the
+//! plain `overboot-init` (the 1 MB image) does not carry it.
+//!
+//! Trust anchors are the PEM certificates at [`NET_CA`], which `mkinitramfs` writes
+//! when the network group is in (`--net-ca FILE`, else the build machine's CA
+//! bundle). Validity times are checked against the kernel's clock, which Linux sets
+//! from the RTC early in boot: there is no network time before the fetch. A wrong
+//! RTC therefore shows up as a certificate "not valid yet" or "expired", and the
+//! refusal names the clock's time so that the cause is plain (set the RTC, or serve
+//! over http://: the image's signature protects it either way).
+
+use super::http::Url;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{CertificateError, ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+/// Where the initramfs carries the CA certificates that `https://` trusts.
+pub const NET_CA: &str = "/etc/overboot/net-ca.pem";
+
+/// An open TLS connection.
+pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+
+/// A client configuration that trusts the certificates in `pem` (from `source`).
+pub fn config(pem: &[u8], source: &str) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| format!("{source}: {e:?}"))?;
+        // A bundle may hold certificates webpki cannot use as anchors: skip them,
+        // as curl does, and count on the others.
+        let _ = roots.add(cert);
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "{source}: no usable CA certificate (PEM) in it; build the initramfs with mkinitramfs --net-ca CA.pem"
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+/// TLS over `tcp` to `url`'s host, with the handshake done, so that a refused
+/// certificate fails here with one clear message rather than in the first read.
+pub fn connect(
+    config: &Arc<ClientConfig>,
+    url: &Url,
+    mut tcp: TcpStream,
+) -> Result<TlsStream, String> {
+    let name = ServerName::try_from(url.host.as_str())
+        .map_err(|_| format!("{url}: '{}' is not a host name or address", url.host))?
+        .to_owned();
+    let mut conn =
+        ClientConnection::new(config.clone(), name).map_err(|e| format!("{url}: TLS: {e}"))?;
+    // Bounded: each call either progresses the handshake or fails (the socket has
+    // read and write timeouts), and a handshake is a few messages.
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp)
+            .map_err(|e| handshake_error(url, &e))?;
+    }
+    Ok(StreamOwned::new(conn, tcp))
+}
+
+/// What a failed handshake means, and what to change.
+fn handshake_error(url: &Url, e: &std::io::Error) -> String {
+    let tls = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match tls {
+        Some(rustls::Error::InvalidCertificate(c)) => certificate_error(url, c),
+        Some(other) => format!("{url}: TLS handshake failed: {other}"),
+        None => format!("{url}: TLS handshake failed: {e}"),
+    }
+}
+
+fn certificate_error(url: &Url, c: &CertificateError) -> String {
+    use CertificateError as C;
+    let clock = || {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        format!(
+            "this machine's clock says {} (Linux set it from the RTC); if that is wrong, set the RTC, otherwise renew the server's certificate",
+            utc_text(now)
+        )
+    };
+    match c {
+        // BadSignature: a trusted CA of the same name did not sign it.
+        C::UnknownIssuer | C::BadSignature => format!(
+            "{url}: the server's certificate is not signed by a CA this initramfs trusts ({NET_CA}; {c:?}); build the initramfs with mkinitramfs --net-ca CA.pem, CA.pem being the CA that signed the server's certificate"
+        ),
+        C::NotValidYet | C::NotValidYetContext { .. } => format!(
+            "{url}: the server's certificate is not valid yet: {}",
+            clock()
+        ),
+        C::Expired | C::ExpiredContext { .. } => {
+            format!("{url}: the server's certificate has expired: {}", clock())
+        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => format!(
+            "{url}: the server's certificate is not for {}; use the name or address the certificate names in overboot.fetch=",
+            url.host
+        ),
+        other => format!("{url}: the server's certificate is refused: {other}"),
+    }
+}
+
+/// `2026-12-03 07:30:00 UTC` for seconds since 1970 (the proleptic Gregorian
+/// calendar, days to a date after Howard Hinnant's civil_from_days).
+pub fn utc_text(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_text() {
+        assert_eq!(utc_text(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_text(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_text(1_796_282_999), "2026-12-03 07:29:59 UTC");
+    }
+
+    #[test]
+    fn a_bundle_without_certificates_is_refused() {
+        let e = config(b"not a certificate\n", "net-ca.pem").unwrap_err();
+        assert!(e.contains("no usable CA certificate"), "{e}");
+    }
+
+    #[test]
+    fn refusals_say_what_to_change() {
+        let url = Url::parse("https://10.0.2.100/a.squashfs").unwrap();
+        for c in [
+            CertificateError::UnknownIssuer,
+            CertificateError::BadSignature,
+        ] {
+            let e = certificate_error(&url, &c);
+            assert!(
+                e.contains("not signed by a CA") && e.contains("--net-ca"),
+                "{e}"
+            );
+        }
+        let e = certificate_error(&url, &CertificateError::Expired);
+        assert!(e.contains("clock says") && e.contains("RTC"), "{e}");
+        let e = certificate_error(&url, &CertificateError::NotValidForName);
+        assert!(e.contains("not for 10.0.2.100"), "{e}");
+    }
+}
