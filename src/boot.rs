@@ -184,6 +184,11 @@ fn run(net: Option<Netboot>) -> Result<(), Fatal> {
         )
     })?;
     let assembled = assemble::assemble(&request)?;
+    // The booted system's `overboot update` trusts what this boot trusted.
+    let (keys, kept) = (crate::verify::TRUST_DIR, crate::verify::RUN_TRUST_DIR);
+    if let Err(e) = crate::verify::keep_keys(Path::new(keys), Path::new(kept)) {
+        log::warn!("{e}: overboot update will not trust this initramfs's keys");
+    }
     // The bind at /mnt/cdrom in the new root keeps BootExt; this mount goes.
     let _ = mounts::detach(Path::new(BOOTEXT_MNT));
     let config = assembled.config;

@@ -31,6 +31,10 @@ use std::path::Path;
 /// Where trusted minisign public keys live, in the initramfs and (for
 /// `overboot assemble`) in the running system.
 pub const TRUST_DIR: &str = "/etc/overboot/trusted-keys";
+/// Where the boot leaves the initramfs's trusted keys for the booted system, whose
+/// `overboot update` trusts them: the initramfs is gone after the switch, `/run`
+/// is carried over.
+pub const RUN_TRUST_DIR: &str = "/run/overboot/trusted-keys";
 /// Name of the checksum list beside the images.
 pub const SUMS_FILE: &str = "SHA256SUMS";
 
@@ -475,6 +479,29 @@ pub struct TrustStore {
     pub min_version: Option<String>,
 }
 
+/// Copy the key files (`*.pub`) of `from` into `to`; returns how many. No `from`
+/// (an initramfs without keys) is not an error.
+pub fn keep_keys(from: &Path, to: &Path) -> Result<usize, String> {
+    let entries = match std::fs::read_dir(from) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("cannot list {}: {e}", from.display())),
+    };
+    let failed = |what: &Path, e: std::io::Error| format!("cannot copy {}: {e}", what.display());
+    std::fs::create_dir_all(to).map_err(|e| failed(to, e))?;
+    let mut kept = 0;
+    for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+        if let (Some(name), Some("pub")) =
+            (path.file_name(), path.extension().and_then(|x| x.to_str()))
+        {
+            let data = std::fs::read(&path).map_err(|e| failed(&path, e))?;
+            std::fs::write(to.join(name), data).map_err(|e| failed(&path, e))?;
+            kept += 1;
+        }
+    }
+    Ok(kept)
+}
+
 impl TrustStore {
     pub fn enforcing(&self) -> bool {
         !self.keys.is_empty() || !self.problems.is_empty()
@@ -788,6 +815,25 @@ impl Verification {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn keep_keys_copies_the_key_files() {
+        let d = std::env::temp_dir().join(format!("overboot-keep-keys-{}", std::process::id()));
+        let (from, to) = (d.join("initramfs"), d.join("run/overboot/trusted-keys"));
+        assert_eq!(super::keep_keys(&from, &to), Ok(0));
+        assert!(!to.exists(), "nothing kept, nothing made");
+        std::fs::create_dir_all(&from).unwrap();
+        std::fs::write(from.join("0.pub"), "key zero").unwrap();
+        std::fs::write(from.join("1.pub"), "key one").unwrap();
+        std::fs::write(from.join("README"), "not a key").unwrap();
+        assert_eq!(super::keep_keys(&from, &to), Ok(2));
+        assert_eq!(
+            std::fs::read_to_string(to.join("1.pub")).unwrap(),
+            "key one"
+        );
+        assert!(!to.join("README").exists());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
     use super::*;
 
     const D1: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";

@@ -39,6 +39,9 @@ fn boot_with(f: &Fixture, initrd: &Path, append: &str, disk: &Path, mem: u32) ->
     }
 }
 
+/// Where the boot leaves the initramfs's first trusted key (`verify::keep_keys`).
+const KEPT_KEY: &str = "/run/overboot/trusted-keys/0.pub";
+
 fn assert_booted(log: &Boot, system: &str) {
     log.assert_booted(system);
 }
@@ -90,8 +93,16 @@ fn trusted_key_refuses_a_badly_signed_image() {
         "verify-badsig",
         &["--file", &rec_spec, "--file", &act_spec],
     );
-    let log = boot_with(f, &initrd, "overboot.onfail=poweroff", &disk, 512);
+    let log = boot_with(
+        f,
+        &initrd,
+        &format!("overboot.onfail=poweroff e2e.read={KEPT_KEY}"),
+        &disk,
+        512,
+    );
     assert_booted(&log, "recovery");
+    // The initramfs's key is left for the booted system's `overboot update`.
+    log.assert_has(&format!("read {KEPT_KEY} ok"));
     let state = log.section("state");
     assert!(state.contains("\"from\": \"active\""), "{state}");
     // Recovery's signature names recovery.squashfs (issue 10 item 8).
@@ -112,11 +123,13 @@ fn toram_boot_shows_progress_and_boots() {
     let log = boot_with(
         f,
         &f.initrd,
-        "overboot.toram overboot.onfail=poweroff",
+        &format!("overboot.toram overboot.onfail=poweroff e2e.read={KEPT_KEY}"),
         &disk,
         512,
     );
     assert_booted(&log, "appliance");
+    // An initramfs without keys leaves none.
+    log.assert_has(&format!("read {KEPT_KEY} failed"));
     // The in-place progress line (carriage returns, no newline per update).
     log.assert_has("\roverboot: toram System/active.squashfs   0%");
     log.assert_has("100%");

@@ -618,6 +618,71 @@ fn https_with_a_private_ca_fresh_then_delta() {
     });
 }
 
+/// Without `--trust-keys`, update trusts the running initramfs's keys (which the
+/// boot leaves in /run/overboot/trusted-keys: `verify::keep_keys`, checked at boot
+/// in tests/e2e_verify.rs) and /etc/overboot/trusted-keys, both.
+#[test]
+fn default_trust_is_the_initramfs_keys_and_etc() {
+    Ns::run(|ns| {
+        let (k, other) = (keys(&ns.dir("keys")), keys(&ns.dir("other-keys")));
+        let (work, builds, public) = (ns.dir("work"), ns.dir("builds"), ns.dir("public"));
+        let v1 = app_image(&work, &builds, "1.0", 4, false);
+        publish(&[&v1], &k, &public).expect_code(0);
+        let nginx = Nginx::start(&ns.dir("nginx"), &public);
+        let be = BootExt::standard(ns);
+        let update = || {
+            overboot([
+                "update",
+                &nginx.url(""),
+                "--bootext",
+                be.path.to_str().unwrap(),
+            ])
+        };
+        // /etc writable in this namespace only (an overlay over it); /run is the
+        // namespace's own tmpfs.
+        let opts = format!(
+            "lowerdir=/etc,upperdir={},workdir={}",
+            ns.dir("etc-upper").display(),
+            ns.dir("etc-work").display()
+        );
+        sh(
+            "mount",
+            &["-t", "overlay", "overlay", "-o", &opts, "/etc"].map(std::ffi::OsStr::new),
+        );
+        let (initramfs_keys, etc_keys) = (
+            Path::new(overboot::verify::RUN_TRUST_DIR),
+            Path::new(overboot::verify::TRUST_DIR),
+        );
+        fs::create_dir_all(initramfs_keys).unwrap();
+        fs::create_dir_all(etc_keys).unwrap();
+
+        let r = update();
+        r.expect_code(1);
+        assert!(
+            r.stderr.contains(
+                "no trusted key in /run/overboot/trusted-keys or /etc/overboot/trusted-keys"
+            ),
+            "{}",
+            r.stderr
+        );
+        // Another publisher's key in /etc: refused.
+        fs::copy(&other.public, etc_keys.join("other.pub")).unwrap();
+        let r = update();
+        r.expect_code(1);
+        assert!(r.stderr.contains("which is not trusted"), "{}", r.stderr);
+        assert_eq!(link(&be.path, "active-system"), "a.squashfs");
+        // The initramfs's key, as the boot leaves it: installed.
+        fs::copy(&k.public, initramfs_keys.join("0.pub")).unwrap();
+        update().expect_code(0);
+        assert_eq!(link(&be.path, "active-system"), "app-1.0.squashfs");
+        // A newer image from the publisher whose key is in /etc: installed too.
+        let v2 = app_image(&work, &builds, "1.1", 4, true);
+        publish(&[&v2], &other, &public).expect_code(0);
+        update().expect_code(0);
+        assert_eq!(link(&be.path, "active-system"), "app-1.1.squashfs");
+    });
+}
+
 /// The limits and choices of §2, §4 and §5 not covered above: a redirect loop and a
 /// server that never answers end in bounded time with what was wrong; a progress
 /// line on a terminal only; `--image` takes an older image; an image tried and

@@ -404,9 +404,10 @@ struct UpdateArgs {
     keep: Option<usize>,
     #[command(flatten)]
     bootext: BootExtArg,
-    /// Trusted minisign keys (*.pub)
-    #[arg(long, value_name = "DIR", default_value = overboot::verify::TRUST_DIR)]
-    trust_keys: PathBuf,
+    /// Trusted minisign keys (*.pub) [default: the running initramfs's, which the
+    /// boot leaves in /run/overboot/trusted-keys, and /etc/overboot/trusted-keys]
+    #[arg(long, value_name = "DIR")]
+    trust_keys: Option<PathBuf>,
     /// A private CA for https (PEM, one or more certificates; repeatable), trusted
     /// besides the system's [default: [update] ca in overboot.toml]
     #[arg(long, value_name = "FILE")]
@@ -533,7 +534,12 @@ fn update(a: UpdateArgs) -> i32 {
         tries: a.tries,
         keep: a.keep,
         bootext: a.bootext.bootext,
-        trust_keys: a.trust_keys,
+        trust_keys: match a.trust_keys {
+            Some(dir) => vec![dir],
+            None => [overboot::verify::RUN_TRUST_DIR, overboot::verify::TRUST_DIR]
+                .map(PathBuf::from)
+                .to_vec(),
+        },
         ca: a.ca,
         timeout: std::time::Duration::from_secs(a.timeout.max(1)),
     };

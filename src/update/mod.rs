@@ -52,7 +52,8 @@ pub struct Options {
     pub tries: u32,
     pub keep: Option<usize>,
     pub bootext: PathBuf,
-    pub trust_keys: PathBuf,
+    /// Directories of trusted minisign keys (`*.pub`), all trusted.
+    pub trust_keys: Vec<PathBuf>,
     /// Private CAs for https (PEM files) [default: `[update] ca`], trusted besides
     /// the system's.
     pub ca: Vec<PathBuf>,
@@ -73,11 +74,16 @@ pub fn run(o: &Options) -> Result<Record, String> {
     if url.starts_with("https://") && roots.is_empty() {
         return Err(tls::no_roots(&url));
     }
-    let trust = TrustStore::load(&o.trust_keys);
+    let trust = load_trust(&o.trust_keys);
     if trust.keys.is_empty() {
+        let dirs: Vec<String> = o
+            .trust_keys
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
         return Err(format!(
             "no trusted key in {}{}: an update is only installed when its signature is checked; put the publisher's minisign .pub there or give --trust-keys DIR",
-            o.trust_keys.display(),
+            dirs.join(" or "),
             if trust.problems.is_empty() {
                 String::new()
             } else {
@@ -303,12 +309,22 @@ fn verify_detached(
 }
 
 fn ids(trust: &TrustStore) -> String {
+    let mut ids: Vec<String> = trust.keys.iter().map(|k| k.id.to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    ids.join(", ")
+}
+
+/// The keys of every directory in `dirs` (the running initramfs's and the
+/// system's, or `--trust-keys`).
+fn load_trust(dirs: &[PathBuf]) -> TrustStore {
+    let mut trust = TrustStore::default();
+    for d in dirs {
+        let t = TrustStore::load(d);
+        trust.keys.extend(t.keys);
+        trust.problems.extend(t.problems);
+    }
     trust
-        .keys
-        .iter()
-        .map(|k| k.id.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// `data` must have the digest the signed index lists for `name`.
