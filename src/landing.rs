@@ -9,7 +9,8 @@
 
 use crate::names::TargetPath;
 
-/// The places mounts have taken so far in this boot, and those reserved.
+/// The places mounts have taken so far in this boot, sorted (thousands of entries
+/// are checked by binary search, a few comparisons each), and those reserved.
 pub struct Landing {
     reserved: Vec<TargetPath>,
     taken: Vec<(TargetPath, String)>,
@@ -23,21 +24,28 @@ impl Landing {
         }
     }
 
+    fn find(&self, place: &TargetPath) -> Result<usize, usize> {
+        self.taken.binary_search_by(|(p, _)| p.cmp(place))
+    }
+
     /// May a mount for `target` land on `real` (where resolving it led)?
     pub fn check(&self, target: &TargetPath, real: &TargetPath) -> Result<(), String> {
         check_reserved(target, real, &self.reserved)?;
         let via = via(target, real);
-        match self.taken.iter().find(|(place, _)| place == real) {
-            Some((_, origin)) => Err(format!(
+        match self.find(real).map(|i| &self.taken[i].1) {
+            Ok(origin) => Err(format!(
                 "target {target}{via} is where {origin} is already mounted; one place, one mount"
             )),
-            None => Ok(()),
+            Err(_) => Ok(()),
         }
     }
 
     /// Record that `origin` is now mounted on `real`.
     pub fn take(&mut self, real: TargetPath, origin: &str) {
-        self.taken.push((real, origin.to_string()));
+        // Entries come parents first, so this is nearly always at the end.
+        if let Err(i) = self.find(&real) {
+            self.taken.insert(i, (real, origin.to_string()));
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use crate::select;
 use crate::state;
 use crate::sys::confined::Confined;
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// The plan as `plan --json` prints it.
 #[derive(Serialize)]
@@ -415,13 +416,16 @@ fn below_other_mounts(
     planned: Vec<PlannedMount>,
 ) -> (Vec<PlannedMount>, Vec<Skipped>) {
     let mut kept: Vec<(PlannedMount, Option<Inside>)> = Vec::new();
+    // The last kept mount on each place: a parent is found by looking up each
+    // proper prefix (a few lookups per entry, not a scan of every earlier entry).
+    let mut last_on: BTreeMap<Vec<String>, usize> = BTreeMap::new();
     let mut skipped = Vec::new();
     for m in planned {
-        let parent = kept
-            .iter_mut()
-            .rev()
-            .find(|(p, _)| m.resolved != p.resolved && m.resolved.starts_with(&p.resolved));
-        if let Some((p, inside)) = parent {
+        let comps = m.resolved.components();
+        let parent = (0..comps.len())
+            .filter_map(|n| last_on.get(&comps[..n]).copied())
+            .max();
+        if let Some((p, inside)) = parent.map(|i| &mut kept[i]) {
             let inside = inside.get_or_insert_with(|| match (p.kind, &p.source) {
                 (plan::MountKind::Image, Some(src)) => be
                     .open_file(src)
@@ -444,6 +448,7 @@ fn below_other_mounts(
                 continue;
             }
         }
+        last_on.insert(m.resolved.components().to_vec(), kept.len());
         kept.push((m, None));
     }
     (kept.into_iter().map(|(m, _)| m).collect(), skipped)
