@@ -200,6 +200,10 @@ fn fresh_download_up_to_date_then_delta_of_one_package() {
         assert_eq!(removed, ["a.squashfs", "old-0.1.squashfs"], "{rec}");
         assert!(!be.path.join("System/.app-0.9.squashfs.partial").exists());
         assert!(be.path.join("System/r.squashfs").exists());
+        assert!(
+            be.path.join("System/app-1.0.squashfs").exists(),
+            "previous kept"
+        );
         let size = fs::metadata(&v2).unwrap().len();
         let fetched = nginx.served("app-1.1.squashfs HTTP", seen);
         eprintln!(
@@ -342,6 +346,8 @@ fn faults_leave_bootext_as_it_was() {
             ),
             ("bad-image-signature/", "bad signature"),
             ("short/", img),
+            // Whole files where ranges were asked for: refused, not spliced in.
+            ("norange/good/", "the server ignores Range requests"),
         ];
         for (path, want) in cases {
             let r = update(&be.path, &trust, &nginx.url(path), &[]);

@@ -50,7 +50,7 @@ pub fn publish(images: &[&Path], keys: &Keys, out: &Path) -> Run {
 /// configuration (`daemon off`, everything under its own directory), stopped on
 /// drop. Locations: `/` the published directory, `/slow/` the same at 256 KB/s,
 /// `/moved/` a redirect to `/`, `/broken/` HTTP 500 for everything, `/loop/` a
-/// redirect to itself.
+/// redirect to itself, `/norange/` the same files with Range requests ignored.
 pub struct Nginx {
     child: std::process::Child,
     dir: PathBuf,
@@ -102,6 +102,7 @@ impl Nginx {
                  location /moved/ {{ rewrite ^/moved/(.*)$ /$1 redirect; }}\n\
                  location /broken/ {{ return 500; }}\n\
                  location /loop/ {{ return 302 /loop/; }}\n\
+                 location /norange/ {{ alias {root}/; max_ranges 0; }}\n\
                }}\n\
              }}\n",
             root = root.display()
