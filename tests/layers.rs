@@ -53,6 +53,8 @@ fn overlay_layers_stack_in_name_order_over_the_image() {
         write(&b.path, "Overlay/notes.txt", "hello");
         symlink(&b.path, "Overlay/40-escape", "/etc");
         symlink(&b.path, "Overlay/50-dangling", "nowhere");
+        // No DIRS entry may land where the layers are shown.
+        b.dir_entry("DIR_mnt_layers_0", &[("x", "x")]);
 
         let a = assemble_ok(ns, &b.path, "");
         // Both layers are visible, the later one on top, the image below both.
@@ -94,6 +96,7 @@ fn overlay_layers_stack_in_name_order_over_the_image() {
         assert_skipped(&st, "Overlay/notes.txt", &["plain file"]);
         assert_skipped(&st, "Overlay/40-escape", &["outside BootExt"]);
         assert_skipped(&st, "Overlay/50-dangling", &["does not exist"]);
+        assert_skipped(&st, "DIRS/DIR_mnt_layers_0", &["reserved", "/mnt/layers"]);
         let status = overboot(["status", "--state", a.state_path.to_str().unwrap()]);
         status.expect_code(0);
         assert!(
