@@ -621,6 +621,36 @@ fn https_with_a_private_ca_fresh_then_delta() {
             fs::read(&v2).unwrap()
         );
         assert_eq!(link(&be.path, "active-system"), "app-1.1.squashfs");
+
+        // [update] ca as an absolute path (the running system's file), and one that
+        // does not exist.
+        let manifest = |ca: &str| {
+            let text = format!("[update]\nurl = \"{}\"\nca = \"{ca}\"\n", nginx.url(""));
+            fs::write(be.path.join("overboot.toml"), text).unwrap();
+            let be = be.path.to_str().unwrap();
+            overboot([
+                "update",
+                "--bootext",
+                be,
+                "--trust-keys",
+                trust.to_str().unwrap(),
+            ])
+        };
+        let r = manifest(tls.ca.to_str().unwrap());
+        r.expect_code(0);
+        assert!(
+            r.stdout.contains("app-1.1.squashfs: up-to-date"),
+            "{}",
+            r.stdout
+        );
+        let r = manifest("missing-ca.pem");
+        r.expect_code(1);
+        assert!(
+            r.stderr
+                .contains("[update] ca = \"missing-ca.pem\" (on BootExt): no such file"),
+            "{}",
+            r.stderr
+        );
     });
 }
 
