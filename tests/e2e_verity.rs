@@ -1,8 +1,9 @@
-//! dm-verity under QEMU (TCG) with Debian's kernel, three boots:
-//! 1. and 2. (one test) every kind of sealed image in one toram boot, a corrupted
-//!    block read at run time recorded by `overboot verity-watch`, which restarts; the
-//!    same disk booted again falls back to recovery (see the test's comment).
-//! 3. a sealed system image whose flipped byte is read by the mount: the boot falls
+//! dm-verity under QEMU (TCG) with Debian's kernel, four boots:
+//! 1.-3. (one test) every kind of sealed image in one toram boot, corrupted blocks
+//!    read at run time recorded by `overboot verity-watch` (from the kernel log and
+//!    from a uevent), which restarts; the same disk booted again refuses the
+//!    recorded images (see the test's comment).
+//! 4. a sealed system image whose flipped byte is read by the mount: the boot falls
 //!    back to recovery (sealed by `overboot seal`, mounted through dm-verity without
 //!    toram); `overboot.verity=1` skips the unsealed `DIR_` image.
 //!
@@ -135,9 +136,9 @@ fn sealed_disk(f: &Fixture, name: &str, sealed: &[(&Path, &str)]) -> PathBuf {
     bootext(f, name, &args).0
 }
 
-/// One boot (~1 min) carries every kind of sealed image, with toram, and a
-/// corruption found while the system runs; a second boot of the same disk shows
-/// what the record does:
+/// One boot carries every kind of sealed image, with toram, and corruptions found
+/// while the system runs; two more boots of the same disk show what the record
+/// does (the three: ~1.5 min):
 /// - the system image (with overboot in it, for `overboot status` and
 ///   `verity-watch`), sealed by veritysetup itself, boots from a dm-verity device
 ///   reading the RAM copy;
@@ -145,11 +146,14 @@ fn sealed_disk(f: &Fixture, name: &str, sealed: &[(&Path, &str)]) -> PathBuf {
 ///   reads as EIO (never wrong bytes), another file of the same image reads fine;
 /// - a sealed `Overlay/` layer and a sealed `Apps/` image are mounted from dm devices
 ///   (sysfs names, state.json);
-/// - `overboot verity-watch` is started (as overboot-verity.service does), a file of
-///   the system image with a flipped byte is read: EIO, the kernel's uevent is
-///   recorded in `System/verity-corrupted` and the watcher restarts the machine
-///   (the default `overboot.verity-error=restart`; QEMU's -no-reboot ends the run);
-/// - booted again, the recorded system image is refused: recovery, with the reason.
+/// - `overboot verity-watch` is started (as overboot-verity.service does): the DIR_
+///   file's corruption, in the kernel log, is recorded in `System/verity-corrupted`
+///   and the watcher restarts the machine (the default
+///   `overboot.verity-error=restart`; QEMU's -no-reboot ends the run);
+/// - booted again, the DIR_ image is refused (skipped, with the reason); the watcher
+///   listens, a file of the system image with a flipped byte is read: EIO, the
+///   kernel's uevent is recorded, restart;
+/// - the third boot refuses the recorded system image: recovery, with the reason.
 #[test]
 fn sealed_images_of_every_kind_and_a_run_time_corruption_recorded_for_the_next_boot() {
     let f = fixture();
@@ -228,12 +232,8 @@ fn sealed_images_of_every_kind_and_a_run_time_corruption_recorded_for_the_next_b
         ],
     );
     let append = "overboot.toram overboot.onfail=poweroff e2e.read=/opt/sealed/marker e2e.read=/opt/sealed/big.bin e2e.read=/etc/layer-marker e2e.read=/mnt/apps/sealedapp/app-marker";
-    let log = boot(
-        f,
-        &format!("{append} e2e.verity-watch=/verity-probe.bin"),
-        &[&disk],
-        None,
-    );
+    let watched = format!("{append} e2e.verity-watch=/verity-probe.bin");
+    let log = boot(f, &watched, &[&disk], None);
     let state = booted(&log, "appliance");
     let system = system_verity(&state);
     assert_eq!(system["root_hash"], root.as_str(), "{state}");
@@ -298,28 +298,59 @@ fn sealed_images_of_every_kind_and_a_run_time_corruption_recorded_for_the_next_b
     log.assert_has("OVERBOOT-E2E: read /etc/layer-marker ok");
     log.assert_has("OVERBOOT-E2E: read /mnt/apps/sealedapp/app-marker ok");
 
-    // The run-time corruption: recorded, then the machine restarts.
+    // verity-watch starts after the DIR_ file was read: the kernel log has that
+    // corruption; it is recorded and the machine restarts.
     log.assert_has("overboot: verity-watch: watching System/active.squashfs (dm-");
-    log.assert_has("OVERBOOT-E2E: watched read /verity-probe.bin failed:");
-    log.assert_has(&format!(
-        "System/active.squashfs: data block {corrupted_block} failed dm-verity while the system ran"
-    ));
+    log.assert_has(
+        "DIRS/DIR_opt_sealed.squashfs: data block 16 failed dm-verity while the system ran",
+    );
     log.assert_has("recorded in /mnt/cdrom/System/verity-corrupted");
     log.assert_has("overboot.verity-error=restart: restarting");
     log.assert_has("reboot: Restarting system");
     log.assert_lacks("verity-watch did not restart");
     assert!(log.powered_off(), "QEMU ends on the restart (-no-reboot)");
-    let record = run(Command::new("debugfs")
-        .args(["-R", "cat /System/verity-corrupted"])
-        .arg(&disk));
+    let record = |disk: &Path| {
+        run(Command::new("debugfs")
+            .args(["-R", "cat /System/verity-corrupted"])
+            .arg(disk))
+    };
+    let dir_line = format!(
+        "{} data 16 DIRS/DIR_opt_sealed.squashfs\n",
+        fs::read_to_string(beside(&dimg, ".roothash"))
+            .unwrap()
+            .trim()
+    );
+    assert!(record(&disk).contains(&dir_line), "{}", record(&disk));
+
+    // Booted again: the recorded DIR_ image is refused, the rest as before. Now the
+    // watcher listens before a file of the system image with a flipped byte is read:
+    // EIO, the kernel's uevent is recorded, the machine restarts.
+    let log = boot(f, &watched, &[&disk], None);
+    let state = booted(&log, "appliance");
+    let v: serde_json::Value = serde_json::from_str(state.trim()).unwrap();
+    let skipped = v["skipped"].to_string();
     assert!(
-        record.contains(&format!(
-            "{root} data {corrupted_block} System/active.squashfs\n"
-        )),
-        "{record}"
+        skipped.contains("data block 16 of DIRS/DIR_opt_sealed.squashfs failed dm-verity while the system ran (recorded in System/verity-corrupted)"),
+        "{state}"
+    );
+    log.assert_has("OVERBOOT-E2E: watched read /verity-probe.bin failed:");
+    log.assert_has(&format!(
+        "System/active.squashfs: data block {corrupted_block} failed dm-verity while the system ran"
+    ));
+    log.assert_has("overboot.verity-error=restart: restarting");
+    log.assert_has("reboot: Restarting system");
+    log.assert_lacks("verity-watch did not restart");
+    assert!(log.powered_off(), "QEMU ends on the restart (-no-reboot)");
+    let text = record(&disk);
+    assert!(
+        text.contains(&dir_line)
+            && text.contains(&format!(
+                "{root} data {corrupted_block} System/active.squashfs\n"
+            )),
+        "{text}"
     );
 
-    // The next boot of the same disk refuses the recorded image: recovery.
+    // The third boot of the same disk refuses the recorded system image: recovery.
     let log = boot(f, append, &[&disk], None);
     let state = booted(&log, "recovery");
     let v: serde_json::Value = serde_json::from_str(state.trim()).unwrap();

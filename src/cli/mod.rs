@@ -347,7 +347,8 @@ struct SealArgs {
 /// Record a dm-verity corruption for the next boot, then act (run by a unit)
 ///
 /// In the booted system (overboot-verity.service): listens for the kernel's report
-/// of a corrupted block on a sealed image of this boot, writes
+/// of a corrupted block on a sealed image of this boot (and reads the kernel log for
+/// the ones before it listened), writes
 /// System/verity-corrupted on BootExt (the next boot refuses that image: a system
 /// image falls back to recovery), then restarts, panics or goes on as
 /// overboot.verity-error says (restart by default). Exits 0 at once when no sealed

@@ -13,6 +13,13 @@
 //! cannot be written it does not restart (the next boot would read the same block and
 //! restart again): it says so and goes on as `eio`.
 //!
+//! What was read before it listened (by systemd's early start, say) is found in the
+//! kernel log: once the socket is bound, `/dev/kmsg` is read for dm-verity's
+//! `verity: MAJ:MIN: data block N is corrupted` lines, MAJ:MIN being the data device
+//! under a watched dm device (`/sys/block/dm-N/slaves/*/dev`); those are recorded and
+//! acted on the same way. Nothing is missed between the two: the socket queues what
+//! comes while the log is read.
+//!
 //! Not on the boot path (the `overboot` CLI binary, not `overboot-init`).
 
 use super::boot::VerityRecord;
@@ -114,23 +121,112 @@ pub fn run(watched: &[Watched], bootext: &Path) -> i32 {
         .collect();
     eprintln!("overboot: verity-watch: watching {}", names.join(", "));
     let mut reported: Vec<String> = Vec::new();
+    for c in logged(watched) {
+        report(watched, &c, bootext, &mut reported);
+    }
     let mut buf = vec![0u8; 8192];
     loop {
-        let Some(c) = receive(&sock, &mut buf) else {
-            continue;
-        };
-        let Some(w) = watched.iter().find(|w| w.devname == c.devname) else {
-            continue;
-        };
-        // The kernel reports up to 100 blocks per device: one record, one action.
-        if reported.contains(&w.devname) {
-            continue;
-        }
-        reported.push(w.devname.clone());
-        if record(w, &c, bootext) {
-            act(w.on_error);
+        if let Some(c) = receive(&sock, &mut buf) {
+            report(watched, &c, bootext, &mut reported);
         }
     }
+}
+
+/// Record `c` and act, once per device (the kernel reports up to 100 blocks each).
+fn report(watched: &[Watched], c: &Corruption, bootext: &Path, reported: &mut Vec<String>) {
+    let Some(w) = watched.iter().find(|w| w.devname == c.devname) else {
+        return;
+    };
+    if reported.contains(&w.devname) {
+        return;
+    }
+    reported.push(w.devname.clone());
+    if record(w, c, bootext) {
+        act(w.on_error);
+    }
+}
+
+/// `MAJ:MIN`, `data`/`metadata` and the block of a dm-verity log line
+/// (`device-mapper: verity: 7:1: data block 16 is corrupted`).
+pub fn parse_logged(line: &str) -> Option<(&str, &'static str, u64)> {
+    let rest = &line[line.find("verity: ")? + "verity: ".len()..];
+    let (dev, rest) = rest.split_once(": ")?;
+    let (kind, rest) = if let Some(r) = rest.strip_prefix("data block ") {
+        ("data", r)
+    } else {
+        ("metadata", rest.strip_prefix("metadata block ")?)
+    };
+    let block = rest.strip_suffix(" is corrupted")?.parse().ok()?;
+    Some((dev, kind, block))
+}
+
+/// The corruptions of watched devices in the kernel log (`/dev/kmsg`, read without
+/// waiting). A log that cannot be read is said and skipped: the uevents still count.
+fn logged(watched: &[Watched]) -> Vec<Corruption> {
+    // The data device (and hash device) numbers under each dm device.
+    let under: Vec<(String, &Watched)> = watched
+        .iter()
+        .flat_map(|w| {
+            let slaves = std::fs::read_dir(format!("/sys/block/{}/slaves", w.devname));
+            slaves
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("dev")).ok())
+                .map(move |d| (d.trim().to_string(), w))
+        })
+        .collect();
+    let lines = match kernel_log() {
+        Ok(lines) => lines,
+        Err(e) => {
+            eprintln!(
+                "overboot: verity-watch: cannot read /dev/kmsg ({e}): corruptions before now are not looked for"
+            );
+            return Vec::new();
+        }
+    };
+    lines
+        .iter()
+        .filter_map(|l| parse_logged(l))
+        .filter_map(|(dev, kind, block)| {
+            let (_, w) = under.iter().find(|(d, _)| d == dev)?;
+            Some(Corruption {
+                devname: w.devname.clone(),
+                kind,
+                block,
+            })
+        })
+        .collect()
+}
+
+/// The messages in the kernel's log buffer now (one `read` per record; bounded).
+fn kernel_log() -> std::io::Result<Vec<String>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut kmsg = std::fs::OpenOptions::new()
+        .read(true)
+        // The end of the log is then EAGAIN, not a wait for the next message.
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open("/dev/kmsg")?;
+    let mut lines = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    for _ in 0..1_000_000 {
+        match kmsg.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                // `PRIO,SEQ,TIME,FLAGS;MESSAGE\n` (continuation lines follow).
+                if let Some((_, msg)) = text.split_once(';') {
+                    lines.push(msg.lines().next().unwrap_or_default().to_string());
+                }
+            }
+            // A record overwritten while reading: go on with the next.
+            Err(e) if e.raw_os_error() == Some(Errno::PIPE.raw_os_error()) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(lines)
 }
 
 fn open_socket() -> Result<OwnedFd, Errno> {
@@ -255,6 +351,25 @@ mod tests {
             parse_corruption(b"change@/x\0DM_VERITY_ERR_BLOCK_NR=0,7\0"),
             None
         );
+    }
+
+    #[test]
+    fn corruptions_in_the_kernel_log() {
+        assert_eq!(
+            parse_logged("device-mapper: verity: 7:1: data block 16 is corrupted"),
+            Some(("7:1", "data", 16))
+        );
+        assert_eq!(
+            parse_logged("device-mapper: verity: 7:3: metadata block 9 is corrupted"),
+            Some(("7:3", "metadata", 9))
+        );
+        for other in [
+            "device-mapper: verity: 7:1: reached maximum errors",
+            "device-mapper: verity: sha256 using implementation \"sha256-avx2\"",
+            "EXT4-fs (vda): mounted filesystem",
+        ] {
+            assert_eq!(parse_logged(other), None, "{other}");
+        }
     }
 
     #[test]
