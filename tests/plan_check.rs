@@ -520,6 +520,12 @@ fn bad_usage_exits_2() {
             vec!["bless", "extra"],
             vec!["rollback", "--json=yes"],
             vec!["mkinitramfs", "--compress", "lzma", "-o", "x"],
+            vec!["images", "--bogus"],
+            vec!["inspect"],
+            vec!["seal"],
+            vec!["publish", "x.squashfs"],
+            vec!["update", "--tries", "x"],
+            vec!["mkuki", "-o", "x"],
             vec!["no-such-command"],
             vec![],
         ] {
