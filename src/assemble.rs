@@ -972,12 +972,16 @@ fn publish(root: &OwnedFd, staging: &Path, be: &Confined, state: &mut State) {
             Err(e) => state.warnings.push(format!("{at} not made: {e}")),
         }
     }
-    // The layers the overlay holds (none when overlayfs refused them).
+    // The layers the overlay holds (none when overlayfs refused them), shown
+    // read-only: a write into a lower layer under a live overlay is undefined. The
+    // overlay keeps its own copies of these mounts, which this does not change.
     for n in 0..state.layers.len() {
         let at = layers::layer_at(n);
         let staged = seen_at(staging, &at);
         if let Err(e) = place(&at, &|fd| {
-            mounts::move_onto(&staged, fd).map_err(errno_text)
+            mounts::remount_bind(&staged, MountFlags::RDONLY)
+                .and_then(|()| mounts::move_onto(&staged, fd))
+                .map_err(errno_text)
         }) {
             state.warnings.push(format!("{at} not made: {e}"));
         }

@@ -79,6 +79,14 @@ fn overlay_layers_stack_in_name_order_over_the_image() {
         );
         assert_eq!(read(&a.at("mnt/layers/1/etc/both")), "from site\n");
         assert_eq!(read(&a.at("mnt/layers/0/etc/both")), "from base\n");
+        // Shown read-only: nothing writes into a layer under the live overlay.
+        assert!(
+            a.mount("/mnt/layers/0").has("ro"),
+            "{:?}",
+            a.mount("/mnt/layers/0")
+        );
+        let err = fs::write(a.at("mnt/layers/0/etc/new"), "x").unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(30), "EROFS: {err}");
 
         // Writes go to the tmpfs upper layer that upperdir= names, never into a
         // layer on BootExt.
