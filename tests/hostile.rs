@@ -293,6 +293,35 @@ fn names_under_reserved_places_are_not_walked() {
     });
 }
 
+/// Item 2: a name that walks a deep directory of the image (every reading of 118
+/// tokens) is skipped once it has spent its lookups, with the reason, and nothing is
+/// mounted for it. On main its decoding had no budget: seconds per name (hours for
+/// thousands), then mounted on what it found.
+#[test]
+fn names_that_walk_a_deep_image_stop_at_their_budget() {
+    Ns::run(|ns| {
+        let deep = format!("opt/{}", vec!["a"; 118].join("/"));
+        let b = BootExt::standard_with(ns, |t| {
+            mkdirs(t, &deep);
+        });
+        let names: Vec<String> = (0..2)
+            .map(|i| format!("DIR_opt_{}z{i}", "a_".repeat(118)))
+            .collect();
+        for n in &names {
+            mkdirs(&b.path.join("DIRS"), n);
+        }
+        let a = assemble_ok(ns, &b.path, "quiet");
+        let st = a.state();
+        for n in &names {
+            let why = skip_reason(&st, &format!("DIRS/{n}"));
+            assert!(why.contains("lookups"), "{n}: {why}");
+        }
+        let below: Vec<_> = mounts_under(&a.at("/opt"));
+        assert!(below.is_empty(), "mounted:\n{}", describe(&below));
+        a.teardown(ns);
+    });
+}
+
 /// Item 3: the place a mount reaches is checked right before it is made. On main,
 /// `/mnt/cdrom` and `/etc/ssh` were each mounted twice and `/mnt/livecd/etc` and
 /// `/mnt/overlay/upper` overmounted, through symlinks a `DIRS/` bind brought.
