@@ -1,11 +1,14 @@
 //! Real systemd on the assembled root: a Debian minbase system image (debootstrap with
 //! systemd-sysv) booted from BootExt by overboot's initramfs under QEMU; systemd must
 //! reach multi-user.target, where a unit prints a marker and powers off. A unit from
-//! BootExt `Units/` (wanted by multi-user.target) must have run before that.
+//! BootExt `Units/` (wanted by multi-user.target) must have run before that. The
+//! image is sealed (`overboot seal`: the root runs from dm-verity) and carries overboot
+//! with `overboot-verity.service` enabled as the package does: systemd starts the
+//! watcher early and it watches the system image.
 
 mod e2e_common;
 
-use e2e_common::{boot, fixture};
+use e2e_common::{boot, fixture, musl_binary, run};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,9 +18,13 @@ fn systemd_reaches_multi_user_on_the_assembled_root() {
     let image = f.dir.join("systemd.squashfs");
     let built = Command::new(f.top.join("tests/systemd/build-image.sh"))
         .arg(&image)
+        .arg("--with-overboot")
+        .arg(musl_binary(&f.top))
         .status()
         .expect("build-image.sh");
     assert!(built.success(), "building the systemd image failed");
+    run(Command::new(musl_binary(&f.top)).arg("seal").arg(&image));
+    let seal = |suffix: &str| format!("{}{suffix}=System/active.squashfs{suffix}", image.display());
     let units = units_dir(&f.dir);
     let disk = f.dir.join("bootext-systemd.img");
     let out = Command::new(f.top.join("tests/e2e/build-bootext.sh"))
@@ -26,6 +33,7 @@ fn systemd_reaches_multi_user_on_the_assembled_root() {
         .arg(&f.recovery)
         .arg("--file")
         .arg(format!("{}=Units", units.display()))
+        .args(["--file", &seal(".verity"), "--file", &seal(".roothash")])
         .output()
         .expect("build-bootext.sh");
     assert!(
@@ -54,6 +62,12 @@ fn systemd_reaches_multi_user_on_the_assembled_root() {
     }
     let state = log.section("state");
     assert!(state.contains("\"mode\": \"boot\""), "{state}");
+    assert!(
+        state.contains("\"hash_file\": \"System/active.squashfs.verity\""),
+        "the root runs from dm-verity: {state}"
+    );
+    log.assert_has("OVERBOOT-E2E: overboot-verity.service active");
+    log.assert_has("overboot: verity-watch: watching System/active.squashfs (dm-");
     assert!(
         state.contains("/run/systemd/system/multi-user.target.wants/overboot-units-e2e.service"),
         "{state}"

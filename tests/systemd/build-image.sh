@@ -4,12 +4,18 @@
 # from squashfs + overlay (see ../shared/notes/real-systemd-e2e.md), with a marker unit
 # that prints on the console once multi-user.target is reached and powers off.
 #
-#   build-image.sh OUT.squashfs
+#   build-image.sh OUT.squashfs [--with-overboot BIN]
 #
-# The debootstrap tree is cached next to OUT (it takes ~35 s); the squashfs is rebuilt.
+# --with-overboot installs BIN (the static build) as /usr/bin/overboot with the
+# repository's systemd/overboot-verity.service enabled (WantedBy=sysinit.target), as
+# the Debian package does. The debootstrap tree is cached next to OUT (it takes
+# ~35 s); the squashfs is rebuilt.
 set -eu
 export PATH="$PATH:/usr/sbin:/sbin"
 out=$1
+overboot=""
+if [ "$#" -ge 3 ] && [ "$2" = --with-overboot ]; then overboot=$3; fi
+top=$(cd "$(dirname "$0")/../.." && pwd)
 cache="$(dirname "$out")/systemd-root"
 if [ ! -f "$cache/.complete" ]; then
     rm -rf "$cache"
@@ -29,6 +35,16 @@ for u in serial-getty@ttyS0.service systemd-firstboot.service getty-static.servi
          apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer fstrim.timer; do
     ln -sfn /dev/null "$r/etc/systemd/system/$u"
 done
+wants="$r/etc/systemd/system/sysinit.target.wants"
+rm -f "$r/usr/bin/overboot" "$r/lib/systemd/system/overboot-verity.service" \
+    "$wants/overboot-verity.service"
+if [ -n "$overboot" ]; then
+    install -D -m 0755 "$overboot" "$r/usr/bin/overboot"
+    install -D -m 0644 "$top/systemd/overboot-verity.service" \
+        "$r/lib/systemd/system/overboot-verity.service"
+    mkdir -p "$wants"
+    ln -sfn /lib/systemd/system/overboot-verity.service "$wants/overboot-verity.service"
+fi
 cat >"$r/etc/systemd/system/overboot-e2e.service" <<'UNIT'
 [Unit]
 Description=overboot e2e marker
@@ -39,7 +55,7 @@ After=multi-user.target
 Type=oneshot
 StandardOutput=tty
 TTYPath=/dev/console
-ExecStart=/bin/sh -c 'echo "OVERBOOT-E2E: systemd reached multi-user.target"; echo "OVERBOOT-E2E: mounts begin"; cat /proc/mounts; echo "OVERBOOT-E2E: mounts end"; echo "OVERBOOT-E2E: hostname=$(cat /etc/hostname)"; echo "OVERBOOT-E2E: state begin"; cat /run/overboot/state.json; echo "OVERBOOT-E2E: state end"; systemctl is-system-running || true; echo "OVERBOOT-E2E: done"; systemctl poweroff --force'
+ExecStart=/bin/sh -c 'echo "OVERBOOT-E2E: systemd reached multi-user.target"; echo "OVERBOOT-E2E: mounts begin"; cat /proc/mounts; echo "OVERBOOT-E2E: mounts end"; echo "OVERBOOT-E2E: hostname=$(cat /etc/hostname)"; echo "OVERBOOT-E2E: state begin"; cat /run/overboot/state.json; echo "OVERBOOT-E2E: state end"; echo "OVERBOOT-E2E: overboot-verity.service $(systemctl is-active overboot-verity.service)"; journalctl -b -o cat -u overboot-verity.service | grep verity-watch; systemctl is-system-running || true; echo "OVERBOOT-E2E: done"; systemctl poweroff --force'
 
 [Install]
 WantedBy=multi-user.target
