@@ -501,19 +501,21 @@ struct Images<'a> {
 /// The `choice` of a network image in `state.json` (`booted`, `attempts`).
 const NETWORK_CHOICE: &str = "network";
 
-/// Mount the fetched image, already verified in RAM; `Err` is why not.
+/// Mount the fetched image, already verified in RAM, through dm-verity when the
+/// server had its seal; `Err` is why not. Returns the compression and the mount.
 fn mount_network_image(
     net: &crate::net::NetBoot,
     target: &OwnedFd,
-) -> Result<(String, String), String> {
+    on_error: crate::verity::format::OnError,
+) -> Result<(String, ImageMount), String> {
     let img = net.image.as_ref().map_err(Clone::clone)?;
     let superblock = select::read_superblock(&img.file, img.size)
         .map_err(|e| format!("{}: {e}", net.record.url))?;
-    // Not sealed: the fetch verified every byte of the copy in RAM.
-    let (mnt, dev) = mount_loop(&img.file, &img.name).map_err(|e| format!("{}: {e}", img.name))?;
-    mounts::attach(&mnt, target)
+    let m = mount_checked(&img.file, &img.name, img.sealed.as_ref(), on_error)
+        .map_err(|e| format!("{}: {e}", img.name))?;
+    mounts::attach(&m.mnt, target)
         .map_err(|e| format!("{}: cannot attach: {}", img.name, errno_text(e)))?;
-    Ok((superblock.compression.to_string(), dev))
+    Ok((superblock.compression.to_string(), m))
 }
 
 fn mount_system_image(
@@ -530,9 +532,9 @@ fn mount_system_image(
         fix: "report this".into(),
     })?;
     if let Some(net) = images.network {
-        match mount_network_image(net, &target) {
-            Ok((compression, dev)) => {
-                return Ok(booted_from_network(net, compression, dev, state));
+        match mount_network_image(net, &target, seals.on_error) {
+            Ok((compression, m)) => {
+                return Ok(booted_from_network(net, compression, m, state));
             }
             Err(reason) => {
                 log::warn!("network image unusable, trying BootExt: {reason}");
@@ -644,9 +646,10 @@ fn mount_system_image(
 fn booted_from_network(
     net: &crate::net::NetBoot,
     compression: String,
-    dev: String,
+    m: ImageMount,
     state: &mut State,
 ) -> String {
+    let dev = m.dev;
     let url = net.record.url.clone();
     log::info!("system image {url} ({compression}, {dev}) from the network, in RAM");
     if let Ok(img) = &net.image {
@@ -660,7 +663,7 @@ fn booted_from_network(
             image: url.clone(),
             loop_device: Some(dev),
             verified: Some(img.verified.clone()),
-            verity: None,
+            verity: m.verity,
             toram: Some(crate::state::Toram {
                 done: true,
                 size: img.size,

@@ -2,15 +2,19 @@
 //! (every module group, so `overboot-init-net` as /init) with a trusted key, a
 //! virtio-net card on QEMU's user network with `restrict=on`, and the guest's
 //! 10.0.2.100:80 carried to nginx (or a relay in front of it) on 127.0.0.1. QEMU's
-//! DHCP server answers the client. Five boots (about 1 min each under TCG):
-//! DHCP + a dropped transfer resumed + DIRS from a local BootExt over the network
-//! image; the PXE chain (QEMU's iPXE loads kernel and initramfs from the same
-//! server) with a static address, no BootExt and the image over https:// (a
-//! private CA in the initramfs); a bad signature falling back to
-//! BootExt's image; no server, falling back to BootExt's image with what was tried;
-//! an image larger than the RAM without BootExt, refused before its body, then the
-//! failure policy. The fetch's own cases (unsigned, a server without ranges,
-//! directories) are tested against the same servers in `tests/netboot.rs`.
+//! DHCP server answers the client. Five boots (about 40 s each under TCG):
+//! - DHCP, a dropped transfer resumed, the sealed image booted through dm-verity
+//!   over its RAM copy, and DIRS from a local BootExt over the network image;
+//! - the PXE chain (QEMU's iPXE loads kernel and initramfs from the same server)
+//!   with a static address, no BootExt, and the image over https:// (a private CA
+//!   in the initramfs);
+//! - a bad signature, falling back to BootExt's image;
+//! - no server, falling back to BootExt's image with what was tried;
+//! - an image larger than the RAM without BootExt: refused before its body, then
+//!   the failure policy.
+//!
+//! The fetch's own cases (unsigned, a server without ranges, directories, TLS
+//! refusals, seals) are tested against the same servers in `tests/netboot.rs`.
 
 mod e2e_common;
 mod net_common;
@@ -53,6 +57,15 @@ fn net() -> &'static Net {
         let image = www.join("net.squashfs");
         std::fs::copy(&f.recovery, &image).unwrap();
         minisign(&secret, &image, None);
+        // Sealed: net.squashfs.verity, .roothash and .roothash.minisig beside it, so
+        // the fetched image boots through dm-verity.
+        e2e_common::run(
+            std::process::Command::new(e2e_common::musl_binary(&f.top))
+                .arg("seal")
+                .arg(&image)
+                .arg("--sign")
+                .arg(&secret),
+        );
         // bad.squashfs carries a signature by the trusted key, for its name, of
         // other bytes (the appliance).
         std::fs::copy(&f.recovery, www.join("bad.squashfs")).unwrap();
@@ -127,6 +140,9 @@ fn dhcp_fetch_resumed_and_dirs_from_bootext() {
     log.assert_has("DHCP: 10.0.2.15 offered by 10.0.2.2");
     log.assert_has("connection lost at");
     log.assert_has(&format!("fetched {URL}"));
+    // The RAM copy read through dm-verity, with the tree fetched beside it.
+    log.assert_has("netboot: net.squashfs is sealed");
+    log.assert_has("net.squashfs: dm-verity /dev/dm-");
     // DIRS from the local BootExt over the network image.
     log.assert_has("OVERBOOT-E2E: file /etc/ssh/marker=from-bootext-ssh");
     log.assert_has("OVERBOOT-E2E: file /etc/hostname=bootext-host");
@@ -139,14 +155,16 @@ fn dhcp_fetch_resumed_and_dirs_from_bootext() {
         "no router in the lease",
         "\"resumed\": 1",
         "\"key_id\"",
+        "\"hash_file\": \"net.squashfs.verity\"",
+        "\"signed_by\": \"",
         "\"fallback\": null",
     ] {
         assert!(state.contains(needle), "no {needle} in {state}");
     }
     assert_eq!(
         relay.connections(),
-        3,
-        "signature, image cut, image resumed"
+        6,
+        "signature, image cut, image resumed, tree, root hash, its signature"
     );
 }
 

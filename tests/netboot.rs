@@ -71,6 +71,7 @@ fn inputs<'a>(trust: &'a TrustStore, verify: Option<bool>, meminfo: &'a Path) ->
         verify,
         meminfo,
         net_ca: Path::new("/nonexistent/net-ca.pem"),
+        verity: None,
         boot: false,
     }
 }
@@ -119,8 +120,8 @@ fn a_signed_image_arrives_in_ram_resumed_after_dropped_connections() {
     assert_eq!(f.resumed, 2, "two cut transfers, each resumed");
     assert_eq!(
         cut.connections(),
-        4,
-        "signature, then the image in three parts"
+        5,
+        "signature, the image in three parts, then IMAGE.verity (404: not sealed)"
     );
     assert_eq!(f.size, s.image.len() as u64);
     assert!(f.verified.key_id.is_some());
@@ -349,7 +350,74 @@ fn https_trusts_the_initramfs_ca_only() {
         "https:// needs the CA certificates the initramfs trusts",
     );
     assert!(e.contains("--net-ca"), "{e}");
-    // Only the successful fetch reached the server with requests.
+    // Only the successful fetch reached the server with requests (the last one for
+    // a seal, which this image has not).
     let log = nginx.access_log();
-    assert_eq!(log.lines().count(), 2, "{log}");
+    assert_eq!(log.lines().count(), 3, "{log}");
+    assert!(log.contains("GET /a.squashfs.verity HTTP/1.1\" 404"), "{log}");
+}
+
+/// A sealed image (`overboot seal --sign`): `IMAGE.verity` comes into RAM beside the
+/// image, with its root hash checked against `IMAGE.roothash.minisig`. A tree of
+/// another image is refused, and so is an unsealed image under `overboot.verity=1`;
+/// `overboot.verity=0` fetches no seal. (dm-verity over the RAM copies:
+/// `tests/e2e_netboot.rs`.)
+#[test]
+fn a_sealed_image_brings_its_tree_and_signed_root_hash() {
+    let s = setup("sealed");
+    let seal = |image: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_overboot"))
+            .arg("seal")
+            .arg(image)
+            .arg("--sign")
+            .arg(&s.secret)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "overboot seal: {out:?}");
+    };
+    seal(&s.www.join("a.squashfs"));
+    let nginx = Nginx::start(&s.www, &s.dir.join("nginx"));
+    let meminfo = Path::new("/proc/meminfo");
+    let with_verity = |verity| Inputs {
+        verity,
+        ..inputs(&s.trust, None, meminfo)
+    };
+    let a = url(nginx.port, "/a.squashfs");
+    let f = fetch(&a, &with_verity(None)).unwrap_or_else(|e| panic!("{e}"));
+    let sealed = f.sealed.as_ref().expect("the seal was fetched");
+    let roothash = std::fs::read_to_string(s.www.join("a.squashfs.roothash")).unwrap();
+    assert_eq!(overboot::verity::format::hex(&sealed.root), roothash.trim());
+    assert_eq!(
+        sealed.signed_by, f.verified.key_id,
+        "signed by the same key"
+    );
+    let mut tree = Vec::new();
+    std::fs::File::from(sealed.hash.try_clone().unwrap())
+        .read_to_end(&mut tree)
+        .unwrap();
+    assert!(tree == std::fs::read(s.www.join("a.squashfs.verity")).unwrap());
+    let f = fetch(&a, &with_verity(Some(false))).unwrap_or_else(|e| panic!("{e}"));
+    assert!(f.sealed.is_none());
+
+    // The tree of a smaller image, under a's name.
+    let other = s.dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("a.squashfs"), common::noise(9, MIB)).unwrap();
+    seal(&other.join("a.squashfs"));
+    std::fs::copy(
+        other.join("a.squashfs.verity"),
+        s.www.join("a.squashfs.verity"),
+    )
+    .unwrap();
+    refused(fetch(&a, &with_verity(None)), "belongs to another image");
+
+    // Signed, not sealed.
+    std::fs::copy(s.www.join("a.squashfs"), s.www.join("c.squashfs")).unwrap();
+    minisign(&s.secret, &s.www.join("c.squashfs"), None);
+    let c = url(nginx.port, "/c.squashfs");
+    assert!(fetch(&c, &with_verity(None)).unwrap().sealed.is_none());
+    refused(
+        fetch(&c, &with_verity(Some(true))),
+        "overboot.verity=1 and http://127.0.0.1",
+    );
 }

@@ -16,6 +16,8 @@ use super::tls;
 use crate::sys::errno_text;
 use crate::sys::toram::{self, Progress, RamFile};
 use crate::verify::{self, Digester, Expected, Mode, TrustStore, Verification};
+use crate::verity::boot::Sealed;
+use crate::verity::seal::{ROOTHASH_SUFFIX, VERITY_SUFFIX};
 use std::cell::OnceCell;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -50,6 +52,9 @@ pub struct Fetched {
     pub size: u64,
     pub allocated: u64,
     pub verified: Verification,
+    /// `IMAGE.verity` (in RAM), checked with its root hash: the image is then read
+    /// through dm-verity.
+    pub sealed: Option<Sealed>,
     pub resumed: u32,
     pub ms: f64,
 }
@@ -61,6 +66,9 @@ pub struct Inputs<'a> {
     pub meminfo: &'a Path,
     /// The CA certificates (PEM) `https://` trusts (`tls::NET_CA` at boot).
     pub net_ca: &'a Path,
+    /// `overboot.verity`: fetch `IMAGE.verity` where the server has it (unset),
+    /// require it (`1`), or not (`0`).
+    pub verity: Option<bool>,
     /// PID-1 mode: progress on `/dev/console`.
     pub boot: bool,
 }
@@ -124,19 +132,12 @@ pub fn fetch(url: &Url, inp: &Inputs<'_>) -> Result<Fetched, String> {
 
     let start = Instant::now();
     let (mut url, head, conn) = get(&client, &url, 0)?;
-    let total = match http::plan(&head, 0).map_err(|e| format!("{url}: {e}"))? {
-        Plan::Body { total, .. } => total,
-        Plan::Redirect(_) => return Err(format!("{url}: too many redirects")),
-    };
-    let meminfo = std::fs::read_to_string(inp.meminfo)
-        .map_err(|e| format!("cannot read {}: {e}", inp.meminfo.display()))?;
-    toram::check_fits(
-        total,
-        &meminfo,
-        &url.to_string(),
+    let (total, ram) = ram_for(
+        &url,
+        &head,
+        inp.meminfo,
         "give the machine more memory, or boot an image from BootExt",
     )?;
-    let ram = RamFile::create(total)?;
     let mut progress = Progress::new(inp.boot, "fetch", &name, total);
     let mut transfer = Transfer {
         client: &client,
@@ -151,6 +152,7 @@ pub fn fetch(url: &Url, inp: &Inputs<'_>) -> Result<Fetched, String> {
     let Transfer { digest, .. } = transfer;
     let verified = digest.finish(&name)?;
     let in_ram = ram.read_only()?;
+    let sealed = fetch_seal(&client, &url, &name, total, inp)?;
     let ms = start.elapsed().as_secs_f64() * 1e3;
     log::info!(
         "fetched {url}: {} in {:.1} s ({:.1} MB/s){}",
@@ -169,9 +171,111 @@ pub fn fetch(url: &Url, inp: &Inputs<'_>) -> Result<Fetched, String> {
         size: total,
         allocated: in_ram.allocated,
         verified,
+        sealed,
         resumed,
         ms: (ms * 1e3).round() / 1e3,
     })
+}
+
+/// The seal of the image at `url` (`name`, `size` bytes), as `overboot seal` writes
+/// it beside the image: `NAME.verity` into RAM (the dm-verity device reads it there),
+/// `NAME.roothash` and, with trusted keys, `NAME.roothash.minisig`, checked as a seal
+/// on BootExt is (`verity::boot::check`). `Ok(None)`: the server has no `NAME.verity`
+/// and `overboot.verity=1` was not given.
+fn fetch_seal(
+    client: &Client<'_>,
+    url: &Url,
+    name: &str,
+    size: u64,
+    inp: &Inputs<'_>,
+) -> Result<Option<Sealed>, String> {
+    if inp.verity == Some(false) {
+        return Ok(None);
+    }
+    let tree_url = url.sibling(&format!("{name}{VERITY_SUFFIX}"));
+    let Some(tree) = get_to_ram(client, &tree_url, inp)? else {
+        return match inp.verity {
+            Some(true) => Err(format!(
+                "overboot.verity=1 and {url} is not sealed ({tree_url}: not found (404)); seal it with overboot seal IMAGE --sign KEY and publish IMAGE.verity, IMAGE.roothash and IMAGE.roothash.minisig beside it"
+            )),
+            _ => Ok(None),
+        };
+    };
+    let roothash_name = format!("{name}{ROOTHASH_SUFFIX}");
+    let roothash = get_small(client, &url.sibling(&roothash_name), 4096)?;
+    let sig_name = format!("{roothash_name}.minisig");
+    let signature = if inp.trust.enforcing() {
+        get_small(client, &url.sibling(&sig_name), MAX_SIGNATURE)?
+    } else {
+        None
+    };
+    let read = |p: &str| {
+        Ok(if p == sig_name {
+            signature.clone()
+        } else {
+            None
+        })
+    };
+    let sealed = crate::verity::boot::check(name, size, tree, roothash, &read, inp.trust)
+        .map_err(|e| format!("{url}: {e}"))?;
+    log::info!("netboot: {name} is sealed ({tree_url})");
+    Ok(Some(sealed))
+}
+
+/// The length of the body `head` announces, and a RAM file for it once the RAM
+/// check (`toram::check_fits`, `fix` for its refusal) passed.
+fn ram_for(url: &Url, head: &Head, meminfo: &Path, fix: &str) -> Result<(u64, RamFile), String> {
+    let total = match http::plan(head, 0).map_err(|e| format!("{url}: {e}"))? {
+        Plan::Body { total, .. } => total,
+        Plan::Redirect(_) => return Err(format!("{url}: too many redirects")),
+    };
+    let text = std::fs::read_to_string(meminfo)
+        .map_err(|e| format!("cannot read {}: {e}", meminfo.display()))?;
+    toram::check_fits(total, &text, &url.to_string(), fix)?;
+    Ok((total, RamFile::create(total)?))
+}
+
+/// A file of the server in a RAM file of its own, read-only once complete;
+/// `Ok(None)` on 404. Not resumed: it is small beside the image (a hash tree).
+fn get_to_ram(
+    client: &Client<'_>,
+    url: &Url,
+    inp: &Inputs<'_>,
+) -> Result<Option<rustix::fd::OwnedFd>, String> {
+    let (url, head, conn) = get(client, url, 0)?;
+    if head.status == 404 {
+        return Ok(None);
+    }
+    let (total, ram) = ram_for(&url, &head, inp.meminfo, "give the machine more memory")?;
+    let Conn {
+        mut stream,
+        leftover,
+    } = conn;
+    let mut pos = 0u64;
+    let put = |data: &[u8], pos: &mut u64| {
+        let data = data.get(..(total - *pos).min(data.len() as u64) as usize);
+        let data = data.unwrap_or_default();
+        toram::pwrite_all(&ram.rw, data, *pos)
+            .map_err(|e| format!("writing {url} into RAM: {}", errno_text(e)))?;
+        *pos += data.len() as u64;
+        Ok::<(), String>(())
+    };
+    put(&leftover, &mut pos)?;
+    let mut buf = vec![0u8; CHUNK];
+    while pos < total {
+        let want = ((total - pos).min(CHUNK as u64)) as usize;
+        match stream.read(buf.get_mut(..want).unwrap_or_default()) {
+            Ok(0) => {
+                return Err(format!(
+                    "{url}: the connection closed after {pos} of {total} bytes"
+                ));
+            }
+            Ok(n) => put(buf.get(..n).unwrap_or_default(), &mut pos)?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("{url}: {e}")),
+        }
+    }
+    Ok(Some(ram.read_only()?.file))
 }
 
 /// The newest image of the directory at `dir` (`index`), and its signed list.

@@ -111,6 +111,7 @@ fn configure_and_fetch(
             verify: config.verify,
             meminfo: &paths.meminfo,
             net_ca: std::path::Path::new(tls::NET_CA),
+            verity: config.verity,
             boot: true,
         },
     )?;

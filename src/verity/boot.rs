@@ -94,6 +94,33 @@ pub fn open(
         }
         Err(e) => return Err(format!("{hash_file} {e}")),
     };
+    let roothash_file = format!("{image}{}", super::seal::ROOTHASH_SUFFIX);
+    let text = be.read_small(&roothash_file, 4096)?;
+    let read = |p: &str| be.read_small(p, 1 << 16);
+    let sealed = check(image, size, hash, text, &read, policy.trust)?;
+    let recorded = policy
+        .corrupted
+        .and_then(|r| super::corrupted::refusal(r, image, &format::hex(&sealed.root)));
+    match recorded {
+        Some(why) => Err(why),
+        None => Ok(Some(sealed)),
+    }
+}
+
+/// The checks of [`open`] on a seal's files however they came (BootExt, or the
+/// network for a netboot, whose copy in RAM is new at each boot, so a corruption
+/// recorded by an earlier boot does not concern it): `hash` is the open
+/// `NAME.verity`, `roothash` the text of `NAME.roothash` (`None`: missing), `read`
+/// gives `NAME.roothash.minisig`.
+pub fn check(
+    image: &str,
+    size: u64,
+    hash: OwnedFd,
+    roothash: Option<String>,
+    read: &dyn Fn(&str) -> Result<Option<String>, String>,
+    trust: &TrustStore,
+) -> Result<Sealed, String> {
+    let hash_file = format!("{image}{}", super::seal::VERITY_SUFFIX);
     let mut head = [0u8; format::SUPERBLOCK_LEN];
     let got = rustix::io::pread(&hash, &mut head, 0)
         .map_err(|e| format!("cannot read {hash_file}: {}", errno_text(e)))?;
@@ -115,7 +142,7 @@ pub fn open(
         ));
     }
     let roothash_file = format!("{image}{}", super::seal::ROOTHASH_SUFFIX);
-    let text = be.read_small(&roothash_file, 4096)?.ok_or_else(|| {
+    let text = roothash.ok_or_else(|| {
         format!("{image} is sealed but {roothash_file} is missing; seal again with: overboot seal {image}")
     })?;
     let root = Sha256Digest::parse_hex(text.trim()).ok_or_else(|| {
@@ -123,35 +150,28 @@ pub fn open(
             "{roothash_file} is not a SHA-256 root hash (64 hex digits); seal again with: overboot seal {image}"
         )
     })?;
-    let recorded = policy
-        .corrupted
-        .and_then(|r| super::corrupted::refusal(r, image, &format::hex(&root.0)));
-    if let Some(why) = recorded {
-        return Err(why);
-    }
-    let signed_by = check_signature(be, &roothash_file, &text, policy.trust)?;
-    Ok(Some(Sealed {
+    let signed_by = check_signature(&roothash_file, &text, read, trust)?;
+    Ok(Sealed {
         superblock,
         root: root.0,
         hash,
         hash_file,
         signed_by,
-    }))
+    })
 }
 
 /// With trusted keys, `NAME.roothash.minisig` must sign the root hash file: the same
 /// rules and messages as a signed image (`crate::verify`), applied to the small file.
 fn check_signature(
-    be: &Confined,
     roothash_file: &str,
     text: &str,
+    read: &dyn Fn(&str) -> Result<Option<String>, String>,
     trust: &TrustStore,
 ) -> Result<Option<String>, String> {
     if !trust.enforcing() {
         return Ok(None);
     }
-    let read = |p: &str| be.read_small(p, 1 << 16);
-    let expected = crate::verify::prepare(roothash_file, Mode::Skip, trust, &read)?;
+    let expected = crate::verify::prepare(roothash_file, Mode::Skip, trust, read)?;
     let mut digest = expected.digester()?;
     digest.update(text.as_bytes());
     Ok(digest.finish(roothash_file)?.key_id)
