@@ -354,7 +354,10 @@ fn https_trusts_the_initramfs_ca_only() {
     // a seal, which this image has not).
     let log = nginx.access_log();
     assert_eq!(log.lines().count(), 3, "{log}");
-    assert!(log.contains("GET /a.squashfs.verity HTTP/1.1\" 404"), "{log}");
+    assert!(
+        log.contains("GET /a.squashfs.verity HTTP/1.1\" 404"),
+        "{log}"
+    );
 }
 
 /// A sealed image (`overboot seal --sign`): `IMAGE.verity` comes into RAM beside the
