@@ -117,10 +117,10 @@ fn verify(
         .map_err(|e| format!("{}: {}", img.image, crate::sys::errno_text(e)))?
         .st_size as u64;
     let sealed = crate::verity::boot::open(be, &img.image, size, &seals)?;
+    // `OVERBOOT_DEBUG=1 overboot check` shows that each image is read whole once.
+    log::debug!("{}: verification pass", img.image);
     let mut verified =
         crate::sys::toram::prepare(be, &img.image, &img.file, &opts, sealed.is_some())?.verified;
-    // `OVERBOOT_DEBUG=1 overboot check` shows that each image is read whole once.
-    log::debug!("{}: verification pass ({})", img.image, verified.summary());
     let is_sealed = sealed.is_some();
     if let Some(s) = sealed {
         verified.key_id = s.signed_by;
@@ -134,19 +134,32 @@ fn verify(
 
 /// Everything `plan` and `check` compute: image choice and the plan, no mounts.
 pub fn compute(be: &Confined, opts: &Options) -> Preview {
-    compute_reusing(be, opts, &mut Vec::new())
+    compute_reusing(be, opts, &mut Known::default())
 }
 
-/// [`compute`], taking from `known` an image `check` already verified and read
-/// (with the same settings) instead of reading it whole again.
-fn compute_reusing(be: &Confined, opts: &Options, known: &mut Vec<Examined>) -> Preview {
+/// What `check` already found of the images (with the same settings as the plan),
+/// so that the plan reads none of them whole again.
+#[derive(Default)]
+struct Known {
+    /// Verified and read.
+    fine: Vec<Examined>,
+    /// Refused by verification or reading: the image and why.
+    refused: Vec<(String, String)>,
+}
+
+/// [`compute`], taking what `known` says of an image instead of reading it whole
+/// again (the plan takes the image it boots out of `known.fine`).
+fn compute_reusing(be: &Confined, opts: &Options, known: &mut Known) -> Preview {
     let mut warnings = Vec::new();
     let (config, manifest) = assemble::configure(be, &opts.cmdline, &mut warnings);
     let candidates = crate::trial_boot::next_boot_order(be, &config.system);
     let selection = select::first_usable(be, candidates, |img| {
-        if let Some(i) = known.iter().position(|e| e.img.image == img.image) {
-            let e = known.remove(i);
+        if let Some(i) = known.fine.iter().position(|e| e.img.image == img.image) {
+            let e = known.fine.remove(i);
             return Ok((e.verified, e.sealed, e.tree));
+        }
+        if let Some((_, why)) = known.refused.iter().find(|(i, _)| *i == img.image) {
+            return Err(why.clone());
         }
         let (verified, sealed) = verify(be, img, &config, &opts.trust)?;
         Ok((verified, sealed, read_image(img)?))
@@ -669,7 +682,7 @@ pub fn check(be: &Confined, trust: crate::verify::TrustStore) -> Report {
     let disk = crate::trial_boot::read_disk(be);
     let status = crate::trial::status(&disk);
     let pending = matches!(status, crate::trial::Status::Pending(_));
-    let mut images = Vec::new();
+    let mut known = Known::default();
     for link in [
         select::ACTIVE_LINK,
         select::PREVIOUS_LINK,
@@ -679,7 +692,17 @@ pub fn check(be: &Confined, trust: crate::verify::TrustStore) -> Report {
         if link == select::PREVIOUS_LINK && disk.previous.is_none() {
             continue;
         }
-        match examine(be, link, &config, &opts.trust) {
+        let examined = examine(be, link, &config, &opts.trust);
+        if let Err(why) = &examined {
+            let cand = select::Candidate {
+                choice: "check",
+                path: link.into(),
+            };
+            if let Ok(img) = select::check(be, &cand) {
+                known.refused.push((img.image, why.clone()));
+            }
+        }
+        match examined {
             Ok(e) => {
                 let verified = e.verified.summary();
                 r.lines.push(format!(
@@ -691,7 +714,7 @@ pub fn check(be: &Confined, trust: crate::verify::TrustStore) -> Report {
                     if verified.is_empty() { "" } else { ", " },
                     verified
                 ));
-                images.push(e);
+                known.fine.push(e);
             }
             Err(e) if link == select::RECOVERY_LINK && !present => r.warnings.push(format!(
                 "{e}: there is no way back if the active image fails"
@@ -720,9 +743,9 @@ pub fn check(be: &Confined, trust: crate::verify::TrustStore) -> Report {
             r.errors.push(format!("{rel}: {e}"));
         }
     }
-    // Each image is read whole once: the plan takes the one it boots from `images`
+    // Each image is read whole once: the plan takes the one it boots out of `known`
     // (no other image's names are compared with it).
-    let out = compute_reusing(be, &opts, &mut images);
+    let out = compute_reusing(be, &opts, &mut known);
     for l in &out.layers {
         r.lines.push(describe_layer(l));
     }
@@ -750,7 +773,12 @@ pub fn check(be: &Confined, trust: crate::verify::TrustStore) -> Report {
     }
     if let Some(system) = &out.system {
         r.warnings.extend(decoded_differently(
-            be, &manifest, &config, &out, system, &images,
+            be,
+            &manifest,
+            &config,
+            &out,
+            system,
+            &known.fine,
         ));
     }
     r.errors.extend(crate::private_keys::find(be));
