@@ -696,6 +696,52 @@ fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// `--net-ca`: only with the network group, only files holding certificates;
+    /// a good one (made by the openssl CLI) is the one file at `net::tls::NET_CA`.
+    #[test]
+    fn net_ca_files_are_checked_and_need_the_network_group() {
+        let dir = std::env::temp_dir().join(format!("overboot-net-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate\n").unwrap();
+        let mut a = Archive::new();
+        let e = add_net_ca(&mut a, false, std::slice::from_ref(&junk)).unwrap_err();
+        assert!(e.contains("add the net group"), "{e}");
+        assert_eq!(add_net_ca(&mut a, false, &[]), Ok(String::new()));
+        let e = add_net_ca(&mut a, true, std::slice::from_ref(&junk)).unwrap_err();
+        assert!(e.contains("no usable CA certificate"), "{e}");
+        assert_eq!(a.len(), 0, "nothing added by a refusal");
+
+        let ca = dir.join("ca.pem");
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=test CA",
+                "-newkey",
+                "ec",
+            ])
+            .args(["-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout"])
+            .arg(dir.join("ca.key"))
+            .arg("-out")
+            .arg(&ca)
+            .output()
+            .expect("openssl (apt-get install openssl)");
+        assert!(out.status.success(), "{out:?}");
+        let note = add_net_ca(&mut a, true, std::slice::from_ref(&ca)).unwrap();
+        assert!(note.contains("--net-ca"), "{note}");
+        let path = crate::net::tls::NET_CA.trim_start_matches('/');
+        let (_, entry) = a.entries().find(|(p, _)| p.as_str() == path).unwrap();
+        match &entry.kind {
+            cpio::Kind::File(data) => assert!(*data == std::fs::read(&ca).unwrap()),
+            _ => panic!("{path} is not a file"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn kver_from_modules_dir() {
         let mut o = Options {
