@@ -480,7 +480,8 @@ pub fn describe(m: &PlannedMount) -> String {
     format!("{} -> {} ({how})", escape(source), escape(&target))
 }
 
-pub fn describe_layer(l: &crate::layers::Layer) -> String {
+/// Layer number `index` (bottom first) and where the booted system shows it.
+pub fn describe_layer(index: usize, l: &crate::layers::Layer) -> String {
     let kind = match l.kind {
         crate::layers::LayerKind::Dir => "directory",
         crate::layers::LayerKind::Image => "image",
@@ -490,7 +491,11 @@ pub fn describe_layer(l: &crate::layers::Layer) -> String {
         .as_ref()
         .map(|v| format!("; {}", crate::verity::boot::describe(v)))
         .unwrap_or_default();
-    format!("layer {} ({kind}, read-only{sealed})", l.source)
+    format!(
+        "layer {} ({kind}, read-only{sealed}) at {}",
+        l.source,
+        crate::layers::layer_at(index)
+    )
 }
 
 pub fn describe_app(a: &crate::apps::App) -> String {
@@ -569,8 +574,8 @@ pub fn render_plan(out: &Preview, be: &Confined) -> String {
         },
         assemble::OVERLAY_AT
     );
-    for l in &out.layers {
-        let _ = writeln!(o, "   {}", describe_layer(l));
+    for (n, l) in out.layers.iter().enumerate() {
+        let _ = writeln!(o, "   {}", describe_layer(n, l));
     }
     let _ = writeln!(
         o,
@@ -746,8 +751,8 @@ pub fn check(be: &Confined, trust: crate::verify::TrustStore) -> Report {
     // Each image is read whole once: the plan takes the one it boots out of `known`
     // (no other image's names are compared with it).
     let out = compute_reusing(be, &opts, &mut known);
-    for l in &out.layers {
-        r.lines.push(describe_layer(l));
+    for (n, l) in out.layers.iter().enumerate() {
+        r.lines.push(describe_layer(n, l));
     }
     r.warnings.extend(
         out.warnings

@@ -110,7 +110,7 @@ fn overlay_layers_stack_in_name_order_over_the_image() {
         assert!(
             status
                 .stdout
-                .contains("layer Overlay/20-site.squashfs (image"),
+                .contains("layer Overlay/20-site.squashfs (image, read-only) at /mnt/layers/1"),
             "{}",
             status.stdout
         );
@@ -421,8 +421,8 @@ fn plan_and_check_show_layers_units_and_apps() {
         ]);
         plan.expect_code(0);
         for needle in [
-            "layer Overlay/10-base (directory",
-            "layer Overlay/20-site.squashfs (image",
+            "layer Overlay/10-base (directory, read-only) at /mnt/layers/0",
+            "layer Overlay/20-site.squashfs (image, read-only) at /mnt/layers/1",
             "Apps/editor.squashfs -> /mnt/apps/editor",
             "unit Units/hello.service -> /run/systemd/system/hello.service",
             "multi-user.target.wants/hello.service -> ../hello.service",

@@ -91,8 +91,8 @@ fn render_status(s: &state::State) -> String {
     }
     if !s.layers.is_empty() {
         let _ = writeln!(o, "\nOverlay/ layers, bottom first ({}):", s.layers.len());
-        for l in &s.layers {
-            let _ = writeln!(o, "  {}", describe_layer(l));
+        for (n, l) in s.layers.iter().enumerate() {
+            let _ = writeln!(o, "  {}", describe_layer(n, l));
         }
     }
     if !s.units.is_empty() {
