@@ -27,6 +27,11 @@ impl Client {
     pub fn new(base: &str, timeout: Duration, roots: &[Certificate<'static>]) -> Client {
         let tls = TlsConfig::builder()
             .root_certs(RootCerts::new_with_certs(roots))
+            // ring, as netboot's TLS (src/net/tls.rs): one crypto stack. rustls is
+            // pinned beside ureq in Cargo.toml, so a mismatch fails to build.
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
             .build();
         let agent: Agent = Agent::config_builder()
             .tls_config(tls)

@@ -162,6 +162,9 @@ impl Nginx {
             .tls_config(
                 ureq::tls::TlsConfig::builder()
                     .disable_verification(true)
+                    .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                        rustls::crypto::ring::default_provider(),
+                    ))
                     .build(),
             )
             .build()
