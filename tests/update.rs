@@ -234,12 +234,17 @@ fn fresh_download_up_to_date_then_delta_of_one_package() {
             be.path.to_str().unwrap(),
         ]);
         st.expect_code(0);
-        assert!(
-            st.stdout
-                .contains("Last update: installed app-1.1.squashfs"),
-            "{}",
-            st.stdout
-        );
+        // When, which image, bytes fetched and reused.
+        let line = st.stdout.lines().find(|l| l.starts_with("Last update: "));
+        let line = line.unwrap_or_else(|| panic!("{}", st.stdout));
+        for want in [
+            "installed app-1.1.squashfs",
+            "fetched ",
+            "reused ",
+            " UTC, from http://127.0.0.1:",
+        ] {
+            assert!(line.contains(want), "{want}: {line}");
+        }
         boot.teardown(ns);
     });
 }
