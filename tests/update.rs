@@ -818,3 +818,61 @@ fn limits_progress_image_choice_and_rolled_back() {
         assert_eq!(link(&be.path, "active-system"), "app-1.1.squashfs");
     });
 }
+
+/// BootExt full at the last write (the image fits to the page, its signature does
+/// not): exit 1 with the reason, nothing installed, the verified download kept;
+/// with room made, the next run installs it without fetching a byte.
+#[test]
+fn a_disk_full_at_the_last_write_keeps_the_download() {
+    Ns::run(|ns| {
+        let k = keys(&ns.dir("keys"));
+        let trust = trust_dir(ns, &k);
+        let (work, builds, public) = (ns.dir("work"), ns.dir("builds"), ns.dir("public"));
+        let v1 = app_image(&work, &builds, "1.0", 10, false);
+        publish(&[&v1], &k, &public).expect_code(0);
+        let nginx = Nginx::start(&ns.dir("nginx"), &public);
+        let old = app_image(&work, &builds, "0.9", 0, false);
+        let size = fs::metadata(&v1).unwrap().len();
+        let old_size = fs::metadata(&old).unwrap().len();
+        assert_eq!(
+            (size % 4096, old_size % 4096),
+            (0, 0),
+            "mksquashfs pads to 4 KiB"
+        );
+        // The active image and the new one fill it (a short symlink takes no page).
+        let be = ns.dir("small");
+        let mount = |opts: String| {
+            let args = ["-t", "tmpfs", "-o", &opts, "tmpfs", be.to_str().unwrap()];
+            sh("mount", &args.map(std::ffi::OsStr::new));
+        };
+        mount(format!("size={}", size + old_size));
+        fs::create_dir(be.join("System")).unwrap();
+        fs::copy(&old, be.join("System/app-0.9.squashfs")).unwrap();
+        std::os::unix::fs::symlink("app-0.9.squashfs", be.join("System/active-system")).unwrap();
+
+        let r = update(&be, &trust, &nginx.url(""), &[]);
+        r.expect_code(1);
+        assert!(
+            r.stderr
+                .contains("cannot write System/app-1.0.squashfs.minisig")
+                && r.stderr.contains("BootExt is full: make room"),
+            "{}",
+            r.stderr
+        );
+        let partial = be.join("System/.app-1.0.squashfs.partial");
+        assert_eq!(fs::metadata(&partial).unwrap().len(), size);
+        assert!(!be.join("System/app-1.0.squashfs").exists());
+        assert_eq!(link(&be, "active-system"), "app-0.9.squashfs");
+
+        mount(format!("remount,size={}", size + (1 << 20)));
+        let r = update(&be, &trust, &nginx.url(""), &["--json"]);
+        r.expect_code(0);
+        let rec: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        // All of it was in the partial file: nothing fetched, nothing copied.
+        assert_eq!(rec["bytes_resumed"], size, "{rec}");
+        assert_eq!(rec["bytes_fetched"], 0, "{rec}");
+        assert_eq!(rec["range_requests"], 0, "{rec}");
+        assert_eq!(link(&be, "active-system"), "app-1.0.squashfs");
+        assert!(!partial.exists());
+    });
+}

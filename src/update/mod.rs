@@ -171,7 +171,17 @@ pub fn run(o: &Options) -> Result<Record, String> {
         &trial::temp_name(&sig_name),
         image_sig.as_bytes(),
     )
-    .map_err(|e| format!("cannot write {SYSTEM_DIR}/{sig_name}: {e}"))?;
+    .map_err(|e| {
+        let full = e.contains(&rustix::io::Errno::NOSPC.to_string());
+        format!(
+            "cannot write {SYSTEM_DIR}/{sig_name}: {e}{}",
+            if full {
+                "; BootExt is full: make room (--keep K deletes old images) and run again: the verified download is kept"
+            } else {
+                ""
+            }
+        )
+    })?;
     rustix::fs::renameat(&sys, partial_name.as_str(), &sys, name.as_str())
         .and_then(|()| rustix::fs::fsync(&sys))
         .map_err(|e| format!("cannot rename {partial_name} to {name} in {SYSTEM_DIR}: {e}"))?;
