@@ -222,6 +222,16 @@ pub fn decide_set_active(
     tries: Option<u32>,
 ) -> Result<(Vec<Step>, String), String> {
     check_image(be, name)?;
+    decide_trial(be, name, tries)
+}
+
+/// [`decide_set_active`] without looking at the image: whether `name` could be
+/// made active (`overboot update` asks before it downloads the image).
+pub fn decide_trial(
+    be: &Confined,
+    name: &str,
+    tries: Option<u32>,
+) -> Result<(Vec<Step>, String), String> {
     let disk = read_disk(be);
     let active_ok = select::check(
         be,

@@ -395,9 +395,25 @@ fn faults_leave_bootext_as_it_was() {
             ],
         );
         fs::create_dir(small.join("System")).unwrap();
+        // No active image to return to: a trial is impossible, said before any
+        // download (set-active's own decision).
+        let seen = nginx.log().len();
         let r = update(&small, &trust, &nginx.url("good/"), &[]);
         r.expect_code(1);
-        assert!(r.stderr.contains("BootExt has 2.1 MB free"), "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("could not be made active: a trial needs a good image"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(nginx.served(img, seen), 0);
+        assert_eq!(fs::read_dir(small.join("System")).unwrap().count(), 0);
+        let tiny = app_image(&work, &ns.dir("builds"), "0.9", 0, false);
+        fs::copy(&tiny, small.join("System/app-0.9.squashfs")).unwrap();
+        std::os::unix::fs::symlink("app-0.9.squashfs", small.join("System/active-system")).unwrap();
+        let r = update(&small, &trust, &nginx.url("good/"), &[]);
+        r.expect_code(1);
+        assert!(r.stderr.contains("BootExt has 2.0 MB free"), "{}", r.stderr);
         assert_eq!(
             fs::metadata(small.join(format!("System/.{img}.partial")))
                 .unwrap()

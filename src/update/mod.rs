@@ -7,7 +7,8 @@
 //! 1. the index: `SHA256SUMS`, checked against `SHA256SUMS.minisig` with a trusted
 //!    key, whose trusted comment must name `SHA256SUMS`;
 //! 2. the image: `--image NAME` or the newest by version; stop when it is active
-//!    already, or was tried and rolled back;
+//!    already, or was tried and rolled back, or cannot be made active (step 7's
+//!    decision, taken again there);
 //! 3. its chunk index (digest from the signed index) and its signature;
 //! 4. room on BootExt for what is still missing;
 //! 5. `System/.NAME.partial`: resumed, local chunks copied, the rest fetched
@@ -127,6 +128,9 @@ pub fn run(o: &Options) -> Result<Record, String> {
         rec.outcome = "rolled-back-before".into();
         return Ok(rec);
     }
+    // Step 7's decision, before anything is downloaded for nothing.
+    crate::trial_boot::decide_trial(&be, &name, Some(o.tries))
+        .map_err(|e| format!("{name} could not be made active: {e}; nothing changed"))?;
 
     // 3. Its chunk index and signature.
     let index_name = format!("{name}{}", chunks::INDEX_SUFFIX);
