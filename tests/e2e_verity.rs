@@ -42,10 +42,18 @@ fn overboot_seal(f: &Fixture, img: &Path) {
         .arg(img));
 }
 
+/// `overboot seal --fec`: with `IMAGE.fec`, the kernel repairs corrupted blocks.
+fn overboot_seal_fec(f: &Fixture, img: &Path) {
+    run(Command::new(e2e_common::musl_binary(&f.top))
+        .args(["seal", "--fec"])
+        .arg(img));
+}
+
 /// `--file` arguments putting `img` and its seal at `dest` on BootExt.
 fn sealed_files(img: &Path, dest: &str) -> Vec<String> {
-    ["", ".verity", ".roothash"]
+    ["", ".verity", ".roothash", ".fec"]
         .iter()
+        .filter(|s| beside(img, s).exists())
         .flat_map(|s| {
             [
                 "--file".to_string(),
@@ -144,6 +152,7 @@ fn sealed_disk(f: &Fixture, name: &str, sealed: &[(&Path, &str)]) -> PathBuf {
 ///   reading the RAM copy;
 /// - a sealed `DIR_` image with a flipped byte in one file's data mounts, that file
 ///   reads as EIO (never wrong bytes), another file of the same image reads fine;
+///   another, sealed with `--fec`, has the same flip repaired: the read succeeds;
 /// - a sealed `Overlay/` layer and a sealed `Apps/` image are mounted from dm devices
 ///   (sysfs names, state.json);
 /// - `overboot verity-watch` is started (as overboot-verity.service does): the DIR_
@@ -208,6 +217,16 @@ fn sealed_images_of_every_kind_and_a_run_time_corruption_recorded_for_the_next_b
         ],
     );
     flip_byte(&dimg, 65_536 + 100);
+    // The same with parity (`seal --fec`): the kernel repairs the block, the read
+    // gives the right bytes.
+    let fimg = sealed_image(
+        f,
+        &dir,
+        "DIR_opt_fec.squashfs",
+        &[("big.bin", &noise(128 * 1024, 11))],
+    );
+    overboot_seal_fec(f, &fimg);
+    flip_byte(&fimg, 65_536 + 100);
     let layer = sealed_image(
         f,
         &dir,
@@ -227,11 +246,12 @@ fn sealed_images_of_every_kind_and_a_run_time_corruption_recorded_for_the_next_b
         &[
             (&sys, "System/active.squashfs"),
             (&dimg, "DIRS/DIR_opt_sealed.squashfs"),
+            (&fimg, "DIRS/DIR_opt_fec.squashfs"),
             (&layer, "Overlay/10-sealed.squashfs"),
             (&app, "Apps/sealedapp.squashfs"),
         ],
     );
-    let append = "overboot.toram overboot.onfail=poweroff e2e.read=/opt/sealed/marker e2e.read=/opt/sealed/big.bin e2e.read=/etc/layer-marker e2e.read=/mnt/apps/sealedapp/app-marker";
+    let append = "overboot.toram overboot.onfail=poweroff e2e.read=/opt/sealed/marker e2e.read=/opt/sealed/big.bin e2e.read=/opt/fec/big.bin e2e.read=/etc/layer-marker e2e.read=/mnt/apps/sealedapp/app-marker";
     let watched = format!("{append} e2e.verity-watch=/verity-probe.bin");
     let log = boot(f, &watched, &[&disk], None);
     let state = booted(&log, "appliance");
@@ -295,6 +315,12 @@ fn sealed_images_of_every_kind_and_a_run_time_corruption_recorded_for_the_next_b
     log.assert_has("OVERBOOT-E2E: read /opt/sealed/marker ok");
     log.assert_has("OVERBOOT-E2E: read /opt/sealed/big.bin failed:");
     log.assert_has("Input/output error");
+    log.assert_has("OVERBOOT-E2E: read /opt/fec/big.bin ok");
+    assert_eq!(
+        mount_entry(&state, "/opt/fec")["verity"]["fec_file"],
+        "DIRS/DIR_opt_fec.squashfs.fec",
+        "{state}"
+    );
     log.assert_has("OVERBOOT-E2E: read /etc/layer-marker ok");
     log.assert_has("OVERBOOT-E2E: read /mnt/apps/sealedapp/app-marker ok");
 

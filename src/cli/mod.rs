@@ -342,6 +342,10 @@ struct SealArgs {
     /// password from $OVERBOOT_SIGN_PASSWORD)
     #[arg(long, value_name = "SECRET.key")]
     sign: Option<PathBuf>,
+    /// Also write IMAGE.fec, Reed-Solomon parity (2 roots) with which the kernel
+    /// repairs a corrupted block (as veritysetup format --fec-device)
+    #[arg(long)]
+    fec: bool,
 }
 
 /// Record a dm-verity corruption for the next boot, then act (run by a unit)
@@ -519,7 +523,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> i32 {
             allow_missing: a.allow_missing,
         }),
         Command::Inspect(a) => inspect::run(&a.file, a.json.json),
-        Command::Seal(a) => overboot::verity::seal::execute(&a.image, a.sign.as_deref()),
+        Command::Seal(a) => overboot::verity::seal::execute(&a.image, a.sign.as_deref(), a.fec),
         Command::VerityWatch(a) => verity_watch::run(&a.state, &a.bootext.bootext),
         Command::Publish(a) => overboot::publish::execute(&a.images, &a.sign, &a.out),
         Command::Update(a) => update(a),

@@ -45,6 +45,9 @@ pub struct VerityRecord {
     pub signed_by: Option<String>,
     /// `overboot.verity-error`: what a corrupted block does at run time.
     pub on_error: String,
+    /// The parity file (`NAME.fec`), relative to BootExt, when blocks are repaired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fec_file: Option<String>,
 }
 
 /// One line for `overboot status`.
@@ -70,6 +73,9 @@ pub struct Sealed {
     pub hash: OwnedFd,
     pub hash_file: String,
     pub signed_by: Option<String>,
+    /// The open `NAME.fec` (super::fec), if there is one (read from BootExt, also
+    /// with toram).
+    pub fec: Option<OwnedFd>,
 }
 
 /// Check `image`'s seal (`size`: the image's bytes). `Ok(None)`: not sealed and not
@@ -97,14 +103,20 @@ pub fn open(
     let roothash_file = format!("{image}{}", super::seal::ROOTHASH_SUFFIX);
     let text = be.read_small(&roothash_file, 4096)?;
     let read = |p: &str| be.read_small(p, 1 << 16);
-    let sealed = check(image, size, hash, text, &read, policy.trust)?;
+    let mut sealed = check(image, size, hash, text, &read, policy.trust)?;
     let recorded = policy
         .corrupted
         .and_then(|r| super::corrupted::refusal(r, image, &format::hex(&sealed.root)));
-    match recorded {
-        Some(why) => Err(why),
-        None => Ok(Some(sealed)),
+    if let Some(why) = recorded {
+        return Err(why);
     }
+    let fec_file = format!("{image}{}", super::seal::FEC_SUFFIX);
+    sealed.fec = match be.open_file(&fec_file) {
+        Ok(fd) => Some(fd),
+        Err(Lookup::Errno(Errno::NOENT)) => None,
+        Err(e) => return Err(format!("{fec_file} {e}")),
+    };
+    Ok(Some(sealed))
 }
 
 /// The checks of [`open`] on a seal's files however they came (BootExt, or the
@@ -157,6 +169,7 @@ pub fn check(
         hash,
         hash_file,
         signed_by,
+        fec: None,
     })
 }
 
@@ -212,11 +225,20 @@ pub fn mount(
 ) -> Result<Mounted, String> {
     let data_loop = loopdev::attach(data, image)?;
     let hash_loop = loopdev::attach(&sealed.hash, &sealed.hash_file)?;
+    let fec_file = format!("{image}{}", super::seal::FEC_SUFFIX);
+    let fec_loop = match &sealed.fec {
+        Some(fd) => Some(loopdev::attach(fd, &fec_file)?),
+        None => None,
+    };
+    // The parity covers the data blocks and the tree after its superblock.
+    let fec_blocks =
+        sealed.superblock.data_blocks + tree_len(sealed) / BLOCK as u64 - format::HASH_START;
     let (sectors, params) = format::table(
         &sealed.superblock,
         &data_loop.path,
         &hash_loop.path,
         &sealed.root,
+        fec_loop.as_ref().map(|l| (l.path.as_str(), fec_blocks)),
     );
     let name = dm_name(image);
     load_dm_verity();
@@ -231,6 +253,7 @@ pub fn mount(
         hash_file: sealed.hash_file.clone(),
         signed_by: sealed.signed_by.clone(),
         on_error: on_error.name().into(),
+        fec_file: fec_loop.map(|_| fec_file),
     };
     Ok(Mounted {
         mnt,
@@ -272,6 +295,7 @@ mod tests {
             hash_file: "System/a.squashfs.verity".into(),
             signed_by: Some("1234".into()),
             on_error: "eio".into(),
+            fec_file: None,
         };
         assert_eq!(
             describe(&r),

@@ -324,19 +324,32 @@ impl OnError {
 
 /// The device-mapper table line of the verity target (the kernel's
 /// Documentation/admin-guide/device-mapper/verity.rst), for `data` and `hash` given
-/// as `MAJOR:MINOR` or a device path. Returns (sectors, parameters). No optional
-/// arguments: a corrupted block fails its read with EIO (see [`OnError`]).
-pub fn table(sb: &Superblock, data: &str, hash: &str, root: &[u8; DIGEST]) -> (u64, String) {
+/// as `MAJOR:MINOR` or a device path, and `fec`: the parity device and the blocks it
+/// covers (super::fec, 2 roots). Returns (sectors, parameters). A corrupted block
+/// that cannot be repaired fails its read with EIO (see [`OnError`]).
+pub fn table(
+    sb: &Superblock,
+    data: &str,
+    hash: &str,
+    root: &[u8; DIGEST],
+    fec: Option<(&str, u64)>,
+) -> (u64, String) {
     let salt = if sb.salt.is_empty() {
         "-".to_string()
     } else {
         hex(&sb.salt)
     };
-    let params = format!(
+    let mut params = format!(
         "1 {data} {hash} {BLOCK} {BLOCK} {} {HASH_START} sha256 {} {salt}",
         sb.data_blocks,
         hex(root)
     );
+    if let Some((dev, blocks)) = fec {
+        params.push_str(&format!(
+            " 8 use_fec_from_device {dev} fec_roots {} fec_blocks {blocks} fec_start 0",
+            super::fec::DEFAULT_ROOTS
+        ));
+    }
     (sb.data_blocks * (BLOCK64 / 512), params)
 }
 
@@ -414,7 +427,13 @@ mod tests {
             data_blocks: 256,
             salt: vec![0xab],
         };
-        let (sectors, p) = table(&sb, "7:0", "7:1", &[0x11; 32]);
+        let (_, with_fec) = table(&sb, "7:0", "7:1", &[0x11; 32], Some(("7:2", 258)));
+        assert!(
+            with_fec
+                .ends_with(" ab 8 use_fec_from_device 7:2 fec_roots 2 fec_blocks 258 fec_start 0"),
+            "{with_fec}"
+        );
+        let (sectors, p) = table(&sb, "7:0", "7:1", &[0x11; 32], None);
         assert_eq!(OnError::default(), OnError::Restart);
         assert_eq!(sectors, 2048);
         assert_eq!(

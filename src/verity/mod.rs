@@ -6,6 +6,7 @@
 
 pub mod boot;
 pub mod corrupted;
+pub mod fec;
 pub mod format;
 pub mod seal;
 pub mod watch;

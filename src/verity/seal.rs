@@ -20,11 +20,13 @@ use std::path::{Path, PathBuf};
 pub const VERITY_SUFFIX: &str = ".verity";
 pub const ROOTHASH_SUFFIX: &str = ".roothash";
 pub const SIGNATURE_SUFFIX: &str = ".roothash.minisig";
+/// Forward error correction parity (`seal --fec`; super::fec).
+pub const FEC_SUFFIX: &str = ".fec";
 
 /// Whether `name` is the seal of another entry of the same listing (`X.verity`,
-/// `X.roothash`, `X.roothash.minisig` beside `X`): part of `X`, not an entry.
+/// `X.roothash`, `X.roothash.minisig`, `X.fec` beside `X`): part of `X`, not an entry.
 pub fn is_seal_of_listed(name: &str, listing: &[String]) -> bool {
-    [SIGNATURE_SUFFIX, VERITY_SUFFIX, ROOTHASH_SUFFIX]
+    [SIGNATURE_SUFFIX, VERITY_SUFFIX, ROOTHASH_SUFFIX, FEC_SUFFIX]
         .iter()
         .filter_map(|s| name.strip_suffix(s))
         .any(|base| listing.iter().any(|n| n == base))
@@ -119,6 +121,57 @@ fn build_tree(image: &Path, shown: &str) -> Result<(Superblock, [u8; 32]), Strin
     Ok((sb, root))
 }
 
+/// Write `IMAGE.fec`: the parity of the image's blocks and of the tree after its
+/// superblock (what the kernel's `fec_blocks` covers), `roots` bytes per code word.
+fn build_fec(image: &Path, shown: &str, data_blocks: u64) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    let tree_path = beside(image, VERITY_SUFFIX);
+    let open = |p: &Path| File::open(p).map_err(|e| format!("cannot open {}: {e}", p.display()));
+    let (data, tree) = (open(image)?, open(&tree_path)?);
+    let tree_blocks = tree
+        .metadata()
+        .map_err(|e| format!("cannot stat {}: {e}", tree_path.display()))?
+        .len()
+        / BLOCK as u64
+        - format::HASH_START;
+    let layout = super::fec::FecLayout::new(data_blocks + tree_blocks, super::fec::DEFAULT_ROOTS)?;
+    let out = beside(image, FEC_SUFFIX);
+    let tmp = beside(&out, ".tmp");
+    let file = File::create(&tmp).map_err(|e| format!("cannot create {}: {e}", tmp.display()))?;
+    let mut w = BufWriter::new(file);
+    let read = |k: u64, buf: &mut [u8]| {
+        if k < data_blocks {
+            data.read_exact_at(buf, k * BLOCK as u64)
+        } else {
+            tree.read_exact_at(buf, (k - data_blocks + format::HASH_START) * BLOCK as u64)
+        }
+    };
+    super::fec::write_parity(&layout, BLOCK, read, &mut w)
+        .and_then(|()| w.into_inner().map_err(|e| e.into_error()))
+        .and_then(|f| f.sync_all())
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!(
+                "cannot write the parity of {shown} to {}: {e}",
+                tmp.display()
+            )
+        })?;
+    commit(&tmp, &out)
+}
+
+/// Remove `path` if it is there, saying why (`what`): a stale companion of the
+/// previous seal.
+fn remove_stale(path: &Path, what: &str) -> Result<(), String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            log::warn!("removed {}: {what}", path.display());
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot remove the stale {}: {e}", path.display())),
+    }
+}
+
 /// RFC 4122 version 4 from random bytes (veritysetup writes one; nothing reads it).
 fn uuid_v4(mut b: [u8; 16]) -> [u8; 16] {
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -138,9 +191,11 @@ fn sign(roothash: &Path, sig: &Path, sk: &minisign::SecretKey) -> Result<(), Str
     write_atomic(sig, signature.as_bytes())
 }
 
-/// Seal `image`: tree, root hash, and the signature with `key`. Without a key an old
-/// signature is removed: it signs the previous root hash and would refuse the boot.
-pub fn seal(image: &Path, key: Option<&Path>) -> Result<Sealed, String> {
+/// Seal `image`: tree, root hash, the signature with `key` and, with `fec`, the
+/// parity. Without a key an old signature is removed (it signs the previous root hash
+/// and would refuse the boot); without `fec` an old parity file (of the previous
+/// tree).
+pub fn seal(image: &Path, key: Option<&Path>, fec: bool) -> Result<Sealed, String> {
     let shown = image.display().to_string();
     // The key (and its password) first: a wrong one fails before the long hashing.
     let key = key.map(crate::publish::load_secret_key).transpose()?;
@@ -155,14 +210,19 @@ pub fn seal(image: &Path, key: Option<&Path>) -> Result<Sealed, String> {
             sign(&roothash, &sig, &key)?;
             files.push(sig);
         }
-        None => match std::fs::remove_file(&sig) {
-            Ok(()) => log::warn!(
-                "removed {}: it signed the previous root hash (seal with --sign to sign this one)",
-                sig.display()
-            ),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot remove the stale {}: {e}", sig.display())),
-        },
+        None => remove_stale(
+            &sig,
+            "it signed the previous root hash (seal with --sign to sign this one)",
+        )?,
+    }
+    if fec {
+        build_fec(image, &shown, sb.data_blocks)?;
+        files.push(beside(image, FEC_SUFFIX));
+    } else {
+        remove_stale(
+            &beside(image, FEC_SUFFIX),
+            "it was the parity of the previous tree (seal with --fec for new parity)",
+        )?;
     }
     Ok(Sealed {
         root,
@@ -173,8 +233,8 @@ pub fn seal(image: &Path, key: Option<&Path>) -> Result<Sealed, String> {
 
 /// Seal `image` (and sign its root hash with `key`), saying what was written.
 /// Exit code: 0 or 1.
-pub fn execute(image: &Path, key: Option<&Path>) -> i32 {
-    match seal(image, key) {
+pub fn execute(image: &Path, key: Option<&Path>, fec: bool) -> i32 {
+    match seal(image, key, fec) {
         Ok(s) => {
             println!(
                 "sealed {} ({} blocks): root hash {}",

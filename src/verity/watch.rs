@@ -381,6 +381,7 @@ mod tests {
             hash_file: "Apps/x.squashfs.verity".into(),
             signed_by: None,
             on_error: "panic".into(),
+            fec_file: None,
         };
         assert_eq!(
             Watched::from_record(&r),
