@@ -53,7 +53,7 @@ pub struct VerityRecord {
 /// One line for `overboot status`.
 pub fn describe(r: &VerityRecord) -> String {
     format!(
-        "verity {} ({}), root hash {}, {}, on a corrupted block: {}",
+        "verity {} ({}), root hash {}, {}, on a corrupted block: {}{}",
         r.device,
         r.name,
         r.root_hash,
@@ -61,6 +61,10 @@ pub fn describe(r: &VerityRecord) -> String {
             .as_ref()
             .map(|k| format!("signed by key {k}"))
             .unwrap_or_else(|| "root hash not signed".into()),
+        r.fec_file
+            .as_ref()
+            .map(|f| format!("repair from {f}, else "))
+            .unwrap_or_default(),
         r.on_error
     )
 }
@@ -300,6 +304,18 @@ mod tests {
         assert_eq!(
             describe(&r),
             "verity /dev/dm-0 (overboot-System-a.squashfs), root hash ab, signed by key 1234, on a corrupted block: eio"
+        );
+        let with_fec = VerityRecord {
+            fec_file: Some("System/a.squashfs.fec".into()),
+            signed_by: None,
+            ..r
+        };
+        assert!(
+            describe(&with_fec).ends_with(
+                "root hash not signed, on a corrupted block: repair from System/a.squashfs.fec, else eio"
+            ),
+            "{}",
+            describe(&with_fec)
         );
     }
 
