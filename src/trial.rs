@@ -388,6 +388,18 @@ fn prev_name(d: &Disk) -> &str {
     d.previous.as_deref().unwrap_or("(no previous-system)")
 }
 
+/// The rollback's link: `active-system` back to a good `previous-system`, unless it
+/// points there already (`previous-system` naming the trial image itself: found by
+/// fuzzing; without this check every boot rewrote the same link).
+fn back_to_previous(d: &Disk) -> Option<Step> {
+    match &d.previous {
+        Some(p) if d.previous_ok && d.active.as_ref() != Some(p) => {
+            Some(Step::LinkActive(p.clone()))
+        }
+        _ => None,
+    }
+}
+
 /// Event: a boot of the active image.
 pub fn boot(d: &Disk) -> BootPlan {
     let mut plan = BootPlan::normal();
@@ -439,17 +451,13 @@ pub fn boot(d: &Disk) -> BootPlan {
             );
             plan.steps
                 .push(Step::WriteTrial(t.rolled_back(reason.clone())));
-            if let (Some(p), true) = (&d.previous, d.previous_ok) {
-                plan.steps.push(Step::LinkActive(p.clone()));
-            }
+            plan.steps.extend(back_to_previous(d));
             plan.first = First::Previous;
             plan.record = record(&t, "rolled-back", reason.clone());
             plan.reason = Some(reason);
         }
         Status::RollbackUnfinished(t) => {
-            if let (Some(p), true) = (&d.previous, d.previous_ok) {
-                plan.steps.push(Step::LinkActive(p.clone()));
-            }
+            plan.steps.extend(back_to_previous(d));
             let reason = t
                 .reason
                 .clone()
@@ -862,6 +870,26 @@ mod tests {
                 other => panic!("untested state {other}"),
             }
         }
+    }
+
+    /// `previous-system` naming the trial image itself (by hand, or a hostile stick):
+    /// the rollback is recorded once, then boots write nothing (found by the fuzz
+    /// target `trial`; each boot rewrote the same link before).
+    #[test]
+    fn a_rollback_onto_the_active_image_stops_writing() {
+        let spent = disk("b", Some("b"), pending("b", 2, 0));
+        let plan = boot(&spent);
+        assert_eq!(plan.first, First::Previous);
+        assert!(
+            matches!(&plan.steps[..], [Step::WriteTrial(_)]),
+            "{:?}",
+            plan.steps
+        );
+        let after = plan.steps.iter().fold(spent, |d, s| apply(&d, s));
+        assert!(matches!(status(&after), Status::RollbackUnfinished(_)));
+        let again = boot(&after);
+        assert_eq!(again.first, First::Previous);
+        assert!(again.steps.is_empty(), "{:?}", again.steps);
     }
 
     #[test]
