@@ -330,8 +330,9 @@ fn sealed_images_of_every_kind_and_a_run_time_corruption_recorded_for_the_next_b
     log.assert_has(
         "DIRS/DIR_opt_sealed.squashfs: data block 16 failed dm-verity while the system ran",
     );
-    log.assert_has("recorded in /mnt/cdrom/System/verity-corrupted");
-    log.assert_has("overboot.verity-error=restart: restarting");
+    log.assert_has("recorded in /mnt/cdrom/System/verity-corrupted: the next boot refuses it");
+    // From the kernel log (written before the restart, so it reaches the console).
+    log.assert_has("] overboot: verity-watch: overboot.verity-error=restart: restarting");
     log.assert_has("reboot: Restarting system");
     log.assert_lacks("verity-watch did not restart");
     assert!(log.powered_off(), "QEMU ends on the restart (-no-reboot)");
@@ -363,7 +364,8 @@ fn sealed_images_of_every_kind_and_a_run_time_corruption_recorded_for_the_next_b
     log.assert_has(&format!(
         "System/active.squashfs: data block {corrupted_block} failed dm-verity while the system ran"
     ));
-    log.assert_has("overboot.verity-error=restart: restarting");
+    // From the kernel log (written before the restart, so it reaches the console).
+    log.assert_has("] overboot: verity-watch: overboot.verity-error=restart: restarting");
     log.assert_has("reboot: Restarting system");
     log.assert_lacks("verity-watch did not restart");
     assert!(log.powered_off(), "QEMU ends on the restart (-no-reboot)");

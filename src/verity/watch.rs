@@ -275,44 +275,50 @@ fn record(w: &Watched, c: &Corruption, bootext: &Path) -> bool {
         image: w.image.clone(),
     };
     let said = entry.describe();
+    let at = format!("{}/{}", bootext.display(), corrupted::PATH);
     match Confined::open(bootext).and_then(|be| corrupted::add(&be, entry)) {
         Ok(_) => {
-            eprintln!(
-                "overboot: verity-watch: {said}; recorded in {}/{}: the next boot refuses it",
-                bootext.display(),
-                corrupted::PATH
-            );
+            say(&format!(
+                "{said}; recorded in {at}: the next boot refuses it"
+            ));
             true
         }
         Err(e) => {
-            eprintln!(
-                "overboot: verity-watch: {said}; cannot record it in {}/{}: {e}; not restarting (the next boot would read the same block), the system runs on as with overboot.verity-error=eio",
-                bootext.display(),
-                corrupted::PATH
-            );
+            say(&format!(
+                "{said}; cannot record it in {at}: {e}; not restarting (the next boot would read the same block), the system runs on as with overboot.verity-error=eio"
+            ));
             false
         }
     }
 }
 
+/// What the watcher did, on stderr (the journal) and in the kernel log: a message
+/// written just before a restart reaches the console and the next boot's
+/// `journalctl -b -1` only from there.
+fn say(msg: &str) {
+    let line = format!("overboot: verity-watch: {msg}");
+    eprintln!("{line}");
+    // Error level (3): on the console even with `quiet`.
+    let _ = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/kmsg")
+        .and_then(|mut k| std::io::Write::write_all(&mut k, format!("<3>{line}\n").as_bytes()));
+}
+
 /// `overboot.verity-error`, once the corruption is recorded.
 fn act(on: OnError) {
-    let failed = |what: &str, e: String| {
-        eprintln!("overboot: verity-watch: cannot {what}: {e}; the system runs on");
-    };
+    let failed = |what: &str, e: String| say(&format!("cannot {what}: {e}; the system runs on"));
     match on {
-        OnError::Eio => {
-            eprintln!("overboot: verity-watch: overboot.verity-error=eio: the system runs on");
-        }
+        OnError::Eio => say("overboot.verity-error=eio: the system runs on"),
         OnError::Restart => {
-            eprintln!("overboot: verity-watch: overboot.verity-error=restart: restarting");
+            say("overboot.verity-error=restart: restarting");
             rustix::fs::sync();
             if let Err(e) = rustix::system::reboot(rustix::system::RebootCommand::Restart) {
                 failed("restart", crate::sys::errno_text(e));
             }
         }
         OnError::Panic => {
-            eprintln!("overboot: verity-watch: overboot.verity-error=panic: panicking the kernel");
+            say("overboot.verity-error=panic: panicking the kernel");
             rustix::fs::sync();
             if let Err(e) = std::fs::write("/proc/sysrq-trigger", "c") {
                 failed("panic the kernel (/proc/sysrq-trigger)", e.to_string());
