@@ -77,25 +77,10 @@ pub fn status_line(bootext: &Path) -> Option<String> {
     ))
 }
 
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC` (proleptic Gregorian
-/// calendar, counted in 400-year eras of 146,097 days from 0000-03-01).
+/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC`: the one calendar conversion,
+/// shared with netboot's certificate-time messages.
 fn utc(secs: u64) -> String {
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let z = days + 719_468; // days from 0000-03-01 to 1970-01-01
-    let era = z / 146_097;
-    let doe = z % 146_097; // day of the era
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // year of the era
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // day of the year, from March
-    let mp = (5 * doy + 2) / 153; // month, March = 0
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
+    crate::net::tls::utc_text(secs)
 }
 
 #[cfg(test)]
