@@ -53,18 +53,37 @@ pub fn guid_text(b: &[u8]) -> Option<String> {
     super::fs::uuid_text(&order)
 }
 
-/// CRC-32 (IEEE, reflected), as GPT uses it.
+/// CRC-32 (IEEE, reflected), as GPT uses it: four bits a step from a 16-entry
+/// table (64 bytes), a quarter of the steps of the bit-by-bit loop for a 16 KiB
+/// entry array, without the 1 KiB of a byte table in PID 1.
 pub fn crc32(data: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xedb8_8320 & mask);
-        }
-    }
-    !crc
+    let step =
+        |crc: u32, nibble: u8| (crc >> 4) ^ CRC32_NIBBLES[usize::from((crc as u8 ^ nibble) & 0xf)];
+    !data
+        .iter()
+        .fold(!0u32, |crc, &byte| step(step(crc, byte), byte >> 4))
 }
+
+/// `CRC32_NIBBLES[n]`: the CRC-32 remainder of the four bits `n`.
+const CRC32_NIBBLES: [u32; 16] = {
+    let mut table = [0u32; 16];
+    let mut n = 0;
+    while n < 16 {
+        let mut crc = n as u32;
+        let mut bit = 0;
+        while bit < 4 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+            bit += 1;
+        }
+        table[n] = crc;
+        n += 1;
+    }
+    table
+};
 
 fn parse_gpt(disk: &(impl ReadAt + ?Sized), sector: u64) -> Option<PartTable> {
     let hdr = read_exact(disk, sector, 512)?;
@@ -211,6 +230,8 @@ mod tests {
     fn crc32_known_value() {
         assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
         assert_eq!(crc32(b""), 0);
+        assert_eq!(crc32(&[0u8; 32]), 0x190a_55ad);
+        assert_eq!(crc32(&[0xffu8; 32]), 0xff6c_ab0b);
     }
 
     #[test]
