@@ -12,6 +12,9 @@ pub fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
     }
     known
         .iter()
+        // The distance is at least the difference in length: most words are
+        // ruled out without computing it.
+        .filter(|k| word.len().abs_diff(k.len()) <= k.len().div_ceil(3))
         .map(|k| (distance(word.as_bytes(), k.as_bytes()), *k))
         .filter(|(d, k)| *d <= k.len().div_ceil(3))
         .min_by_key(|(d, _)| *d)
