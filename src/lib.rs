@@ -10,6 +10,7 @@ pub mod apps;
 pub mod assemble;
 pub mod boot;
 pub mod bootext;
+pub mod calendar;
 pub mod chunks;
 pub mod cmdline;
 pub mod command;

@@ -12,11 +12,16 @@ pub fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
     }
     known
         .iter()
-        // The distance is at least the difference in length: most words are
-        // ruled out without computing it.
-        .filter(|k| word.len().abs_diff(k.len()) <= k.len().div_ceil(3))
-        .map(|k| (distance(word.as_bytes(), k.as_bytes()), *k))
-        .filter(|(d, k)| *d <= k.len().div_ceil(3))
+        .filter_map(|k| {
+            let near = k.len().div_ceil(3);
+            // The distance is at least the difference in length: most words are
+            // ruled out without computing it.
+            if word.len().abs_diff(k.len()) > near {
+                return None;
+            }
+            let d = distance(word.as_bytes(), k.as_bytes());
+            (d <= near).then_some((d, *k))
+        })
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
 }

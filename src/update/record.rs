@@ -72,28 +72,7 @@ pub fn status_line(bootext: &Path) -> Option<String> {
     Some(format!(
         "Last update: {} (at {}, from {})",
         r.summary(),
-        utc(r.when),
+        crate::calendar::utc_text(r.when),
         r.url
     ))
-}
-
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS UTC`: the one calendar conversion,
-/// shared with netboot's certificate-time messages.
-fn utc(secs: u64) -> String {
-    crate::net::tls::utc_text(secs)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_dates() {
-        for (secs, want) in [
-            (0, "1970-01-01 00:00:00"),
-            (951_782_400, "2000-02-29 00:00:00"),
-            (1_796_280_000, "2026-12-03 06:40:00"),
-            (4_102_444_799, "2099-12-31 23:59:59"),
-        ] {
-            assert_eq!(super::utc(secs), format!("{want} UTC"));
-        }
-    }
 }
