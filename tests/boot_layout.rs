@@ -239,7 +239,7 @@ fn debugfs(disk: &Path, n: usize, part: &Path, cmd: &str) -> String {
         .arg(format!("if={}", disk.display()))
         .arg(format!("of={}", part.display()))
         .arg(format!("skip={at}"))
-        .args(["bs=1M", "iflag=skip_bytes", "status=none"]));
+        .args(["bs=1M", "iflag=skip_bytes", "conv=sparse", "status=none"]));
     run(Command::new("debugfs").arg("-R").arg(cmd).arg(part))
 }
 

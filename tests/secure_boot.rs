@@ -238,7 +238,7 @@ fn signed_images_boot_the_whole_appliance_locked_down_and_recovery_keeps_its_ker
         .arg(format!("if={}", disk.display()))
         .arg(format!("of={}", part.display()))
         .arg(format!("skip={}", partition_offset(&disk, 2)))
-        .args(["bs=1M", "iflag=skip_bytes", "status=none"]));
+        .args(["bs=1M", "iflag=skip_bytes", "conv=sparse", "status=none"]));
     let ls = run(Command::new("debugfs")
         .args(["-R", "ls -l /SecureBoot"])
         .arg(&part));

@@ -102,7 +102,7 @@ if [ "$vfat" = 1 ]; then
         if ! msg=$(echo 'start=2048, size=131072, type=c' | sfdisk -q "$outimg" 2>&1); then
             echo "build-bootext: sfdisk failed: $msg" >&2; exit 1
         fi
-        dd if="$fat" of="$outimg" bs=1M seek=1 conv=notrunc status=none
+        dd if="$fat" of="$outimg" bs=1M seek=1 conv=notrunc,sparse status=none
     else
         mv "$fat" "$outimg"
     fi
@@ -136,7 +136,7 @@ if [ "$gpt" = 1 ]; then
     if ! msg=$(sgdisk "$@" "$outimg" 2>&1); then
         echo "build-bootext: sgdisk failed: $msg" >&2; exit 1
     fi
-    dd if="$fs" of="$outimg" bs=1M seek=1 conv=notrunc status=none
+    dd if="$fs" of="$outimg" bs=1M seek=1 conv=notrunc,sparse status=none
     pu=$(sgdisk -i 1 "$outimg" | sed -n 's/^Partition unique GUID: *//p' | tr 'A-F' 'a-f')
     echo "LABEL=$label"
     echo "UUID=$fsuuid"
