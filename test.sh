@@ -12,7 +12,7 @@ export CARGO_INCREMENTAL
 # Disk is what CI machines run short of: say what there was, and what the run used.
 disk() { echo "test.sh: $1: $(df -h --output=avail . | tail -1 | tr -d ' ') free here, $(df -h --output=avail "${TMPDIR:-/tmp}" | tail -1 | tr -d ' ') in ${TMPDIR:-/tmp}"; }
 disk "at the start"
-trap 'disk "at the end (target/ $(du -sh target | cut -f1), work/ $(du -sh work 2>/dev/null | cut -f1))"' EXIT
+trap 'disk "at the end (target/ $(du -sh target 2>/dev/null | cut -f1), work/ $(du -sh work 2>/dev/null | cut -f1))"' EXIT
 [ "${OVERBOOT_NO_INSTALL:-}" = 1 ] || .ci/install
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings

@@ -10,7 +10,7 @@
 
 mod e2e_common;
 
-use e2e_common::{Firmware, run};
+use e2e_common::{Firmware, debugfs, run};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
@@ -231,17 +231,6 @@ impl Drop for Stage {
 }
 
 const NOBODY: u32 = 65534;
-
-/// `debugfs -R CMD` on partition `n` of `disk` (taken out into `part`).
-fn debugfs(disk: &Path, n: usize, part: &Path, cmd: &str) -> String {
-    let at = e2e_common::partition_offset(disk, n);
-    run(Command::new("dd")
-        .arg(format!("if={}", disk.display()))
-        .arg(format!("of={}", part.display()))
-        .arg(format!("skip={at}"))
-        .args(["bs=1M", "iflag=skip_bytes", "conv=sparse", "status=none"]));
-    run(Command::new("debugfs").arg("-R").arg(cmd).arg(part))
-}
 
 /// mkbootext as `nobody` with `stage`'s copies of the fixture; returns the disk.
 fn make_disk(stage: &Stage, name: &str, args: &[&str]) -> (PathBuf, String) {

@@ -20,7 +20,7 @@
 
 mod e2e_common;
 
-use e2e_common::{Boot, Firmware, partition_offset, run};
+use e2e_common::{Boot, Firmware, debugfs, partition_offset, run};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -233,15 +233,7 @@ fn signed_images_boot_the_whole_appliance_locked_down_and_recovery_keeps_its_ker
     boot.assert_has("OVERBOOT-E2E: done");
 
     // The private key never went to BootExt; the certificate did, PEM and DER.
-    let part = dir.join("bootext.img");
-    run(Command::new("dd")
-        .arg(format!("if={}", disk.display()))
-        .arg(format!("of={}", part.display()))
-        .arg(format!("skip={}", partition_offset(&disk, 2)))
-        .args(["bs=1M", "iflag=skip_bytes", "conv=sparse", "status=none"]));
-    let ls = run(Command::new("debugfs")
-        .args(["-R", "ls -l /SecureBoot"])
-        .arg(&part));
+    let ls = debugfs(&disk, 2, &dir.join("bootext.img"), "ls -l /SecureBoot");
     assert!(ls.contains("db.crt") && ls.contains("db.cer"), "{ls}");
     assert!(!ls.contains(".key"), "{ls}");
 }

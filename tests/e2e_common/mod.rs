@@ -309,3 +309,14 @@ pub fn partition_offset(disk: &Path, n: usize) -> u64 {
         .unwrap_or_else(|| panic!("{disk:?} has no partition {n}:\n{json}"))
         * 512
 }
+
+/// `debugfs -R CMD` on partition `n` (from 1) of `disk`, taken out into `part`
+/// (sparse: a partition is mostly holes).
+pub fn debugfs(disk: &Path, n: usize, part: &Path, cmd: &str) -> String {
+    run(Command::new("dd")
+        .arg(format!("if={}", disk.display()))
+        .arg(format!("of={}", part.display()))
+        .arg(format!("skip={}", partition_offset(disk, n)))
+        .args(["bs=1M", "iflag=skip_bytes", "conv=sparse", "status=none"]));
+    run(Command::new("debugfs").arg("-R").arg(cmd).arg(part))
+}
